@@ -1,0 +1,1 @@
+"""Alembic migrations: the only way WTB's schema is created (SQLite and PostgreSQL)."""

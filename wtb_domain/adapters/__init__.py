@@ -1,0 +1,1 @@
+"""Adapters implementing :mod:`wtb_domain.ports`: in-memory and SQLAlchemy."""

@@ -1,0 +1,158 @@
+"""In-memory adapters: a shared store plus units of work that stage writes until commit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Self
+
+from wtb_domain.errors import NotFoundError
+from wtb_domain.model import AuditEntry, Checkpoint, Execution, Status
+
+
+class MemoryStore:
+    """Committed data shared by every unit of work created from it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.executions: dict[str, Execution] = {}
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.by_execution: dict[str, list[str]] = {}
+        self.blobs: dict[str, str] = {}
+        self.audit: list[AuditEntry] = []
+
+    def unit_of_work(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+
+class _Staged:
+    def __init__(self) -> None:
+        self.executions: dict[str, Execution] = {}
+        self.checkpoints: list[tuple[Checkpoint, dict[str, str]]] = []
+        self.audit: list[AuditEntry] = []
+
+
+def _copy_execution(execution: Execution) -> Execution:
+    clone = copy.deepcopy(replace(execution, events=[]))
+    return clone
+
+
+class MemoryExecutions:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add(self, execution: Execution) -> None:
+        self._staged.executions[execution.id] = _copy_execution(execution)
+
+    def update(self, execution: Execution) -> None:
+        self.get(execution.id)
+        self._staged.executions[execution.id] = _copy_execution(execution)
+
+    def get(self, execution_id: str) -> Execution:
+        found = self._staged.executions.get(execution_id) or self._store.executions.get(
+            execution_id
+        )
+        if found is None:
+            raise NotFoundError(f"no execution {execution_id!r}")
+        return _copy_execution(found)
+
+    def list(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
+        merged = {**self._store.executions, **self._staged.executions}
+        rows = [e for e in merged.values() if status is None or e.status == status]
+        rows.sort(key=lambda e: e.id, reverse=True)
+        return [_copy_execution(e) for e in rows[:limit]]
+
+
+class MemoryCheckpoints:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add(self, checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> None:
+        self._staged.checkpoints.append((replace(checkpoint, state=None), dict(new_blobs)))
+
+    def _find(self, checkpoint_id: str) -> Checkpoint:
+        for cp, _ in self._staged.checkpoints:
+            if cp.id == checkpoint_id:
+                return cp
+        try:
+            return self._store.checkpoints[checkpoint_id]
+        except KeyError:
+            raise NotFoundError(f"no checkpoint {checkpoint_id!r}") from None
+
+    def get(self, checkpoint_id: str) -> Checkpoint:
+        cp = self._find(checkpoint_id)
+        values = self.load_values(list(cp.manifest.values()))
+        return replace(cp, state={k: values[h] for k, h in cp.manifest.items()})
+
+    def history(self, execution_id: str) -> list[Checkpoint]:
+        ids = list(self._store.by_execution.get(execution_id, []))
+        staged = [cp for cp, _ in self._staged.checkpoints if cp.execution_id == execution_id]
+        return [self._store.checkpoints[i] for i in ids] + staged
+
+    def load_values(self, hashes: Sequence[str]) -> dict[str, Any]:
+        staged_blobs: dict[str, str] = {}
+        for _, blobs in self._staged.checkpoints:
+            staged_blobs.update(blobs)
+        out: dict[str, Any] = {}
+        for h in hashes:
+            text = staged_blobs.get(h) or self._store.blobs.get(h)
+            if text is None:
+                raise NotFoundError(f"state value {h} is missing from the store")
+            out[h] = json.loads(text)
+        return out
+
+
+class MemoryAudit:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add(self, entry: AuditEntry) -> None:
+        self._staged.audit.append(entry)
+
+    def list(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        rows = self._store.audit + self._staged.audit
+        if execution_id is not None:
+            rows = [r for r in rows if r.execution_id == execution_id]
+        return rows[-limit:]
+
+
+class MemoryUnitOfWork:
+    """Stages writes; :meth:`commit` applies them atomically to the shared store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._staged = _Staged()
+        self.executions = MemoryExecutions(store, self._staged)
+        self.checkpoints = MemoryCheckpoints(store, self._staged)
+        self.audit = MemoryAudit(store, self._staged)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        staged, store = self._staged, self._store
+        with store.lock:
+            store.executions.update(staged.executions)
+            for cp, blobs in staged.checkpoints:
+                store.blobs.update(blobs)
+                store.checkpoints[cp.id] = cp
+                store.by_execution.setdefault(cp.execution_id, []).append(cp.id)
+            store.audit.extend(staged.audit)
+        self.rollback()
+
+    def rollback(self) -> None:
+        self._staged.executions.clear()
+        self._staged.checkpoints.clear()
+        self._staged.audit.clear()

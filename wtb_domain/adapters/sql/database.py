@@ -1,0 +1,127 @@
+"""Engine creation (once per process and URL), SQLite pragmas, and migrations on first use."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from wtb_domain.errors import StoreError
+
+DEFAULT_DIR = ".wtb"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_database_url() -> str:
+    """``WTB_DATABASE_URL`` if set, else a SQLite file under ``./.wtb/``."""
+    url = os.environ.get("WTB_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{Path(DEFAULT_DIR) / 'wtb.db'}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Autocommit at the driver so SQLAlchemy's "begin" event decides how transactions start.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock up front: a deferred transaction that later writes can fail with
+    # SQLITE_BUSY without waiting when another thread/process writes at the same time.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One SQLAlchemy engine and session factory for a URL. Create it once per process."""
+
+    def __init__(self, url: str | None = None, *, pool_size: int = 10, migrate: bool = True):
+        self.url = url or default_database_url()
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError as exc:
+            raise StoreError(
+                f"WTB_DATABASE_URL {self.url!r} is not a database URL ({exc}); "
+                "use e.g. sqlite:///path/wtb.db or postgresql+psycopg://user@host/db"
+            ) from None
+        self.dialect = parsed.get_backend_name()
+        self.engine = self._create_engine(parsed, pool_size)
+        self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.upgrade()
+
+    def _create_engine(self, parsed: Any, pool_size: int) -> Engine:
+        if self.dialect == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+            return engine
+        # prepare_threshold=None: no server-side prepared statements, so PgBouncer in
+        # transaction-pooling mode works.
+        connect_args = {"prepare_threshold": None} if parsed.drivername.endswith("psycopg") else {}
+        return create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to ``revision`` (a no-op when already there)."""
+        from wtb_domain.adapters.sql.migrate import upgrade
+
+        if revision == "head" and self.at_head():
+            return
+        try:
+            upgrade(self.engine, revision)
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate database {self.safe_url}: {exc.orig}") from exc
+
+    def at_head(self) -> bool:
+        from wtb_domain.adapters.sql.migrate import head_revision
+
+        try:
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table("alembic_version"):
+                    return False
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError as exc:
+            raise StoreError(f"cannot reach database {self.safe_url}: {exc.orig}") from exc
+        return current == head_revision()
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_lock = threading.Lock()
+_databases: dict[str, Database] = {}
+
+
+def database_for(url: str | None = None) -> Database:
+    """The process-wide Database for ``url`` (created and migrated on first use)."""
+    key = url or default_database_url()
+    with _lock:
+        db = _databases.get(key)
+        if db is None:
+            db = _databases[key] = Database(key)
+        return db

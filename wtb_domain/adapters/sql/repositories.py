@@ -1,0 +1,232 @@
+"""SQLAlchemy repositories: Core statements on the ORM tables inside the unit of work's session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from wtb_domain.adapters.sql.tables import AuditRow, BlobRow, CheckpointRow, ExecutionRow
+from wtb_domain.errors import NotFoundError
+from wtb_domain.model import AuditEntry, Checkpoint, Execution, Source, Status
+from wtb_domain.state import decode_value
+
+EXECUTIONS = ExecutionRow.__table__
+CHECKPOINTS = CheckpointRow.__table__
+BLOBS = BlobRow.__table__
+AUDIT = AuditRow.__table__
+IN_CHUNK = 500
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything WTB stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _execution_values(e: Execution) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "workflow_name": e.workflow_name,
+        "workflow_hash": e.workflow_hash,
+        "workflow_ref": e.workflow_ref,
+        "status": e.status.value,
+        "variants": e.variants,
+        "breakpoints": {"before": e.break_before, "after": e.break_after},
+        "head_checkpoint_id": e.head_checkpoint_id,
+        "paused_at": e.paused_at,
+        "input": e.input,
+        "parent_execution_id": e.parent_execution_id,
+        "forked_from_checkpoint_id": e.forked_from_checkpoint_id,
+        "error_type": e.error_type,
+        "error_message": e.error_message,
+        "error_traceback": e.error_traceback,
+        "metrics": e.metrics,
+        "labels": e.labels,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+    }
+
+
+def _execution_from(row: Any) -> Execution:
+    bp = row.breakpoints or {}
+    return Execution(
+        id=row.id,
+        workflow_name=row.workflow_name,
+        workflow_hash=row.workflow_hash,
+        workflow_ref=row.workflow_ref,
+        status=Status(row.status),
+        variants=dict(row.variants or {}),
+        break_before=list(bp.get("before", [])),
+        break_after=list(bp.get("after", [])),
+        head_checkpoint_id=row.head_checkpoint_id,
+        paused_at=row.paused_at,
+        input=dict(row.input or {}),
+        parent_execution_id=row.parent_execution_id,
+        forked_from_checkpoint_id=row.forked_from_checkpoint_id,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        error_traceback=row.error_traceback,
+        metrics=dict(row.metrics or {}),
+        labels=dict(row.labels or {}),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
+    )
+
+
+class SqlExecutions:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, execution: Execution) -> None:
+        self._s.execute(insert(EXECUTIONS), [_execution_values(execution)])
+
+    def update(self, execution: Execution) -> None:
+        values = _execution_values(execution)
+        del values["id"], values["created_at"]
+        result = self._s.execute(
+            update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(**values)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError(f"no execution {execution.id!r}")
+
+    def get(self, execution_id: str) -> Execution:
+        row = self._s.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).first()
+        if row is None:
+            raise NotFoundError(f"no execution {execution_id!r}")
+        return _execution_from(row)
+
+    def list(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
+        stmt = select(EXECUTIONS).order_by(EXECUTIONS.c.id.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(EXECUTIONS.c.status == status.value)
+        return [_execution_from(r) for r in self._s.execute(stmt)]
+
+
+def _checkpoint_from(row: Any) -> Checkpoint:
+    return Checkpoint(
+        id=row.id,
+        execution_id=row.execution_id,
+        parent_id=row.parent_id,
+        step=row.step,
+        node=row.node,
+        variant=row.variant,
+        source=Source(row.source),
+        manifest=dict(row.manifest),
+        metadata=dict(row._mapping["metadata"]),
+        created_at=aware(row.created_at),
+    )
+
+
+class SqlCheckpoints:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+        dialect = session.get_bind().dialect.name
+        self._insert_blobs = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            BLOBS
+        ).on_conflict_do_nothing(index_elements=["hash"])
+
+    def add(self, checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> None:
+        self.add_many([(checkpoint, new_blobs)])
+
+    def add_many(self, items: Sequence[tuple[Checkpoint, Mapping[str, str]]]) -> None:
+        """Insert checkpoints and their new values in two executemany statements."""
+        blobs: dict[str, str] = {}
+        for _, b in items:
+            blobs.update(b)
+        if blobs:
+            self._s.execute(
+                self._insert_blobs,
+                [{"hash": h, "data": d, "size": len(d)} for h, d in blobs.items()],
+            )
+        self._s.execute(
+            insert(CHECKPOINTS),
+            [
+                {
+                    "id": cp.id,
+                    "execution_id": cp.execution_id,
+                    "parent_id": cp.parent_id,
+                    "step": cp.step,
+                    "node": cp.node,
+                    "variant": cp.variant,
+                    "source": cp.source.value,
+                    "manifest": cp.manifest,
+                    "metadata": cp.metadata,
+                    "created_at": cp.created_at,
+                }
+                for cp, _ in items
+            ],
+        )
+
+    def get(self, checkpoint_id: str) -> Checkpoint:
+        row = self._s.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.id == checkpoint_id)).first()
+        if row is None:
+            raise NotFoundError(f"no checkpoint {checkpoint_id!r}")
+        cp = _checkpoint_from(row)
+        values = self.load_values(list(cp.manifest.values()))
+        return replace(cp, state={k: values[h] for k, h in cp.manifest.items()})
+
+    def history(self, execution_id: str) -> list[Checkpoint]:
+        stmt = (
+            select(CHECKPOINTS)
+            .where(CHECKPOINTS.c.execution_id == execution_id)
+            .order_by(CHECKPOINTS.c.id)
+        )
+        return [_checkpoint_from(r) for r in self._s.execute(stmt)]
+
+    def load_values(self, hashes: Sequence[str]) -> dict[str, Any]:
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, Any] = {}
+        for i in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[i : i + IN_CHUNK]
+            rows = self._s.execute(
+                select(BLOBS.c.hash, BLOBS.c.data).where(BLOBS.c.hash.in_(chunk))
+            )
+            out.update({h: decode_value(d) for h, d in rows})
+        missing = [h for h in wanted if h not in out]
+        if missing:
+            raise NotFoundError(f"state values missing from the store: {missing[:3]}")
+        return out
+
+
+class SqlAudit:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, entry: AuditEntry) -> None:
+        self._s.execute(
+            insert(AUDIT),
+            [
+                {
+                    "execution_id": entry.execution_id,
+                    "event_type": entry.event_type,
+                    "severity": entry.severity,
+                    "message": entry.message,
+                    "data": entry.data,
+                    "created_at": entry.created_at,
+                }
+            ],
+        )
+
+    def list(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        stmt = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
+        if execution_id is not None:
+            stmt = stmt.where(AUDIT.c.execution_id == execution_id)
+        rows = list(self._s.execute(stmt))
+        rows.reverse()
+        return [
+            AuditEntry(
+                id=r.id,
+                execution_id=r.execution_id,
+                event_type=r.event_type,
+                severity=r.severity,
+                message=r.message,
+                data=dict(r.data or {}),
+                created_at=aware(r.created_at),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,53 @@
+"""Composition root: builds the store, the message bus and the controller once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wtb_domain.adapters.memory import MemoryStore
+from wtb_domain.adapters.sql.database import Database, database_for
+from wtb_domain.adapters.sql.uow import SqlUnitOfWork
+from wtb_domain.audit import AuditTrail
+from wtb_domain.controller import ExecutionController
+from wtb_domain.events import Event, MessageBus
+from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
+
+
+@dataclass
+class App:
+    """What a process needs: a unit-of-work factory, the bus and the controller."""
+
+    uow: UnitOfWorkFactory
+    bus: MessageBus
+    controller: ExecutionController
+    database: Database | None = None
+
+
+def build_bus(uow: UnitOfWorkFactory, audit: bool = True) -> MessageBus:
+    bus = MessageBus()
+    if audit:
+        bus.subscribe(Event, AuditTrail(uow))
+    return bus
+
+
+def _assemble(uow: UnitOfWorkFactory, audit: bool, database: Database | None) -> App:
+    bus = build_bus(uow, audit)
+    return App(uow, bus, ExecutionController(uow, bus), database)
+
+
+def sql_app(url: str | None = None, *, audit: bool = True) -> App:
+    """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated."""
+    db = database_for(url)
+
+    def uow() -> UnitOfWork:
+        return SqlUnitOfWork(db.sessions)
+
+    return _assemble(uow, audit, db)
+
+
+def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:
+    """An App over an in-memory store (tests, notebooks)."""
+    mem = store or MemoryStore()
+    factory: Callable[[], UnitOfWork] = mem.unit_of_work
+    return _assemble(factory, audit, None)

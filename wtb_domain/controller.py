@@ -1,0 +1,320 @@
+"""ExecutionController: run, pause at breakpoints, resume, step, roll back, fork, replay, diff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from wtb_domain.engine import Engine, Mode
+from wtb_domain.errors import ExecutionError, WorkflowError
+from wtb_domain.events import (
+    ExecutionForked,
+    ExecutionResumed,
+    ExecutionRolledBack,
+    ExecutionStarted,
+    MessageBus,
+)
+from wtb_domain.ids import new_id
+from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
+from wtb_domain.ports import UnitOfWorkFactory
+from wtb_domain.state import StateDiff, diff_states, encode_update
+from wtb_domain.workflow import Workflow, load_workflow
+
+WorkflowLike = Workflow | str
+
+
+class ExecutionController:
+    """The time-travel API over one store. Every operation returns the resulting Execution."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, bus: MessageBus | None = None) -> None:
+        self._uow = uow_factory
+        self._bus = bus or MessageBus()
+        self._engine = Engine(uow_factory)
+
+    def run(
+        self,
+        workflow: WorkflowLike,
+        input: Mapping[str, Any],
+        *,
+        variants: Mapping[str, str] | None = None,
+        break_before: Iterable[str] = (),
+        break_after: Iterable[str] = (),
+        execution_id: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Execution:
+        """Start an execution from ``input`` and run it until END, a breakpoint or a failure."""
+        wf = self._workflow(workflow)
+        execution = self.create(
+            wf,
+            input,
+            variants=variants,
+            break_before=break_before,
+            break_after=break_after,
+            execution_id=execution_id,
+            labels=labels,
+        )
+        return self._advance(wf, execution, Mode.RUN)
+
+    def create(
+        self,
+        workflow: WorkflowLike,
+        input: Mapping[str, Any],
+        *,
+        variants: Mapping[str, str] | None = None,
+        break_before: Iterable[str] = (),
+        break_after: Iterable[str] = (),
+        execution_id: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Execution:
+        """Store a new execution and its input checkpoint without running any node."""
+        wf = self._workflow(workflow)
+        if not isinstance(input, Mapping):
+            raise WorkflowError(f"input must be a JSON object (dict), got {type(input).__name__}")
+        selection = dict(variants or {})
+        wf.check_variants(selection)
+        before, after = list(break_before), list(break_after)
+        for name in (*before, *after):
+            wf.node(name)
+        execution = Execution(
+            id=execution_id or new_id(),
+            workflow_name=wf.name,
+            workflow_hash=wf.structural_hash,
+            workflow_ref=getattr(wf, "ref", None),
+            variants=selection,
+            break_before=before,
+            break_after=after,
+            input=dict(input),
+            labels=dict(labels or {}),
+        )
+        encoded = encode_update({}, input, node=None)
+        cp = self._new_checkpoint(execution.id, None, 0, None, None, Source.INPUT, encoded.manifest)
+        execution.head_checkpoint_id = cp.id
+        execution.events.append(ExecutionStarted(execution.id, wf.name, selection))
+        with self._uow() as uow:
+            uow.executions.add(execution)
+            uow.checkpoints.add(cp, encoded.new_blobs)
+            uow.commit()
+        self._bus.publish(execution.pop_events())
+        return execution
+
+    def resume(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
+        """Continue a paused (or interrupted) execution from its head checkpoint."""
+        execution = self.get(execution_id)
+        self._require_resumable(execution)
+        wf = self._workflow_for(execution, workflow)
+        execution.events.append(ExecutionResumed(execution.id, execution.head_checkpoint_id))
+        skip = bool(execution.paused_at and execution.paused_at.startswith("before:"))
+        return self._advance(wf, execution, Mode.RUN, skip_break_before=skip)
+
+    def step(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
+        """Run exactly one node of a paused execution, then pause again."""
+        execution = self.get(execution_id)
+        self._require_resumable(execution)
+        wf = self._workflow_for(execution, workflow)
+        return self._advance(wf, execution, Mode.STEP, skip_break_before=True)
+
+    def rollback(self, checkpoint_id: str) -> Execution:
+        """Move the execution's head back to ``checkpoint_id``; later checkpoints stay as history."""
+        with self._uow() as uow:
+            cp = uow.checkpoints.get(checkpoint_id)
+            execution = uow.executions.get(cp.execution_id)
+            execution.head_checkpoint_id = cp.id
+            execution.status = Status.PAUSED
+            execution.paused_at = f"rollback:{cp.step}"
+            execution.error_type = execution.error_message = execution.error_traceback = None
+            execution.updated_at = utcnow()
+            execution.events.append(ExecutionRolledBack(execution.id, cp.id))
+            uow.executions.update(execution)
+            uow.commit()
+        self._bus.publish(execution.pop_events())
+        return execution
+
+    def fork(
+        self,
+        checkpoint_id: str,
+        state_patch: Mapping[str, Any] | None = None,
+        variant_overrides: Mapping[str, str] | None = None,
+        *,
+        workflow: WorkflowLike | None = None,
+        run: bool = True,
+        break_before: Iterable[str] = (),
+        break_after: Iterable[str] = (),
+        execution_id: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Execution:
+        """Start a new execution from ``checkpoint_id`` with an edited state and/or variants.
+
+        The fork's first checkpoint has the original as parent (``source=fork``); the routing
+        after it is recomputed from the patched state. With ``run=False`` the fork stays paused.
+        """
+        with self._uow() as uow:
+            source = uow.checkpoints.get(checkpoint_id)
+            parent = uow.executions.get(source.execution_id)
+        wf = self._workflow_for(parent, workflow)
+        overrides = dict(variant_overrides or {})
+        wf.check_variants(overrides)
+        patch = dict(state_patch or {})
+        encoded = encode_update(source.manifest, patch, node=None)
+        execution = Execution(
+            id=execution_id or new_id(),
+            workflow_name=parent.workflow_name,
+            workflow_hash=wf.structural_hash,
+            workflow_ref=parent.workflow_ref,
+            status=Status.PAUSED,
+            variants={**parent.variants, **overrides},
+            break_before=list(break_before),
+            break_after=list(break_after),
+            paused_at=f"fork:{source.step}",
+            input=parent.input,
+            parent_execution_id=parent.id,
+            forked_from_checkpoint_id=source.id,
+            labels=dict(labels or parent.labels),
+        )
+        execution.add_metrics(self._lineage_metrics(source))
+        cp = self._new_checkpoint(
+            execution.id,
+            source.id,
+            source.step,
+            source.node,
+            source.variant,
+            Source.FORK,
+            encoded.manifest,
+            {"forked_from": source.id, "patched": encoded.changed_keys},
+        )
+        execution.head_checkpoint_id = cp.id
+        execution.events.append(
+            ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
+        )
+        with self._uow() as uow:
+            uow.executions.add(execution)
+            uow.checkpoints.add(cp, encoded.new_blobs)
+            uow.commit()
+        self._bus.publish(execution.pop_events())
+        if not run:
+            return execution
+        return self._advance(wf, execution, Mode.RUN)
+
+    def replay(
+        self,
+        checkpoint_id: str,
+        node: str,
+        variant: str,
+        *,
+        workflow: WorkflowLike | None = None,
+    ) -> Execution:
+        """Rerun ``node`` with another variant from ``checkpoint_id`` (NodeReplacer).
+
+        ``checkpoint_id`` may be the checkpoint before the node or the one the node wrote (then
+        its parent is used). Returns the new, forked execution run to its end.
+        """
+        with self._uow() as uow:
+            cp = uow.checkpoints.get(checkpoint_id)
+        if cp.node == node and cp.parent_id is not None:
+            checkpoint_id = cp.parent_id
+        with self._uow() as uow:
+            parent = uow.executions.get(cp.execution_id)
+        wf = self._workflow_for(parent, workflow)
+        wf.node(node).variant(variant)
+        return self.fork(checkpoint_id, variant_overrides={node: variant}, workflow=wf)
+
+    def get(self, execution_id: str) -> Execution:
+        with self._uow() as uow:
+            return uow.executions.get(execution_id)
+
+    def checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        with self._uow() as uow:
+            return uow.checkpoints.get(checkpoint_id)
+
+    def state(self, execution_id: str) -> dict[str, Any]:
+        """The state at the execution's head."""
+        execution = self.get(execution_id)
+        if execution.head_checkpoint_id is None:
+            return {}
+        state = self.checkpoint(execution.head_checkpoint_id).state
+        return dict(state or {})
+
+    def history(self, execution_id: str) -> list[Checkpoint]:
+        """Every checkpoint of the execution in creation order (states not loaded)."""
+        with self._uow() as uow:
+            uow.executions.get(execution_id)
+            return uow.checkpoints.history(execution_id)
+
+    def diff(self, checkpoint_a: str, checkpoint_b: str) -> StateDiff:
+        """Key-by-key difference from checkpoint A's state to checkpoint B's."""
+        with self._uow() as uow:
+            a = uow.checkpoints.get(checkpoint_a)
+            b = uow.checkpoints.get(checkpoint_b)
+        return diff_states(a.state or {}, b.state or {})
+
+    def _advance(
+        self, wf: Workflow, execution: Execution, mode: Mode, *, skip_break_before: bool = False
+    ) -> Execution:
+        try:
+            return self._engine.advance(wf, execution, mode, skip_break_before=skip_break_before)
+        finally:
+            self._bus.publish(execution.pop_events())
+
+    def _lineage_metrics(self, source: Checkpoint) -> dict[str, float]:
+        """Metrics recorded along the checkpoint chain up to ``source`` (carried into forks)."""
+        totals: dict[str, float] = {}
+        with self._uow() as uow:
+            history = {cp.id: cp for cp in uow.checkpoints.history(source.execution_id)}
+        current: Checkpoint | None = source
+        while current is not None:
+            for name, value in current.metadata.get("metrics", {}).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+            current = history.get(current.parent_id) if current.parent_id else None
+        return totals
+
+    @staticmethod
+    def _new_checkpoint(
+        execution_id: str,
+        parent_id: str | None,
+        step: int,
+        node: str | None,
+        variant: str | None,
+        source: Source,
+        manifest: dict[str, str],
+        metadata: dict[str, Any] | None = None,
+    ) -> Checkpoint:
+        return Checkpoint(
+            id=new_id(),
+            execution_id=execution_id,
+            parent_id=parent_id,
+            step=step,
+            node=node,
+            variant=variant,
+            source=source,
+            manifest=manifest,
+            metadata=metadata or {},
+            created_at=utcnow(),
+        )
+
+    @staticmethod
+    def _require_resumable(execution: Execution) -> None:
+        if execution.status in (Status.COMPLETED, Status.CANCELLED):
+            raise ExecutionError(
+                f"execution {execution.id} is {execution.status.value}; fork or roll back to "
+                "continue from one of its checkpoints"
+            )
+
+    @staticmethod
+    def _workflow(workflow: WorkflowLike) -> Workflow:
+        return load_workflow(workflow) if isinstance(workflow, str) else workflow
+
+    def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:
+        if workflow is None:
+            if not execution.workflow_ref:
+                raise WorkflowError(
+                    f"execution {execution.id} was started from a Workflow object without an "
+                    "import reference; pass workflow=... (or start it with a 'module:attr' ref)"
+                )
+            workflow = execution.workflow_ref
+        wf = self._workflow(workflow)
+        if wf.structural_hash != execution.workflow_hash:
+            raise WorkflowError(
+                f"workflow {wf.name!r} changed since execution {execution.id} started "
+                f"(structure hash {wf.structural_hash} != {execution.workflow_hash}); "
+                "fork from a checkpoint with the new workflow's run instead"
+            )
+        return wf

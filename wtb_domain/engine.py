@@ -1,0 +1,217 @@
+"""The execution engine: runs nodes from an execution's head, writing a checkpoint after each."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from wtb_domain.errors import NodeError, StateError, WorkflowError
+from wtb_domain.events import (
+    Event,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionPaused,
+    NodeCompleted,
+)
+from wtb_domain.ids import new_id
+from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
+from wtb_domain.ports import UnitOfWorkFactory
+from wtb_domain.state import encode_update
+from wtb_domain.workflow import END, Node, NodeVariant, Workflow
+
+
+class Mode(Enum):
+    RUN = "run"
+    STEP = "step"
+
+
+@dataclass
+class RunContext:
+    """The ``ctx`` a node receives: its variant, parameters and a metric recorder."""
+
+    node: str
+    variant: str
+    params: Mapping[str, Any]
+    execution_id: str
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self, name: str, value: float) -> None:
+        """Add ``value`` to the metric ``name`` for this node run."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"metric {name!r} must be a number, got {type(value).__name__}")
+        self.metrics[name] = self.metrics.get(name, 0.0) + float(value)
+
+
+@dataclass
+class _Head:
+    checkpoint: Checkpoint
+    state: dict[str, Any]
+
+
+def _call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: RunContext) -> Any:
+    view = MappingProxyType(state)
+    if node.timeout_s is None:
+        return variant.fn(view, ctx)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = variant.fn(view, ctx)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"wtb-node-{node.name}", daemon=True)
+    worker.start()
+    worker.join(node.timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"node {node.name!r} exceeded its timeout of {node.timeout_s} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+class Engine:
+    """Advances executions. Every node's result is committed before the next node starts."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow = uow_factory
+
+    def load_head(self, execution: Execution) -> _Head:
+        if execution.head_checkpoint_id is None:
+            raise WorkflowError(f"execution {execution.id} has no checkpoint to continue from")
+        with self._uow() as uow:
+            cp = uow.checkpoints.get(execution.head_checkpoint_id)
+        assert cp.state is not None
+        return _Head(cp, cp.state)
+
+    def advance(
+        self,
+        workflow: Workflow,
+        execution: Execution,
+        mode: Mode = Mode.RUN,
+        *,
+        skip_break_before: bool = False,
+    ) -> Execution:
+        """Run nodes until END, a breakpoint, a step boundary, or a failure; return the result."""
+        head = self.load_head(execution)
+        execution.status = Status.RUNNING
+        execution.paused_at = None
+        execution.error_type = execution.error_message = execution.error_traceback = None
+        first = True
+        while True:
+            try:
+                nxt = workflow.next_node(head.checkpoint.node, head.state)
+            except WorkflowError as exc:
+                return self._fail(execution, head.checkpoint.node, exc, "")
+            if nxt == END:
+                return self._finish(execution, head)
+            if nxt in execution.break_before and not (first and skip_break_before):
+                return self._pause(execution, f"before:{nxt}", head)
+            if head.checkpoint.step >= workflow.max_steps:
+                err = WorkflowError(
+                    f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
+                    "(a cycle that never reaches END?); raise GraphBuilder(max_steps=...) "
+                    "or fix the routing"
+                )
+                return self._fail(execution, nxt, err, "")
+            first = False
+            result = self._run_node(workflow, execution, nxt, head)
+            if isinstance(result, Execution):
+                return result
+            head = result
+            if nxt in execution.break_after:
+                return self._pause(execution, f"after:{nxt}", head)
+            if mode is Mode.STEP:
+                return self._pause(execution, f"step:{nxt}", head)
+
+    def _run_node(
+        self, workflow: Workflow, execution: Execution, name: str, head: _Head
+    ) -> _Head | Execution:
+        node = workflow.node(name)
+        variant = node.variant(execution.variants.get(name))
+        step = head.checkpoint.step + 1
+        ctx = RunContext(
+            name, variant.name, MappingProxyType(dict(variant.params)), execution.id, step
+        )
+        started = time.perf_counter()
+        try:
+            update = _call_node(node, variant, head.state, ctx)
+            if update is None:
+                update = {}
+            if not isinstance(update, Mapping):
+                raise StateError(
+                    f"node {name!r} returned {type(update).__name__}; "
+                    "return a dict of the state keys it changes (or None)"
+                )
+            encoded = encode_update(head.checkpoint.manifest, update, node=name)
+        except StateError as exc:
+            return self._fail(execution, name, exc, "")
+        except Exception as exc:  # the node's own error: recorded, the run stops here
+            return self._fail(execution, name, exc, traceback.format_exc())
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        cp = Checkpoint(
+            id=new_id(),
+            execution_id=execution.id,
+            parent_id=head.checkpoint.id,
+            step=step,
+            node=name,
+            variant=variant.name,
+            source=Source.NODE,
+            manifest=encoded.manifest,
+            metadata={
+                "duration_ms": round(duration_ms, 3),
+                "metrics": ctx.metrics,
+                "writes": encoded.changed_keys,
+            },
+            created_at=utcnow(),
+        )
+        execution.head_checkpoint_id = cp.id
+        execution.add_metrics(ctx.metrics)
+        execution.updated_at = cp.created_at
+        with self._uow() as uow:
+            uow.checkpoints.add(cp, encoded.new_blobs)
+            uow.executions.update(execution)
+            uow.commit()
+        execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
+        state = dict(head.state)
+        state.update(update)
+        return _Head(cp, state)
+
+    def _save(self, execution: Execution, event: Event) -> Execution:
+        execution.updated_at = utcnow()
+        execution.events.append(event)
+        with self._uow() as uow:
+            uow.executions.update(execution)
+            uow.commit()
+        return execution
+
+    def _pause(self, execution: Execution, where: str, head: _Head) -> Execution:
+        execution.status = Status.PAUSED
+        execution.paused_at = where
+        return self._save(execution, ExecutionPaused(execution.id, where, head.checkpoint.id))
+
+    def _finish(self, execution: Execution, head: _Head) -> Execution:
+        execution.status = Status.COMPLETED
+        event = ExecutionCompleted(execution.id, head.checkpoint.id, dict(execution.metrics))
+        return self._save(execution, event)
+
+    def _fail(
+        self, execution: Execution, node: str | None, exc: BaseException, tb: str
+    ) -> Execution:
+        execution.status = Status.FAILED
+        if isinstance(exc, NodeError):
+            error_type, message = exc.error_type, exc.error_message
+        else:
+            error_type, message = type(exc).__name__, str(exc)
+        execution.error_type = error_type
+        execution.error_message = message
+        execution.error_traceback = tb or None
+        execution.paused_at = f"failed:{node}" if node else None
+        return self._save(execution, ExecutionFailed(execution.id, node, error_type, message))

@@ -1,0 +1,105 @@
+"""Domain records: executions, checkpoints and audit entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from wtb_domain.events import Event
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Source(StrEnum):
+    """Why a checkpoint was written (LangGraph's ``metadata.source``)."""
+
+    INPUT = "input"
+    NODE = "node"
+    UPDATE = "update"
+    FORK = "fork"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The state after a step. ``node`` is the node that produced it (None for the input).
+
+    ``manifest`` maps each top-level state key to the content hash of its value; ``state`` is
+    filled when the checkpoint is read on its own and left ``None`` in history listings.
+    """
+
+    id: str
+    execution_id: str
+    parent_id: str | None
+    step: int
+    node: str | None
+    variant: str | None
+    source: Source
+    manifest: dict[str, str]
+    metadata: dict[str, Any]
+    created_at: datetime
+    state: dict[str, Any] | None = None
+
+
+@dataclass
+class Execution:
+    """One run of a workflow with a fixed variant selection; its head points into its checkpoints."""
+
+    id: str
+    workflow_name: str
+    workflow_hash: str
+    workflow_ref: str | None = None
+    status: Status = Status.PENDING
+    variants: dict[str, str] = field(default_factory=dict)
+    break_before: list[str] = field(default_factory=list)
+    break_after: list[str] = field(default_factory=list)
+    head_checkpoint_id: str | None = None
+    paused_at: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    parent_execution_id: str | None = None
+    forked_from_checkpoint_id: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    events: list[Event] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    def add_metrics(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.metrics[name] = self.metrics.get(name, 0.0) + value
+
+    def pop_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A persisted line of the audit trail."""
+
+    event_type: str
+    message: str
+    execution_id: str | None = None
+    severity: str = "info"
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None

@@ -1,0 +1,98 @@
+"""JSON state codec: canonical encoding, content hashes and diffs of top-level keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wtb_domain.errors import StateError
+
+
+def encode_value(value: Any, *, node: str | None, key: str) -> str:
+    """Canonical JSON of one state value; raises StateError naming the node and the key."""
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        where = f"node {node!r} returned" if node else "input state has"
+        raise StateError(
+            f"{where} a non-JSON value for key {key!r} ({type(value).__name__}): {exc}. "
+            "State values must be dict, list, str, int, float (finite), bool or None; "
+            "convert sets/tuples/objects before returning them"
+        ) from None
+
+
+def content_hash(encoded: str) -> str:
+    """A 128-bit content address of an encoded value."""
+    return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
+
+
+def decode_value(encoded: str) -> Any:
+    return json.loads(encoded)
+
+
+def check_keys(update: Mapping[str, Any], *, node: str | None) -> None:
+    for key in update:
+        if not isinstance(key, str):
+            where = f"node {node!r}" if node else "input state"
+            raise StateError(f"{where} has a non-string key {key!r}; state keys must be str")
+
+
+@dataclass(frozen=True)
+class EncodedUpdate:
+    """The hashes of every top-level key after an update, and the values that are new."""
+
+    manifest: dict[str, str]
+    new_blobs: dict[str, str]
+    changed_keys: list[str]
+
+
+def encode_update(
+    manifest: Mapping[str, str], update: Mapping[str, Any], *, node: str | None
+) -> EncodedUpdate:
+    """Encode only the keys in ``update``; unchanged keys keep their hash from ``manifest``."""
+    check_keys(update, node=node)
+    new_manifest = dict(manifest)
+    blobs: dict[str, str] = {}
+    changed: list[str] = []
+    for key, value in update.items():
+        encoded = encode_value(value, node=node, key=key)
+        digest = content_hash(encoded)
+        if new_manifest.get(key) != digest:
+            new_manifest[key] = digest
+            blobs[digest] = encoded
+            changed.append(key)
+    return EncodedUpdate(new_manifest, blobs, changed)
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """What changed between two states, key by key."""
+
+    added: dict[str, Any] = field(default_factory=dict)
+    removed: dict[str, Any] = field(default_factory=dict)
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "changed": {k: {"before": a, "after": b} for k, (a, b) in self.changed.items()},
+        }
+
+
+def diff_states(before: Mapping[str, Any], after: Mapping[str, Any]) -> StateDiff:
+    added = {k: v for k, v in after.items() if k not in before}
+    removed = {k: v for k, v in before.items() if k not in after}
+    changed = {
+        k: (before[k], after[k]) for k in before.keys() & after.keys() if before[k] != after[k]
+    }
+    return StateDiff(added, removed, dict(sorted(changed.items())))

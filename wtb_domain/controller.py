@@ -114,7 +114,7 @@ class ExecutionController:
         return self._advance(wf, execution, Mode.STEP, skip_break_before=True)
 
     def rollback(self, checkpoint_id: str) -> Execution:
-        """Move the execution's head back to ``checkpoint_id``; later checkpoints stay as history."""
+        """Move the execution's head to ``checkpoint_id``; later checkpoints stay as history."""
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)

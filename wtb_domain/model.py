@@ -55,7 +55,7 @@ class Checkpoint:
 
 @dataclass
 class Execution:
-    """One run of a workflow with a fixed variant selection; its head points into its checkpoints."""
+    """One run of a workflow with a fixed variant selection; its head points at a checkpoint."""
 
     id: str
     workflow_name: str

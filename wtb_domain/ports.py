@@ -18,7 +18,7 @@ class ExecutionRepository(Protocol):
 
     def update(self, execution: Execution) -> None: ...
 
-    def list(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
+    def recent(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
         """Newest first."""
         ...
 
@@ -44,15 +44,20 @@ class CheckpointStore(Protocol):
 class AuditLog(Protocol):
     def add(self, entry: AuditEntry) -> None: ...
 
-    def list(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]: ...
+    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]: ...
 
 
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
 
-    executions: ExecutionRepository
-    checkpoints: CheckpointStore
-    audit: AuditLog
+    @property
+    def executions(self) -> ExecutionRepository: ...
+
+    @property
+    def checkpoints(self) -> CheckpointStore: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     def __enter__(self) -> Self: ...
 

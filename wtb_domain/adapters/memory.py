@@ -60,7 +60,7 @@ class MemoryExecutions:
             raise NotFoundError(f"no execution {execution_id!r}")
         return _copy_execution(found)
 
-    def list(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
+    def recent(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
         merged = {**self._store.executions, **self._staged.executions}
         rows = [e for e in merged.values() if status is None or e.status == status]
         rows.sort(key=lambda e: e.id, reverse=True)
@@ -113,7 +113,7 @@ class MemoryAudit:
     def add(self, entry: AuditEntry) -> None:
         self._staged.audit.append(entry)
 
-    def list(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
         rows = self._store.audit + self._staged.audit
         if execution_id is not None:
             rows = [r for r in rows if r.execution_id == execution_id]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,10 +16,10 @@ from wtb_domain.errors import NotFoundError
 from wtb_domain.model import AuditEntry, Checkpoint, Execution, Source, Status
 from wtb_domain.state import decode_value
 
-EXECUTIONS = ExecutionRow.__table__
-CHECKPOINTS = CheckpointRow.__table__
-BLOBS = BlobRow.__table__
-AUDIT = AuditRow.__table__
+EXECUTIONS = cast(Table, ExecutionRow.__table__)
+CHECKPOINTS = cast(Table, CheckpointRow.__table__)
+BLOBS = cast(Table, BlobRow.__table__)
+AUDIT = cast(Table, AuditRow.__table__)
 IN_CHUNK = 500
 
 
@@ -100,7 +100,7 @@ class SqlExecutions:
             raise NotFoundError(f"no execution {execution_id!r}")
         return _execution_from(row)
 
-    def list(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
+    def recent(self, *, status: Status | None = None, limit: int = 50) -> list[Execution]:
         stmt = select(EXECUTIONS).order_by(EXECUTIONS.c.id.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(EXECUTIONS.c.status == status.value)
@@ -212,7 +212,7 @@ class SqlAudit:
             ],
         )
 
-    def list(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
         stmt = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
         if execution_id is not None:
             stmt = stmt.where(AUDIT.c.execution_id == execution_id)

@@ -1,0 +1,162 @@
+"""``wtb``: run workflows with checkpoints, time-travel through them, batch-test variants."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wtb_cli import render
+from wtb_cli.common import app_for, console, parse_json, parse_pairs, user_errors
+from wtb_domain import SpecError
+from wtb_domain.adapters.sql.database import Database
+
+app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="WTB_DATABASE_URL", help="Database URL (default ./.wtb/wtb.db)."),
+]
+WorkflowOpt = Annotated[
+    str | None,
+    typer.Option("--workflow", help="Workflow ref module:attr (default: the one it started with)."),
+]
+
+
+def _show(database_url: str | None, execution_id: str) -> None:
+    controller = app_for(database_url).controller
+    render.execution(controller.get(execution_id), controller.state(execution_id))
+
+
+@app.command()
+@user_errors
+def run(
+    workflow: Annotated[str, typer.Argument(help="Workflow reference, package.module:attr.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="Input state: JSON or @file.")],
+    variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
+    break_before: Annotated[list[str] | None, typer.Option(help="Pause before NODE.")] = None,
+    break_after: Annotated[list[str] | None, typer.Option(help="Pause after NODE.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Run a workflow from an input state, with a checkpoint after every node."""
+    state = parse_json(input, "--input")
+    if not isinstance(state, dict):
+        raise SpecError('--input: must be a JSON object, e.g. {"question": "..."}')
+    controller = app_for(db).controller
+    e = controller.run(
+        workflow,
+        state,
+        variants=parse_pairs(variant, "--variant"),
+        break_before=break_before or [],
+        break_after=break_after or [],
+    )
+    render.execution(e, controller.state(e.id))
+    if e.status.value == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def resume(execution_id: str, workflow: WorkflowOpt = None, db: DbOpt = None) -> None:
+    """Continue a paused execution (also from another process or machine)."""
+    e = app_for(db).controller.resume(execution_id, workflow)
+    _show(db, e.id)
+
+
+@app.command()
+@user_errors
+def step(execution_id: str, workflow: WorkflowOpt = None, db: DbOpt = None) -> None:
+    """Run one node of a paused execution and pause again."""
+    e = app_for(db).controller.step(execution_id, workflow)
+    _show(db, e.id)
+
+
+@app.command()
+@user_errors
+def history(execution_id: str, db: DbOpt = None) -> None:
+    """List an execution's checkpoints."""
+    controller = app_for(db).controller
+    e = controller.get(execution_id)
+    render.history(controller.history(execution_id), e.head_checkpoint_id)
+
+
+@app.command()
+@user_errors
+def show(checkpoint_id: str, db: DbOpt = None) -> None:
+    """Show one checkpoint with its full state."""
+    render.checkpoint(app_for(db).controller.checkpoint(checkpoint_id))
+
+
+@app.command()
+@user_errors
+def status(execution_id: str, db: DbOpt = None) -> None:
+    """Show an execution's status and current state."""
+    _show(db, execution_id)
+
+
+@app.command()
+@user_errors
+def rollback(checkpoint_id: str, db: DbOpt = None) -> None:
+    """Move an execution's head back to a checkpoint (later ones stay in history)."""
+    e = app_for(db).controller.rollback(checkpoint_id)
+    _show(db, e.id)
+
+
+@app.command()
+@user_errors
+def fork(
+    checkpoint_id: str,
+    set_state: Annotated[
+        str | None, typer.Option("--set", help="JSON object of state keys to replace.")
+    ] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Create the fork paused.")] = False,
+    workflow: WorkflowOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Start a new execution from a checkpoint, optionally with edited state or variants."""
+    patch = parse_json(set_state, "--set")
+    if patch is not None and not isinstance(patch, dict):
+        raise SpecError('--set: must be a JSON object, e.g. {"question": "..."}')
+    e = app_for(db).controller.fork(
+        checkpoint_id,
+        patch,
+        parse_pairs(variant, "--variant"),
+        workflow=workflow,
+        run=not no_run,
+    )
+    _show(db, e.id)
+
+
+@app.command()
+@user_errors
+def replay(
+    checkpoint_id: str,
+    node: str,
+    variant: str,
+    workflow: WorkflowOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Rerun NODE with VARIANT from a checkpoint (a new, forked execution)."""
+    e = app_for(db).controller.replay(checkpoint_id, node, variant, workflow=workflow)
+    _show(db, e.id)
+
+
+@app.command()
+@user_errors
+def diff(checkpoint_a: str, checkpoint_b: str, db: DbOpt = None) -> None:
+    """Show what changed in the state from checkpoint A to checkpoint B."""
+    render.diff(app_for(db).controller.diff(checkpoint_a, checkpoint_b))
+
+
+@db_app.command("upgrade")
+@user_errors
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head", db: DbOpt = None
+) -> None:
+    """Apply migrations (also done automatically on first use)."""
+    database = Database(db, migrate=False)
+    database.upgrade(revision)
+    console.print(f"database {database.safe_url} is at {revision}")

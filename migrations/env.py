@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
@@ -13,10 +15,18 @@ target_metadata = Base.metadata
 MIGRATION_LOCK_ID = 7_311_962_001
 
 
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+    """Skip PostgreSQL-only indexes (``pgx_*``) when comparing on other databases."""
+    if type_ == "index" and name and name.startswith("pgx_"):
+        return bool(context.get_context().dialect.name == "postgresql")
+    return True
+
+
 def run_on(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

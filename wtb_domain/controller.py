@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wtb_domain.engine import Engine, Mode
@@ -119,6 +119,7 @@ class ExecutionController:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)
             execution.head_checkpoint_id = cp.id
+            execution.metrics = dict(cp.metadata.get("totals", {}))
             execution.status = Status.PAUSED
             execution.paused_at = f"rollback:{cp.step}"
             execution.error_type = execution.error_message = execution.error_traceback = None
@@ -170,7 +171,8 @@ class ExecutionController:
             forked_from_checkpoint_id=source.id,
             labels=dict(labels or parent.labels),
         )
-        execution.add_metrics(self._lineage_metrics(source))
+        totals = dict(source.metadata.get("totals", {}))
+        execution.metrics = dict(totals)
         cp = self._new_checkpoint(
             execution.id,
             source.id,
@@ -179,7 +181,7 @@ class ExecutionController:
             source.variant,
             Source.FORK,
             encoded.manifest,
-            {"forked_from": source.id, "patched": encoded.changed_keys},
+            {"forked_from": source.id, "patched": encoded.changed_keys, "totals": totals},
         )
         execution.head_checkpoint_id = cp.id
         execution.events.append(
@@ -217,6 +219,17 @@ class ExecutionController:
         wf.node(node).variant(variant)
         return self.fork(checkpoint_id, variant_overrides={node: variant}, workflow=wf)
 
+    def drive(
+        self,
+        execution: Execution,
+        workflow: Workflow,
+        split_before: Callable[[str], bool] | None = None,
+    ) -> Execution:
+        """Run an unfinished execution on until END, a failure, or a split point."""
+        if execution.finished:
+            return execution
+        return self._advance(workflow, execution, Mode.RUN, split_before=split_before)
+
     def get(self, execution_id: str) -> Execution:
         with self._uow() as uow:
             return uow.executions.get(execution_id)
@@ -247,24 +260,20 @@ class ExecutionController:
         return diff_states(a.state or {}, b.state or {})
 
     def _advance(
-        self, wf: Workflow, execution: Execution, mode: Mode, *, skip_break_before: bool = False
+        self,
+        wf: Workflow,
+        execution: Execution,
+        mode: Mode,
+        *,
+        skip_break_before: bool = False,
+        split_before: Callable[[str], bool] | None = None,
     ) -> Execution:
         try:
-            return self._engine.advance(wf, execution, mode, skip_break_before=skip_break_before)
+            return self._engine.advance(
+                wf, execution, mode, skip_break_before=skip_break_before, split_before=split_before
+            )
         finally:
             self._bus.publish(execution.pop_events())
-
-    def _lineage_metrics(self, source: Checkpoint) -> dict[str, float]:
-        """Metrics recorded along the checkpoint chain up to ``source`` (carried into forks)."""
-        totals: dict[str, float] = {}
-        with self._uow() as uow:
-            history = {cp.id: cp for cp in uow.checkpoints.history(source.execution_id)}
-        current: Checkpoint | None = source
-        while current is not None:
-            for name, value in current.metadata.get("metrics", {}).items():
-                totals[name] = totals.get(name, 0.0) + float(value)
-            current = history.get(current.parent_id) if current.parent_id else None
-        return totals
 
     @staticmethod
     def _new_checkpoint(

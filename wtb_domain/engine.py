@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -24,6 +24,10 @@ from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import UnitOfWorkFactory
 from wtb_domain.state import encode_update
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
+
+
+LATENCY_METRIC = "latency_ms"
+"""Sum of node run times along the checkpoint lineage, kept in every execution's metrics."""
 
 
 class Mode(Enum):
@@ -98,8 +102,13 @@ class Engine:
         mode: Mode = Mode.RUN,
         *,
         skip_break_before: bool = False,
+        split_before: Callable[[str], bool] | None = None,
     ) -> Execution:
-        """Run nodes until END, a breakpoint, a step boundary, or a failure; return the result."""
+        """Run nodes until END, a breakpoint, a step boundary, or a failure; return the result.
+
+        ``split_before(node)`` returning True pauses before ``node`` with ``paused_at`` set to
+        ``split:<node>`` (the batch runner forks there, one child per variant).
+        """
         head = self.load_head(execution)
         execution.status = Status.RUNNING
         execution.paused_at = None
@@ -114,6 +123,8 @@ class Engine:
                 return self._finish(execution, head)
             if nxt in execution.break_before and not (first and skip_break_before):
                 return self._pause(execution, f"before:{nxt}", head)
+            if split_before is not None and split_before(nxt):
+                return self._pause(execution, f"split:{nxt}", head)
             if head.checkpoint.step >= workflow.max_steps:
                 err = WorkflowError(
                     f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
@@ -156,6 +167,9 @@ class Engine:
         except Exception as exc:  # the node's own error: recorded, the run stops here
             return self._fail(execution, name, exc, traceback.format_exc())
         duration_ms = (time.perf_counter() - started) * 1000.0
+        totals = dict(head.checkpoint.metadata.get("totals", {}))
+        for metric, value in (*ctx.metrics.items(), (LATENCY_METRIC, duration_ms)):
+            totals[metric] = totals.get(metric, 0.0) + value
         cp = Checkpoint(
             id=new_id(),
             execution_id=execution.id,
@@ -169,11 +183,13 @@ class Engine:
                 "duration_ms": round(duration_ms, 3),
                 "metrics": ctx.metrics,
                 "writes": encoded.changed_keys,
+                "totals": totals,
             },
             created_at=utcnow(),
         )
         execution.head_checkpoint_id = cp.id
-        execution.add_metrics(ctx.metrics)
+        execution.metrics = totals
+        execution.nodes_run += 1
         execution.updated_at = cp.created_at
         with self._uow() as uow:
             uow.checkpoints.add(cp, encoded.new_blobs)

@@ -19,6 +19,7 @@ applied with :func:`score_execution`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -27,7 +28,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wtb_domain.errors import SpecError
@@ -35,9 +36,6 @@ from wtb_domain.errors import SpecError
 DEFAULT_FIELD = "answer"
 DEFAULT_PASS_THRESHOLD = 0.5
 DEFAULT_COST_METRIC = "cost_usd"
-
-CustomFn = Callable[[Mapping[str, Any], Mapping[str, Any] | None, RunInfo], float]
-JudgeFn = Callable[..., float]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -59,8 +57,12 @@ class RunInfo:
     """
 
     duration_ms: float
-    metrics: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
+
+
+CustomFn = Callable[[Mapping[str, Any], Mapping[str, Any] | None, RunInfo], float]
+JudgeFn = Callable[..., float]
 
 
 class Evaluator(Protocol):
@@ -184,6 +186,8 @@ def load_callable(ref: str) -> Callable[..., Any]:
             f"{ref!r}: module {exc.name!r} not found; check the spelling and that it is "
             "importable (installed or on PYTHONPATH)"
         ) from exc
+    except ImportError as exc:
+        raise SpecError(f"{ref!r}: importing module {module_name!r} failed: {exc}") from exc
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -305,7 +309,7 @@ class Regex:
     ignore_case: bool = False
     full_match: bool = False
     name: str = "regex"
-    _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _compiled: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_field(self.field)
@@ -625,7 +629,9 @@ class Cost:
     def __post_init__(self) -> None:
         _check_range(self.budget, self.max_cost, "budget", "max_cost")
         if not isinstance(self.metric, str) or not self.metric:
-            raise SpecError(f"metric: expected a metric name such as 'cost_usd', got {self.metric!r}")
+            raise SpecError(
+                f"metric: expected a metric name such as 'cost_usd', got {self.metric!r}"
+            )
 
     def evaluate(
         self, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo
@@ -644,7 +650,7 @@ class Custom:
 
     function: CustomFn | str
     name: str = "custom"
-    _fn: Callable[..., Any] = field(init=False, repr=False, compare=False)
+    _fn: Callable[..., Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_fn", _resolve(self.function, "function"))
@@ -685,17 +691,20 @@ class LlmJudge:
     field: str = DEFAULT_FIELD
     question_field: str = "question"
     name: str = "llm_judge"
-    _fn: Callable[..., Any] = field(init=False, repr=False, compare=False)
+    _fn: Callable[..., Any] = dataclasses.field(init=False, repr=False, compare=False)
+    _takes_rubric: bool = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_field(self.field)
         fn = _resolve(self.judge, "judge")
-        if self.rubric and not _accepts_rubric(fn):
+        takes_rubric = _accepts_rubric(fn)
+        if self.rubric and not takes_rubric:
             raise SpecError(
                 f"rubric: judge {self.judge!r} takes no 'rubric' argument; add a "
                 "`rubric: str = ''` parameter to it or drop the rubric"
             )
         object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "_takes_rubric", takes_rubric)
 
     def evaluate(
         self, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo
@@ -706,7 +715,7 @@ class LlmJudge:
             return 0.0
         question = self._question(output, expected)
         reference = as_text(lookup(expected, self.field)[1])
-        extra = {"rubric": self.rubric} if _accepts_rubric(self._fn) else {}
+        extra = {"rubric": self.rubric} if self._takes_rubric else {}
         return clamp_score(self._fn(question, as_text(actual), reference, **extra), self.name)
 
     def _question(self, output: Mapping[str, Any], expected: Mapping[str, Any] | None) -> str:
@@ -822,7 +831,10 @@ def score_execution(
 
 
 def _score_one(
-    evaluator: Evaluator, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo
+    evaluator: Evaluator,
+    output: Mapping[str, Any],
+    expected: Mapping[str, Any] | None,
+    run: RunInfo,
 ) -> float:
     if run.error is not None:
         return 0.0
@@ -1035,7 +1047,7 @@ def build_evaluator(config: Mapping[str, Any], where: str = "evaluator") -> Weig
     if not isinstance(config, Mapping):
         raise SpecError(f"{where}: expected a mapping like {{type: exact_match}}, got {config!r}")
     kind = config.get("type")
-    if kind not in _BUILDERS:
+    if not isinstance(kind, str) or kind not in _BUILDERS:
         got = "missing" if kind is None else f"unknown type {kind!r}"
         raise SpecError(f"{where}.type: {got}; use one of {', '.join(EVALUATOR_TYPES)}")
     options = _Options(config, where, kind)

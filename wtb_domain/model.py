@@ -78,14 +78,12 @@ class Execution:
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
+    nodes_run: int = field(default=0, compare=False, repr=False)
+    """Nodes this process ran for the execution (not stored)."""
 
     @property
     def finished(self) -> bool:
         return self.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
-
-    def add_metrics(self, metrics: dict[str, float]) -> None:
-        for name, value in metrics.items():
-            self.metrics[name] = self.metrics.get(name, 0.0) + value
 
     def pop_events(self) -> list[Event]:
         events, self.events = self.events, []
@@ -103,3 +101,61 @@ class AuditEntry:
     data: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     id: int | None = None
+
+
+class BatchStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class BatchTest:
+    """A batch test run: its spec, size and status (results are rows of their own)."""
+
+    id: str
+    workflow_ref: str
+    spec: dict[str, Any]
+    total: int
+    name: str | None = None
+    status: BatchStatus = BatchStatus.RUNNING
+    cancel_requested: bool = False
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One combination x case x repeat of a batch: how it ran and how it scored."""
+
+    batch_test_id: str
+    execution_id: str
+    combination_name: str
+    variant_config: dict[str, str]
+    case_id: str
+    repeat: int
+    success: bool
+    passed: bool
+    overall_score: float
+    duration_ms: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    worker_id: str | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def leaf_key(self) -> str:
+        return f"{self.combination_name}#{self.repeat}"
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    total: int
+    done: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done

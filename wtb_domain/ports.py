@@ -6,7 +6,15 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from wtb_domain.model import AuditEntry, Checkpoint, Execution, Status
+from wtb_domain.model import (
+    AuditEntry,
+    BatchProgress,
+    BatchResult,
+    BatchTest,
+    Checkpoint,
+    Execution,
+    Status,
+)
 
 
 class ExecutionRepository(Protocol):
@@ -47,6 +55,32 @@ class AuditLog(Protocol):
     def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]: ...
 
 
+class BatchRepository(Protocol):
+    def add(self, batch: BatchTest) -> None: ...
+
+    def get(self, batch_id: str) -> BatchTest:
+        """Raise NotFoundError if absent."""
+        ...
+
+    def find(self, batch_id: str) -> BatchTest | None: ...
+
+    def update(self, batch: BatchTest) -> None: ...
+
+
+class ResultRepository(Protocol):
+    def add_many(self, results: Sequence[BatchResult]) -> int:
+        """Insert results, skipping any (batch, combination, case, repeat) already stored."""
+        ...
+
+    def done_keys(self, batch_id: str, case_id: str) -> set[str]:
+        """``combination#repeat`` keys that have a result for this case."""
+        ...
+
+    def progress(self, batch_id: str, total: int) -> BatchProgress: ...
+
+    def for_batch(self, batch_id: str) -> list[BatchResult]: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
 
@@ -58,6 +92,12 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def batches(self) -> BatchRepository: ...
+
+    @property
+    def results(self) -> ResultRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -13,9 +13,11 @@ import importlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from wtb_domain.errors import WorkflowError
 
@@ -63,6 +65,8 @@ class Node:
     variants: Mapping[str, NodeVariant]
     default: str = DEFAULT_VARIANT
     timeout_s: float | None = None
+    param_schema: type[BaseModel] | None = None
+    deterministic: bool = True
 
     def variant(self, name: str | None) -> NodeVariant:
         chosen = name or self.default
@@ -131,6 +135,18 @@ class Workflow:
             )
         return cond.targets[key]
 
+    def with_variants(self, extra: Mapping[str, Mapping[str, NodeVariant]]) -> Workflow:
+        """A copy with more variants (e.g. ad-hoc parameter sets from a batch spec)."""
+        if not any(extra.values()):
+            return self
+        nodes = dict(self.nodes)
+        for name, variants in extra.items():
+            node = self.node(name)
+            nodes[name] = replace(node, variants={**node.variants, **variants})
+        copy = Workflow(self.name, nodes, self.edges, self.conditional, self.entry, self.max_steps)
+        copy.ref = self.ref
+        return copy
+
     def variant_names(self) -> dict[str, list[str]]:
         return {name: list(node.variants) for name, node in self.nodes.items()}
 
@@ -182,6 +198,8 @@ class GraphBuilder:
         self._nodes: dict[str, dict[str, NodeVariant]] = {}
         self._defaults: dict[str, str] = {}
         self._timeouts: dict[str, float | None] = {}
+        self._schemas: dict[str, type[BaseModel] | None] = {}
+        self._deterministic: dict[str, bool] = {}
         self._edges: dict[str, str] = {}
         self._conditional: dict[str, ConditionalEdge] = {}
         self._entry: str | None = None
@@ -194,8 +212,22 @@ class GraphBuilder:
         params: Mapping[str, Any] | None = None,
         variant: str = DEFAULT_VARIANT,
         timeout_s: float | None = None,
+        param_schema: type[BaseModel] | None = None,
+        deterministic: bool = True,
     ) -> GraphBuilder:
-        """Add a node; ``variant`` names its default implementation."""
+        """Add a node; ``variant`` names its default implementation.
+
+        Args:
+            name: Node name, unique in the graph.
+            fn: ``(state, ctx) -> partial update``.
+            params: Parameters of the default variant, given to the node as ``ctx.params``.
+            variant: Name of the default variant.
+            timeout_s: The node fails with TimeoutError when a run takes longer.
+            param_schema: A pydantic model that every variant's params must satisfy
+                (batch specs are checked against it before anything runs).
+            deterministic: False if repeated runs may give different results; batch repeats
+                then never share this node's run.
+        """
         if name == END or not name:
             raise WorkflowError(f"invalid node name {name!r}")
         if name in self._nodes:
@@ -205,6 +237,8 @@ class GraphBuilder:
         self._nodes[name] = {variant: NodeVariant(variant, fn, dict(params or {}))}
         self._defaults[name] = variant
         self._timeouts[name] = timeout_s
+        self._schemas[name] = param_schema
+        self._deterministic[name] = deterministic
         return self
 
     def add_variant(
@@ -272,7 +306,14 @@ class GraphBuilder:
                     )
         self._check_reachable()
         nodes = {
-            name: Node(name, dict(variants), self._defaults[name], self._timeouts[name])
+            name: Node(
+                name,
+                dict(variants),
+                self._defaults[name],
+                self._timeouts[name],
+                self._schemas[name],
+                self._deterministic[name],
+            )
             for name, variants in self._nodes.items()
         }
         return Workflow(

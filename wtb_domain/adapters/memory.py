@@ -11,7 +11,15 @@ from types import TracebackType
 from typing import Any, Self
 
 from wtb_domain.errors import NotFoundError
-from wtb_domain.model import AuditEntry, Checkpoint, Execution, Status
+from wtb_domain.model import (
+    AuditEntry,
+    BatchProgress,
+    BatchResult,
+    BatchTest,
+    Checkpoint,
+    Execution,
+    Status,
+)
 
 
 class MemoryStore:
@@ -24,6 +32,8 @@ class MemoryStore:
         self.by_execution: dict[str, list[str]] = {}
         self.blobs: dict[str, str] = {}
         self.audit: list[AuditEntry] = []
+        self.batches: dict[str, BatchTest] = {}
+        self.results: dict[tuple[str, str, str, int], BatchResult] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -34,6 +44,12 @@ class _Staged:
         self.executions: dict[str, Execution] = {}
         self.checkpoints: list[tuple[Checkpoint, dict[str, str]]] = []
         self.audit: list[AuditEntry] = []
+        self.batches: dict[str, BatchTest] = {}
+        self.results: list[BatchResult] = []
+
+
+def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
+    return (r.batch_test_id, r.combination_name, r.case_id, r.repeat)
 
 
 def _copy_execution(execution: Execution) -> Execution:
@@ -120,6 +136,58 @@ class MemoryAudit:
         return rows[-limit:]
 
 
+class MemoryBatches:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add(self, batch: BatchTest) -> None:
+        self._staged.batches[batch.id] = copy.deepcopy(batch)
+
+    def update(self, batch: BatchTest) -> None:
+        self.get(batch.id)
+        self._staged.batches[batch.id] = copy.deepcopy(batch)
+
+    def find(self, batch_id: str) -> BatchTest | None:
+        found = self._staged.batches.get(batch_id) or self._store.batches.get(batch_id)
+        return copy.deepcopy(found)
+
+    def get(self, batch_id: str) -> BatchTest:
+        found = self.find(batch_id)
+        if found is None:
+            raise NotFoundError(f"no batch test {batch_id!r}")
+        return found
+
+
+class MemoryResults:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def _all(self) -> list[BatchResult]:
+        return [*self._store.results.values(), *self._staged.results]
+
+    def add_many(self, results: Sequence[BatchResult]) -> int:
+        seen = {_result_key(r) for r in self._all()}
+        added = 0
+        for r in results:
+            if _result_key(r) not in seen:
+                seen.add(_result_key(r))
+                self._staged.results.append(r)
+                added += 1
+        return added
+
+    def done_keys(self, batch_id: str, case_id: str) -> set[str]:
+        return {
+            r.leaf_key for r in self._all() if r.batch_test_id == batch_id and r.case_id == case_id
+        }
+
+    def progress(self, batch_id: str, total: int) -> BatchProgress:
+        rows = self.for_batch(batch_id)
+        return BatchProgress(total, len(rows), sum(1 for r in rows if not r.success))
+
+    def for_batch(self, batch_id: str) -> list[BatchResult]:
+        return [r for r in self._all() if r.batch_test_id == batch_id]
+
+
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
@@ -129,6 +197,8 @@ class MemoryUnitOfWork:
         self.executions = MemoryExecutions(store, self._staged)
         self.checkpoints = MemoryCheckpoints(store, self._staged)
         self.audit = MemoryAudit(store, self._staged)
+        self.batches = MemoryBatches(store, self._staged)
+        self.results = MemoryResults(store, self._staged)
 
     def __enter__(self) -> Self:
         return self
@@ -150,9 +220,14 @@ class MemoryUnitOfWork:
                 store.checkpoints[cp.id] = cp
                 store.by_execution.setdefault(cp.execution_id, []).append(cp.id)
             store.audit.extend(staged.audit)
+            store.batches.update(staged.batches)
+            for r in staged.results:
+                store.results.setdefault(_result_key(r), r)
         self.rollback()
 
     def rollback(self) -> None:
         self._staged.executions.clear()
         self._staged.checkpoints.clear()
         self._staged.audit.clear()
+        self._staged.batches.clear()
+        self._staged.results.clear()

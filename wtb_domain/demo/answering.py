@@ -16,13 +16,23 @@ from wtb_domain.workflow import NodeContext, State
 
 UNKNOWN = "I don't know"
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*|\d+")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
 _PLACE_PREPOSITIONS = frozenset({"at", "in", "near", "on", "of", "from"})
+# fmt: off
+_NOT_A_PERSON = frozenset({
+    "academy", "bridge", "castle", "caves", "church", "cove", "current", "customs", "down",
+    "fair", "gazette", "hall", "head", "hoard", "house", "institute", "island", "lake", "light",
+    "maidens", "moor", "mount", "museum", "point", "port", "quay", "railway", "river",
+    "science", "siege", "sound", "storm"
+})
+# fmt: on
+_ROLES = "architect|engineer|farmer|fiddler|naturalist|oceanographer|poet|printer|shepherd|warlord"
+_PLACES = "cove|harbour|headland|island|place|town|village"
 _KINDS = (
-    ("year", re.compile(r"\b(when|what year|which year)\b")),
+    ("year", re.compile(r"\b(when|year)\b")),
     ("quantity", re.compile(r"\bhow (many|much|long|deep|tall|high|far|old|big)\b|\bpercent")),
-    ("person", re.compile(r"\b(who|whom|whose)\b")),
-    ("place", re.compile(r"\bwhere\b|\bwhich (town|village|place|headland|harbour|island)\b")),
+    ("person", re.compile(rf"\b(who|whom|whose)\b|\bwhich ({_ROLES})\b")),
+    ("place", re.compile(rf"\bwhere\b|\bwhich ({_PLACES})\b")),
 )
 
 
@@ -45,14 +55,12 @@ def question_kind(question: str) -> str:
         One of ``year``, ``quantity``, ``person``, ``place`` or ``entity``.
     """
     lowered = question.lower()
-    for kind, pattern in _KINDS:
-        if pattern.search(lowered):
-            return kind
-    return "entity"
+    found = [(m.start(), kind) for kind, p in _KINDS if (m := p.search(lowered)) is not None]
+    return min(found)[1] if found else "entity"
 
 
 def _clean(word: str) -> str:
-    return re.sub(r"['’]s$", "", word)
+    return re.sub(r"'s$", "", word)
 
 
 def _flush(run: list[str], before: str, asked: set[str], out: list[Candidate]) -> None:
@@ -95,21 +103,22 @@ def candidates(sentence: str, question: str) -> list[Candidate]:
 
 def _pick_number(found: list[Candidate], kind: str) -> str | None:
     numbers = [c for c in found if c.is_number]
-    dated = [c for c in numbers if c.before in {"in", "since", "from"}]
+    dated = [c for c in numbers if c.before in {"in", "since"}]
     if kind == "year":
         years = [c for c in numbers if len(c.text) == 4]
-        preferred = [c for c in dated if len(c.text) == 4] or years or numbers
+        preferred = [c for c in dated if c in years] or years
     else:
-        preferred = [c for c in numbers if c not in dated] or numbers
+        preferred = [c for c in numbers if c not in dated]
     return preferred[0].text if preferred else None
 
 
 def _pick_name(found: list[Candidate], kind: str) -> str | None:
     names = [c for c in found if not c.is_number]
     if kind == "person":
+        names = [c for c in names if not _NOT_A_PERSON & set(tokens(c.text))]
         names = [c for c in names if " " in c.text] or names
     elif kind == "place":
-        names = [c for c in names if c.before in _PLACE_PREPOSITIONS] or names
+        names = [c for c in names if c.before in _PLACE_PREPOSITIONS]
     return names[-1].text if names else None
 
 
@@ -131,25 +140,24 @@ def pick_span(found: list[Candidate], kind: str) -> str | None:
 def extract_answer(question: str, text: str) -> str:
     """Find the sentence of ``text`` best matching the question and extract a typed span.
 
+    Only sentences holding a span of the question's kind compete; ties go to the earlier one.
+
     Args:
         question: The question.
         text: The document to answer from.
 
     Returns:
-        The extracted span, or the best sentence when no span of the right kind exists.
+        The extracted span, or the first sentence when no sentence has a span of the right kind.
     """
     kind = question_kind(question)
     query = set(content_stems(question))
-    best: tuple[float, str] | None = None
-    fallback_sentence = ""
-    for position, sentence in enumerate(sentences(text)):
-        overlap = len(query & set(content_stems(sentence))) - position * 0.01
+    best: tuple[int, str] | None = None
+    for sentence in sentences(text):
         span = pick_span(candidates(sentence, question), kind)
-        if not fallback_sentence:
-            fallback_sentence = sentence
+        overlap = len(query & set(content_stems(sentence)))
         if span is not None and (best is None or overlap > best[0]):
             best = (overlap, span)
-    return best[1] if best else fallback_sentence
+    return best[1] if best else next(iter(sentences(text)), "")
 
 
 def _top_doc(state: State) -> dict[str, Any] | None:

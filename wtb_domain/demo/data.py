@@ -43,7 +43,7 @@ class IndexedDoc:
 
     id: str
     text: str
-    tokens: frozenset[str]
+    tokens: tuple[str, ...]
     stems: tuple[str, ...]
     stem_counts: Counter[str]
     trigrams: frozenset[str]
@@ -74,7 +74,7 @@ def _indexed(doc: dict[str, Any]) -> IndexedDoc:
     return IndexedDoc(
         id=str(doc["id"]),
         text=text,
-        tokens=frozenset(tokens(text)),
+        tokens=tuple(tokens(text)),
         stems=stems,
         stem_counts=Counter(stems),
         trigrams=frozenset(trigrams(text)),

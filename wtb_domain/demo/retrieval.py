@@ -37,7 +37,7 @@ def _retrieve(state: State, ctx: NodeContext, scorer: Scorer) -> dict[str, Any]:
 
 def _keyword_scores(question: str, index: Index, ctx: NodeContext) -> list[float]:
     wanted = set(tokens(question))
-    return [float(len(wanted & d.tokens)) for d in index.docs]
+    return [float(sum(t in wanted for t in d.tokens)) for d in index.docs]
 
 
 def _bm25_score(query: list[str], doc: IndexedDoc, index: Index, k1: float, b: float) -> float:
@@ -63,7 +63,7 @@ def _ngram_scores(question: str, index: Index, ctx: NodeContext) -> list[float]:
 
 
 def keyword_retrieve(state: State, ctx: NodeContext) -> dict[str, Any]:
-    """Rank documents by how many distinct question tokens (stopwords included) they contain.
+    """Rank documents by how many of their tokens (stopwords included) occur in the question.
 
     Args:
         state: Needs ``question``.
@@ -101,7 +101,9 @@ def ngram_retrieve(state: State, ctx: NodeContext) -> dict[str, Any]:
     return _retrieve(state, ctx, _ngram_scores)
 
 
-def _rerank(state: State, ctx: NodeContext, score: Callable[[list[str], str], float]) -> Any:
+def _rerank(
+    state: State, ctx: NodeContext, score: Callable[[list[str], str], float]
+) -> dict[str, Any]:
     simulate_latency(ctx)
     query = sorted(set(content_stems(str(state["question"]))))
     docs = [dict(d) for d in state.get("docs") or []]
@@ -151,8 +153,7 @@ def overlap_rerank(state: State, ctx: NodeContext) -> dict[str, Any]:
     Returns:
         ``{"docs": [...]}`` re-sorted by the new score; ties keep the retriever's order.
     """
-    result: dict[str, Any] = _rerank(state, ctx, _overlap)
-    return result
+    return _rerank(state, ctx, _overlap)
 
 
 def proximity_rerank(state: State, ctx: NodeContext) -> dict[str, Any]:
@@ -166,8 +167,7 @@ def proximity_rerank(state: State, ctx: NodeContext) -> dict[str, Any]:
         ``{"docs": [...]}`` re-sorted by the new score; ties keep the retriever's order.
     """
     window = int(ctx.params.get("window", 12))
-    result: dict[str, Any] = _rerank(state, ctx, lambda q, t: _proximity(q, t, window))
-    return result
+    return _rerank(state, ctx, lambda q, t: _proximity(q, t, window))
 
 
 def route_after_rerank(state: State) -> str:

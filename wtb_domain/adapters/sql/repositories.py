@@ -7,13 +7,30 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from wtb_domain.adapters.sql.tables import AuditRow, BlobRow, CheckpointRow, ExecutionRow
+from wtb_domain.adapters.sql.tables import (
+    AuditRow,
+    BatchResultRow,
+    BatchTestRow,
+    BlobRow,
+    CheckpointRow,
+    ExecutionRow,
+)
 from wtb_domain.errors import NotFoundError
-from wtb_domain.model import AuditEntry, Checkpoint, Execution, Source, Status
+from wtb_domain.model import (
+    AuditEntry,
+    BatchProgress,
+    BatchResult,
+    BatchStatus,
+    BatchTest,
+    Checkpoint,
+    Execution,
+    Source,
+    Status,
+)
 from wtb_domain.state import decode_value
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
@@ -229,4 +246,128 @@ class SqlAudit:
                 created_at=aware(r.created_at),
             )
             for r in rows
+        ]
+
+
+BATCHES = cast(Table, BatchTestRow.__table__)
+RESULTS = cast(Table, BatchResultRow.__table__)
+LEAF_COLUMNS = ["batch_test_id", "combination_name", "case_id", "repeat"]
+
+
+def _batch_values(b: BatchTest) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "name": b.name,
+        "workflow_ref": b.workflow_ref,
+        "spec": b.spec,
+        "status": b.status.value,
+        "total": b.total,
+        "cancel_requested": b.cancel_requested,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
+    }
+
+
+class SqlBatches:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, batch: BatchTest) -> None:
+        self._s.execute(insert(BATCHES), [_batch_values(batch)])
+
+    def update(self, batch: BatchTest) -> None:
+        values = _batch_values(batch)
+        del values["id"], values["created_at"]
+        self._s.execute(update(BATCHES).where(BATCHES.c.id == batch.id).values(**values))
+
+    def find(self, batch_id: str) -> BatchTest | None:
+        row = self._s.execute(select(BATCHES).where(BATCHES.c.id == batch_id)).first()
+        if row is None:
+            return None
+        return BatchTest(
+            id=row.id,
+            name=row.name,
+            workflow_ref=row.workflow_ref,
+            spec=dict(row.spec),
+            status=BatchStatus(row.status),
+            total=row.total,
+            cancel_requested=bool(row.cancel_requested),
+            created_at=aware(row.created_at),
+            updated_at=aware(row.updated_at),
+        )
+
+    def get(self, batch_id: str) -> BatchTest:
+        found = self.find(batch_id)
+        if found is None:
+            raise NotFoundError(f"no batch test {batch_id!r}")
+        return found
+
+
+class SqlResults:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+        dialect = session.get_bind().dialect.name
+        self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            RESULTS
+        ).on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
+
+    def add_many(self, results: Sequence[BatchResult]) -> int:
+        if not results:
+            return 0
+        rows = [
+            {
+                "batch_test_id": r.batch_test_id,
+                "execution_id": r.execution_id,
+                "combination_name": r.combination_name,
+                "variant_config": r.variant_config,
+                "case_id": r.case_id,
+                "repeat": r.repeat,
+                "success": r.success,
+                "passed": r.passed,
+                "metrics": r.metrics,
+                "overall_score": r.overall_score,
+                "duration_ms": r.duration_ms,
+                "worker_id": r.worker_id,
+                "error": r.error,
+                "created_at": r.created_at,
+            }
+            for r in results
+        ]
+        result = self._s.execute(self._insert, rows)
+        return max(0, int(getattr(result, "rowcount", 0) or 0))
+
+    def done_keys(self, batch_id: str, case_id: str) -> set[str]:
+        stmt = select(RESULTS.c.combination_name, RESULTS.c.repeat).where(
+            RESULTS.c.batch_test_id == batch_id, RESULTS.c.case_id == case_id
+        )
+        return {f"{name}#{repeat}" for name, repeat in self._s.execute(stmt)}
+
+    def progress(self, batch_id: str, total: int) -> BatchProgress:
+        stmt = select(
+            func.count(),
+            func.coalesce(func.sum(case((RESULTS.c.success.is_(False), 1), else_=0)), 0),
+        ).where(RESULTS.c.batch_test_id == batch_id)
+        done, failed = self._s.execute(stmt).one()
+        return BatchProgress(total, int(done), int(failed))
+
+    def for_batch(self, batch_id: str) -> list[BatchResult]:
+        stmt = select(RESULTS).where(RESULTS.c.batch_test_id == batch_id).order_by(RESULTS.c.id)
+        return [
+            BatchResult(
+                batch_test_id=r.batch_test_id,
+                execution_id=r.execution_id,
+                combination_name=r.combination_name,
+                variant_config=dict(r.variant_config),
+                case_id=r.case_id,
+                repeat=r.repeat,
+                success=bool(r.success),
+                passed=bool(r.passed),
+                overall_score=float(r.overall_score),
+                duration_ms=float(r.duration_ms),
+                metrics=dict(r.metrics or {}),
+                worker_id=r.worker_id,
+                error=r.error,
+                created_at=aware(r.created_at),
+            )
+            for r in self._s.execute(stmt)
         ]

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -77,4 +90,56 @@ class AuditRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BatchTestRow(Base):
+    __tablename__ = "wtb_batch_tests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    workflow_ref: Mapped[str] = mapped_column(String(512))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    status: Mapped[str] = mapped_column(String(32))
+    total: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def pg_only(index: Index) -> Index:
+    """An index created on PostgreSQL only (named ``pgx_*`` so comparisons can skip it)."""
+    assert index.name is not None and index.name.startswith("pgx_")
+    return index.ddl_if(dialect="postgresql")
+
+
+class BatchResultRow(Base):
+    __tablename__ = "wtb_batch_test_results"
+    __table_args__ = (
+        UniqueConstraint(
+            "batch_test_id", "combination_name", "case_id", "repeat", name="uq_wtb_results_leaf"
+        ),
+        Index("ix_wtb_results_batch", "batch_test_id"),
+        Index("ix_wtb_results_batch_score", "batch_test_id", text("overall_score DESC")),
+        pg_only(Index("pgx_wtb_results_created_brin", "created_at", postgresql_using="brin")),
+        pg_only(Index("pgx_wtb_results_variant_gin", "variant_config", postgresql_using="gin")),
+        pg_only(Index("pgx_wtb_results_metrics_gin", "metrics", postgresql_using="gin")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_test_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_batch_tests.id", ondelete="CASCADE")
+    )
+    execution_id: Mapped[str] = mapped_column(String(64))
+    combination_name: Mapped[str] = mapped_column(String(512))
+    variant_config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    case_id: Mapped[str] = mapped_column(String(255))
+    repeat: Mapped[int] = mapped_column(Integer)
+    success: Mapped[bool] = mapped_column(Boolean)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    overall_score: Mapped[float] = mapped_column(Float)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,7 +8,13 @@ from typing import Self
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from wtb_domain.adapters.sql.repositories import SqlAudit, SqlCheckpoints, SqlExecutions
+from wtb_domain.adapters.sql.repositories import (
+    SqlAudit,
+    SqlBatches,
+    SqlCheckpoints,
+    SqlExecutions,
+    SqlResults,
+)
 from wtb_domain.errors import StoreError
 
 
@@ -18,6 +24,8 @@ class SqlUnitOfWork:
     executions: SqlExecutions
     checkpoints: SqlCheckpoints
     audit: SqlAudit
+    batches: SqlBatches
+    results: SqlResults
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -27,6 +35,8 @@ class SqlUnitOfWork:
         self.executions = SqlExecutions(self.session)
         self.checkpoints = SqlCheckpoints(self.session)
         self.audit = SqlAudit(self.session)
+        self.batches = SqlBatches(self.session)
+        self.results = SqlResults(self.session)
         return self
 
     def __exit__(

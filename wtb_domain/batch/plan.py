@@ -1,0 +1,229 @@
+"""Resolve a spec against its workflow and plan the batch as variant-tree tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from wtb_domain.batch.environments import RayEnvironmentProvider
+from wtb_domain.batch.spec import BatchSpec, Case, field_path
+from wtb_domain.errors import SpecError, WtbError
+from wtb_domain.evaluation import WeightedEvaluator, build_evaluators, default_qa_evaluators
+from wtb_domain.workflow import NodeVariant, Workflow, load_workflow
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One choice of variant per varied node; ``variants`` maps node -> workflow variant name."""
+
+    name: str
+    variants: tuple[tuple[str, str], ...]
+
+    @property
+    def selection(self) -> dict[str, str]:
+        return dict(self.variants)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    combination: Combination
+    repeat: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.combination.name}#{self.repeat}"
+
+
+@dataclass(frozen=True)
+class TaskGroup:
+    """The unit of work of one Prefect task: some leaves of one case, run as one tree."""
+
+    case_id: str
+    leaf_keys: tuple[str, ...]
+    runtime_env: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.case_id, self.leaf_keys, self.runtime_env], sort_keys=True)
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class ResolvedBatch:
+    spec: BatchSpec
+    workflow: Workflow
+    combinations: list[Combination]
+    evaluators: list[WeightedEvaluator]
+    leaf_envs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def leaves(self) -> list[Leaf]:
+        return [Leaf(c, r) for c in self.combinations for r in range(self.spec.repeats)]
+
+    def leaf(self, key: str) -> Leaf:
+        for leaf in self.leaves:
+            if leaf.key == key:
+                return leaf
+        raise SpecError(f"no combination/repeat {key!r} in this batch")
+
+    @property
+    def nondeterministic(self) -> set[str]:
+        flagged = {n.name for n in self.workflow.nodes.values() if not n.deterministic}
+        return flagged | set(self.spec.nondeterministic_nodes)
+
+
+def resolve(spec: BatchSpec) -> ResolvedBatch:
+    """Check the spec against its workflow; add ad-hoc variants; expand combinations."""
+    try:
+        base = load_workflow(spec.workflow)
+    except WtbError as exc:
+        raise SpecError(f"workflow: {exc}") from None
+    extra, axes = _variant_axes(spec, base)
+    workflow = base.with_variants(extra)
+    for i, node in enumerate(spec.nondeterministic_nodes):
+        _node_or_error(workflow, node, f"nondeterministic_nodes[{i}]")
+    combos = _combinations(spec, workflow, axes)
+    if spec.baseline is not None and spec.baseline not in {c.name for c in combos}:
+        names = ", ".join(c.name for c in combos[:5])
+        raise SpecError(f"baseline: {spec.baseline!r} is not a combination; e.g. {names}")
+    evaluators = (
+        build_evaluators(spec.evaluators)
+        if spec.evaluators is not None
+        else default_qa_evaluators()
+    )
+    resolved = ResolvedBatch(spec, workflow, combos, evaluators)
+    resolved.leaf_envs = _leaf_envs(spec, workflow, resolved.leaves)
+    return resolved
+
+
+def _node_or_error(workflow: Workflow, node: str, path: str) -> None:
+    if node not in workflow.nodes:
+        raise SpecError(
+            f"{path}: workflow {workflow.name!r} has no node {node!r}; "
+            f"nodes: {', '.join(workflow.nodes)}"
+        )
+
+
+def _variant_axes(
+    spec: BatchSpec, workflow: Workflow
+) -> tuple[dict[str, dict[str, NodeVariant]], dict[str, list[str]]]:
+    extra: dict[str, dict[str, NodeVariant]] = {}
+    axes: dict[str, list[str]] = {}
+    for node_name, choices in spec.variants.items():
+        _node_or_error(workflow, node_name, f"variants.{node_name}")
+        node = workflow.nodes[node_name]
+        axes[node_name] = []
+        for i, choice in enumerate(choices):
+            path = f"variants.{node_name}[{i}]"
+            if choice.variant not in node.variants:
+                known = ", ".join(node.variants)
+                raise SpecError(
+                    f"{path}.variant: node {node_name!r} has no variant {choice.variant!r}; "
+                    f"known: {known}"
+                )
+            base = node.variants[choice.variant]
+            params = {**base.params, **(choice.params or {})}
+            _check_params(node.param_schema, params, f"{path}.params")
+            if choice.name != choice.variant:
+                extra.setdefault(node_name, {})[choice.name] = NodeVariant(
+                    choice.name, base.fn, params
+                )
+            axes[node_name].append(choice.name)
+    return extra, axes
+
+
+def _check_params(schema: Any, params: Mapping[str, Any], path: str) -> None:
+    if schema is None:
+        return
+    try:
+        schema.model_validate(params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = field_path((path, *first["loc"]))
+        raise SpecError(f"{where}: {first['msg']}") from None
+
+
+def combination_name(selection: Mapping[str, str], order: Sequence[str]) -> str:
+    return ",".join(f"{node}={selection[node]}" for node in order) or "default"
+
+
+def _combinations(
+    spec: BatchSpec, workflow: Workflow, axes: dict[str, list[str]]
+) -> list[Combination]:
+    if spec.combinations is None:
+        order = [n for n in workflow.nodes if n in axes]
+        product = itertools.product(*(axes[n] for n in order))
+        selections = [dict(zip(order, values, strict=True)) for values in product]
+    else:
+        if not spec.combinations:
+            raise SpecError("combinations: empty list; omit it for the full cartesian product")
+        named = {n for c in spec.combinations for n in c}
+        order = [n for n in workflow.nodes if n in named]
+        selections = []
+        for i, combo in enumerate(spec.combinations):
+            for node, variant in combo.items():
+                _node_or_error(workflow, node, f"combinations[{i}].{node}")
+                if variant not in workflow.nodes[node].variants:
+                    raise SpecError(
+                        f"combinations[{i}].{node}: no variant {variant!r}; "
+                        f"known: {', '.join(workflow.nodes[node].variants)}"
+                    )
+            selections.append({n: combo.get(n, workflow.nodes[n].default) for n in order})
+    combos = [Combination(combination_name(s, order), tuple(s.items())) for s in selections]
+    names = [c.name for c in combos]
+    if len(set(names)) != len(names):
+        raise SpecError("combinations: the same combination is listed twice")
+    return combos
+
+
+def _leaf_envs(
+    spec: BatchSpec, workflow: Workflow, leaves: list[Leaf]
+) -> dict[str, dict[str, Any] | None]:
+    for node, by_variant in spec.environments.items():
+        _node_or_error(workflow, node, f"environments.{node}")
+        for variant in by_variant:
+            if variant not in workflow.nodes[node].variants:
+                raise SpecError(f"environments.{node}.{variant}: no such variant")
+    provider = RayEnvironmentProvider(spec.ray.runtime_env)
+    out: dict[str, dict[str, Any] | None] = {}
+    for leaf in leaves:
+        envs = [
+            spec.environments.get(node, {}).get(variant, {})
+            for node, variant in leaf.combination.variants
+        ]
+        out[leaf.key] = provider.runtime_env([e for e in envs if e])
+    return out
+
+
+def plan_groups(resolved: ResolvedBatch, cases: Sequence[Case], workers: int) -> list[TaskGroup]:
+    """Split each case's leaves into task groups.
+
+    One task per case keeps the whole variant tree together (most sharing). When there are
+    fewer cases than ~2 tasks per worker, each case is cut into contiguous slices of its
+    leaves sorted by variant choice, so that slices still share the longest prefixes.
+    Leaves that need different runtime environments never share a task.
+    """
+    leaves = resolved.leaves
+    target = max(1, 2 * workers)
+    per_case = max(1, -(-target // max(1, len(cases))))
+    groups: list[TaskGroup] = []
+    for case in cases:
+        by_env: dict[str, list[Leaf]] = {}
+        for leaf in leaves:
+            env = resolved.leaf_envs.get(leaf.key)
+            by_env.setdefault(json.dumps(env, sort_keys=True), []).append(leaf)
+        for env_key, env_leaves in by_env.items():
+            env = json.loads(env_key)
+            ordered = sorted(env_leaves, key=lambda lf: (lf.combination.variants, lf.repeat))
+            slices = min(per_case, len(ordered))
+            size = -(-len(ordered) // slices)
+            for start in range(0, len(ordered), size):
+                chunk = tuple(lf.key for lf in ordered[start : start + size])
+                groups.append(TaskGroup(case.id, chunk, env))
+    return groups

@@ -1,0 +1,159 @@
+"""Runs one task group as a variant tree with shared prefixes, resumable after a crash.
+
+Leaves (combination x repeat) start together in one execution. Before a node on which they
+disagree (different variants, or repeats of a nondeterministic node), the execution pauses
+at ``split:<node>`` and one child is forked per choice, each continuing from the same
+checkpoint. Execution ids are derived from the batch, case, group and branch, so rerunning
+a crashed batch finds the same executions and continues each from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from wtb_domain.batch.plan import Leaf
+from wtb_domain.controller import ExecutionController
+from wtb_domain.errors import NotFoundError
+from wtb_domain.model import Execution, Status
+from wtb_domain.workflow import Workflow
+
+
+def derived_id(*parts: str) -> str:
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Leaves whose runs ended in ``execution`` (completed or failed)."""
+
+    execution: Execution
+    leaves: list[Leaf]
+
+
+class VariantTree:
+    """Drives the executions of one group of leaves of one case."""
+
+    def __init__(
+        self,
+        controller: ExecutionController,
+        workflow: Workflow,
+        *,
+        nondeterministic: set[str],
+        prefix_sharing: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._controller = controller
+        self._workflow = workflow
+        self._nondeterministic = nondeterministic
+        self._sharing = prefix_sharing
+        self._cancelled = cancelled
+        self.nodes_run = 0
+
+    def run(
+        self, batch_id: str, case_id: str, case_input: dict[str, object], leaves: Sequence[Leaf]
+    ) -> Iterator[Finished]:
+        """Yield finished leaves as their executions end; stops early when cancelled."""
+        labels = {"batch_test_id": batch_id, "case_id": case_id}
+        if not self._sharing:
+            for leaf in leaves:
+                if self._cancelled():
+                    return
+                eid = derived_id(batch_id, case_id, "leaf", leaf.key)
+                execution = self._get_or_create(
+                    eid,
+                    partial(
+                        self._controller.create,
+                        self._workflow,
+                        case_input,
+                        variants=leaf.combination.selection,
+                        execution_id=eid,
+                        labels={**labels, "leaves": [leaf.key]},
+                    ),
+                )
+                yield from self._grow(execution, [leaf])
+            return
+        root_id = derived_id(batch_id, case_id, "root", *sorted(lf.key for lf in leaves))
+        root = self._get_or_create(
+            root_id,
+            partial(
+                self._controller.create,
+                self._workflow,
+                case_input,
+                variants=self._common(leaves),
+                execution_id=root_id,
+                labels={**labels, "leaves": [lf.key for lf in leaves]},
+            ),
+        )
+        yield from self._grow(root, list(leaves))
+
+    def _grow(self, execution: Execution, leaves: list[Leaf]) -> Iterator[Finished]:
+        if self._cancelled():
+            return
+        if not execution.finished and not self._at_split(execution):
+            execution = self._controller.drive(
+                execution, self._workflow, split_before=lambda node: self._splits(leaves, node)
+            )
+            self.nodes_run += execution.nodes_run
+        if execution.finished:
+            yield Finished(execution, leaves)
+            return
+        node = self._at_split(execution)
+        assert node is not None and execution.head_checkpoint_id is not None
+        for branch, group in self._partition(leaves, node).items():
+            child_id = derived_id(execution.id, node, branch)
+            head = execution.head_checkpoint_id
+            variant = group[0].combination.selection.get(node)
+            child = self._get_or_create(
+                child_id,
+                partial(
+                    self._controller.fork,
+                    head,
+                    variant_overrides={node: variant} if variant else None,
+                    workflow=self._workflow,
+                    run=False,
+                    execution_id=child_id,
+                    labels={**execution.labels, "leaves": [lf.key for lf in group]},
+                ),
+            )
+            yield from self._grow(child, group)
+
+    @staticmethod
+    def _at_split(execution: Execution) -> str | None:
+        where = execution.paused_at or ""
+        if execution.status is Status.PAUSED and where.startswith("split:"):
+            return where.removeprefix("split:")
+        return None
+
+    def _branch(self, leaf: Leaf, node: str) -> str:
+        variant = leaf.combination.selection.get(node, self._workflow.node(node).default)
+        if node in self._nondeterministic:
+            return f"{variant}#r{leaf.repeat}"
+        return variant
+
+    def _partition(self, leaves: list[Leaf], node: str) -> dict[str, list[Leaf]]:
+        groups: dict[str, list[Leaf]] = {}
+        for leaf in leaves:
+            groups.setdefault(self._branch(leaf, node), []).append(leaf)
+        return groups
+
+    def _splits(self, leaves: list[Leaf], node: str) -> bool:
+        first = self._branch(leaves[0], node)
+        return any(self._branch(leaf, node) != first for leaf in leaves[1:])
+
+    @staticmethod
+    def _common(leaves: Sequence[Leaf]) -> dict[str, str]:
+        first = leaves[0].combination.selection
+        return {
+            node: variant
+            for node, variant in first.items()
+            if all(lf.combination.selection.get(node) == variant for lf in leaves)
+        }
+
+    def _get_or_create(self, execution_id: str, create: Callable[[], Execution]) -> Execution:
+        try:
+            return self._controller.get(execution_id)
+        except NotFoundError:
+            return create()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from wtb_domain.engine import Engine, Mode
@@ -44,16 +45,10 @@ class ExecutionController:
     ) -> Execution:
         """Start an execution from ``input`` and run it until END, a breakpoint or a failure."""
         wf = self._workflow(workflow)
-        execution = self.create(
-            wf,
-            input,
-            variants=variants,
-            break_before=break_before,
-            break_after=break_after,
-            execution_id=execution_id,
-            labels=labels,
+        execution, start = self._create(
+            wf, input, variants, break_before, break_after, execution_id, labels
         )
-        return self._advance(wf, execution, Mode.RUN)
+        return self._advance(wf, execution, Mode.RUN, start=start)
 
     def create(
         self,
@@ -68,6 +63,21 @@ class ExecutionController:
     ) -> Execution:
         """Store a new execution and its input checkpoint without running any node."""
         wf = self._workflow(workflow)
+        execution, _ = self._create(
+            wf, input, variants, break_before, break_after, execution_id, labels
+        )
+        return execution
+
+    def _create(
+        self,
+        wf: Workflow,
+        input: Mapping[str, Any],
+        variants: Mapping[str, str] | None,
+        break_before: Iterable[str],
+        break_after: Iterable[str],
+        execution_id: str | None,
+        labels: Mapping[str, Any] | None,
+    ) -> tuple[Execution, Checkpoint]:
         if not isinstance(input, Mapping):
             raise WorkflowError(f"input must be a JSON object (dict), got {type(input).__name__}")
         selection = dict(variants or {})
@@ -83,7 +93,6 @@ class ExecutionController:
             variants=selection,
             break_before=before,
             break_after=after,
-            input=dict(input),
             labels=dict(labels or {}),
         )
         encoded = encode_update({}, input, node=None)
@@ -95,7 +104,7 @@ class ExecutionController:
             uow.checkpoints.add(cp, encoded.new_blobs)
             uow.commit()
         self._bus.publish(execution.pop_events())
-        return execution
+        return execution, replace(cp, state=encoded.decoded)
 
     def resume(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
         """Continue a paused (or interrupted) execution from its head checkpoint."""
@@ -166,7 +175,6 @@ class ExecutionController:
             break_before=list(break_before),
             break_after=list(break_after),
             paused_at=f"fork:{source.step}",
-            input=parent.input,
             parent_execution_id=parent.id,
             forked_from_checkpoint_id=source.id,
             labels=dict(labels or parent.labels),
@@ -211,13 +219,18 @@ class ExecutionController:
         """
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
-        if cp.node == node and cp.parent_id is not None:
-            checkpoint_id = cp.parent_id
-        with self._uow() as uow:
+            if cp.source is Source.NODE and cp.node == node and cp.parent_id is not None:
+                cp = uow.checkpoints.get(cp.parent_id)
             parent = uow.executions.get(cp.execution_id)
         wf = self._workflow_for(parent, workflow)
         wf.node(node).variant(variant)
-        return self.fork(checkpoint_id, variant_overrides={node: variant}, workflow=wf)
+        if wf.next_node(cp.node, cp.state or {}) != node:
+            raise WorkflowError(
+                f"node {node!r} does not run next after checkpoint {cp.id} (step {cp.step}, "
+                f"after {cp.node or 'the input'}); pass the checkpoint written just before "
+                f"{node!r}, or the one {node!r} wrote"
+            )
+        return self.fork(cp.id, variant_overrides={node: variant}, workflow=wf)
 
     def drive(
         self,
@@ -267,10 +280,16 @@ class ExecutionController:
         *,
         skip_break_before: bool = False,
         split_before: Callable[[str], bool] | None = None,
+        start: Checkpoint | None = None,
     ) -> Execution:
         try:
             return self._engine.advance(
-                wf, execution, mode, skip_break_before=skip_break_before, split_before=split_before
+                wf,
+                execution,
+                mode,
+                skip_break_before=skip_break_before,
+                split_before=split_before,
+                start=start,
             )
         finally:
             self._bus.publish(execution.pop_events())

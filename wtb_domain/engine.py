@@ -21,10 +21,9 @@ from wtb_domain.events import (
 )
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
-from wtb_domain.ports import UnitOfWorkFactory
+from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
 from wtb_domain.state import encode_update
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
-
 
 LATENCY_METRIC = "latency_ms"
 """Sum of node run times along the checkpoint lineage, kept in every execution's metrics."""
@@ -82,18 +81,14 @@ def _call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: 
 
 
 class Engine:
-    """Advances executions. Every node's result is committed before the next node starts."""
+    """Advances executions. Every node's result is committed before the next node starts.
+
+    One unit of work spans an ``advance`` call and commits once per node, so no transaction
+    (and, on SQLite, no write lock) is held while a node runs.
+    """
 
     def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
         self._uow = uow_factory
-
-    def load_head(self, execution: Execution) -> _Head:
-        if execution.head_checkpoint_id is None:
-            raise WorkflowError(f"execution {execution.id} has no checkpoint to continue from")
-        with self._uow() as uow:
-            cp = uow.checkpoints.get(execution.head_checkpoint_id)
-        assert cp.state is not None
-        return _Head(cp, cp.state)
 
     def advance(
         self,
@@ -103,54 +98,71 @@ class Engine:
         *,
         skip_break_before: bool = False,
         split_before: Callable[[str], bool] | None = None,
+        start: Checkpoint | None = None,
     ) -> Execution:
         """Run nodes until END, a breakpoint, a step boundary, or a failure; return the result.
 
-        ``split_before(node)`` returning True pauses before ``node`` with ``paused_at`` set to
-        ``split:<node>`` (the batch runner forks there, one child per variant).
+        Args:
+            workflow: The execution's workflow.
+            execution: The execution to advance from its head checkpoint.
+            mode: RUN to go on, STEP to pause after one node.
+            skip_break_before: Ignore a before-breakpoint on the first node (resuming).
+            split_before: Returning True pauses before that node with ``paused_at`` set to
+                ``split:<node>`` (the batch runner forks there, one child per variant).
+            start: The head checkpoint with its state, when the caller has it already.
         """
-        head = self.load_head(execution)
-        execution.status = Status.RUNNING
-        execution.paused_at = None
-        execution.error_type = execution.error_message = execution.error_traceback = None
-        first = True
-        while True:
-            try:
-                nxt = workflow.next_node(head.checkpoint.node, head.state)
-            except WorkflowError as exc:
-                return self._fail(execution, head.checkpoint.node, exc, "")
-            if nxt == END:
-                return self._finish(execution, head)
-            if nxt in execution.break_before and not (first and skip_break_before):
-                return self._pause(execution, f"before:{nxt}", head)
-            if split_before is not None and split_before(nxt):
-                return self._pause(execution, f"split:{nxt}", head)
-            if head.checkpoint.step >= workflow.max_steps:
-                err = WorkflowError(
-                    f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
-                    "(a cycle that never reaches END?); raise GraphBuilder(max_steps=...) "
-                    "or fix the routing"
-                )
-                return self._fail(execution, nxt, err, "")
-            first = False
-            result = self._run_node(workflow, execution, nxt, head)
-            if isinstance(result, Execution):
-                return result
-            head = result
-            if nxt in execution.break_after:
-                return self._pause(execution, f"after:{nxt}", head)
-            if mode is Mode.STEP:
-                return self._pause(execution, f"step:{nxt}", head)
+        with self._uow() as uow:
+            head = self._head(uow, execution, start)
+            execution.status = Status.RUNNING
+            execution.paused_at = None
+            execution.error_type = execution.error_message = execution.error_traceback = None
+            first = True
+            while True:
+                try:
+                    nxt = workflow.next_node(head.checkpoint.node, head.state)
+                except WorkflowError as exc:
+                    return self._fail(uow, execution, head.checkpoint.node, exc, "")
+                if nxt == END:
+                    return self._finish(uow, execution, head)
+                if nxt in execution.break_before and not (first and skip_break_before):
+                    return self._pause(uow, execution, f"before:{nxt}", head)
+                if split_before is not None and split_before(nxt):
+                    return self._pause(uow, execution, f"split:{nxt}", head)
+                if head.checkpoint.step >= workflow.max_steps:
+                    err = WorkflowError(
+                        f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
+                        "(a cycle that never reaches END?); raise GraphBuilder(max_steps=...) "
+                        "or fix the routing"
+                    )
+                    return self._fail(uow, execution, nxt, err, "")
+                first = False
+                result = self._run_node(uow, workflow, execution, nxt, head)
+                if isinstance(result, Execution):
+                    return result
+                head = result
+                if nxt in execution.break_after:
+                    return self._pause(uow, execution, f"after:{nxt}", head)
+                if mode is Mode.STEP:
+                    return self._pause(uow, execution, f"step:{nxt}", head)
+
+    @staticmethod
+    def _head(uow: UnitOfWork, execution: Execution, start: Checkpoint | None) -> _Head:
+        if start is not None and start.state is not None:
+            return _Head(start, dict(start.state))
+        if execution.head_checkpoint_id is None:
+            raise WorkflowError(f"execution {execution.id} has no checkpoint to continue from")
+        cp = uow.checkpoints.get(execution.head_checkpoint_id)
+        assert cp.state is not None
+        return _Head(cp, cp.state)
 
     def _run_node(
-        self, workflow: Workflow, execution: Execution, name: str, head: _Head
+        self, uow: UnitOfWork, workflow: Workflow, execution: Execution, name: str, head: _Head
     ) -> _Head | Execution:
         node = workflow.node(name)
         variant = node.variant(execution.variants.get(name))
         step = head.checkpoint.step + 1
-        ctx = RunContext(
-            name, variant.name, MappingProxyType(dict(variant.params)), execution.id, step
-        )
+        params = MappingProxyType(dict(variant.params))
+        ctx = RunContext(name, variant.name, params, execution.id, step)
         started = time.perf_counter()
         try:
             update = _call_node(node, variant, head.state, ctx)
@@ -163,13 +175,13 @@ class Engine:
                 )
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
         except StateError as exc:
-            return self._fail(execution, name, exc, "")
+            return self._fail(uow, execution, name, exc, "")
         except Exception as exc:  # the node's own error: recorded, the run stops here
-            return self._fail(execution, name, exc, traceback.format_exc())
+            return self._fail(uow, execution, name, exc, traceback.format_exc())
         duration_ms = (time.perf_counter() - started) * 1000.0
         totals = dict(head.checkpoint.metadata.get("totals", {}))
         for metric, value in (*ctx.metrics.items(), (LATENCY_METRIC, duration_ms)):
-            totals[metric] = totals.get(metric, 0.0) + value
+            totals[metric] = round(totals.get(metric, 0.0) + value, 6)
         cp = Checkpoint(
             id=new_id(),
             execution_id=execution.id,
@@ -191,35 +203,40 @@ class Engine:
         execution.metrics = totals
         execution.nodes_run += 1
         execution.updated_at = cp.created_at
-        with self._uow() as uow:
-            uow.checkpoints.add(cp, encoded.new_blobs)
-            uow.executions.update(execution)
-            uow.commit()
+        uow.checkpoints.add(cp, encoded.new_blobs)
+        uow.executions.update(execution)
+        uow.commit()
         execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
+        # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
-        state.update(update)
+        state.update(encoded.decoded)
         return _Head(cp, state)
 
-    def _save(self, execution: Execution, event: Event) -> Execution:
+    @staticmethod
+    def _save(uow: UnitOfWork, execution: Execution, event: Event) -> Execution:
         execution.updated_at = utcnow()
         execution.events.append(event)
-        with self._uow() as uow:
-            uow.executions.update(execution)
-            uow.commit()
+        uow.executions.update(execution)
+        uow.commit()
         return execution
 
-    def _pause(self, execution: Execution, where: str, head: _Head) -> Execution:
+    def _pause(self, uow: UnitOfWork, execution: Execution, where: str, head: _Head) -> Execution:
         execution.status = Status.PAUSED
         execution.paused_at = where
-        return self._save(execution, ExecutionPaused(execution.id, where, head.checkpoint.id))
+        return self._save(uow, execution, ExecutionPaused(execution.id, where, head.checkpoint.id))
 
-    def _finish(self, execution: Execution, head: _Head) -> Execution:
+    def _finish(self, uow: UnitOfWork, execution: Execution, head: _Head) -> Execution:
         execution.status = Status.COMPLETED
         event = ExecutionCompleted(execution.id, head.checkpoint.id, dict(execution.metrics))
-        return self._save(execution, event)
+        return self._save(uow, execution, event)
 
     def _fail(
-        self, execution: Execution, node: str | None, exc: BaseException, tb: str
+        self,
+        uow: UnitOfWork,
+        execution: Execution,
+        node: str | None,
+        exc: BaseException,
+        tb: str,
     ) -> Execution:
         execution.status = Status.FAILED
         if isinstance(exc, NodeError):
@@ -230,4 +247,4 @@ class Engine:
         execution.error_message = message
         execution.error_traceback = tb or None
         execution.paused_at = f"failed:{node}" if node else None
-        return self._save(execution, ExecutionFailed(execution.id, node, error_type, message))
+        return self._save(uow, execution, ExecutionFailed(execution.id, node, error_type, message))

@@ -67,7 +67,6 @@ class Execution:
     break_after: list[str] = field(default_factory=list)
     head_checkpoint_id: str | None = None
     paused_at: str | None = None
-    input: dict[str, Any] = field(default_factory=dict)
     parent_execution_id: str | None = None
     forked_from_checkpoint_id: str | None = None
     error_type: str | None = None

@@ -49,6 +49,8 @@ class EncodedUpdate:
     manifest: dict[str, str]
     new_blobs: dict[str, str]
     changed_keys: list[str]
+    decoded: dict[str, Any]
+    """The changed values as they read back from JSON (tuples become lists, ...)."""
 
 
 def encode_update(
@@ -59,6 +61,7 @@ def encode_update(
     new_manifest = dict(manifest)
     blobs: dict[str, str] = {}
     changed: list[str] = []
+    decoded: dict[str, Any] = {}
     for key, value in update.items():
         encoded = encode_value(value, node=node, key=key)
         digest = content_hash(encoded)
@@ -66,7 +69,13 @@ def encode_update(
             new_manifest[key] = digest
             blobs[digest] = encoded
             changed.append(key)
-    return EncodedUpdate(new_manifest, blobs, changed)
+            decoded[key] = value if _plain(value) else json.loads(encoded)
+    return EncodedUpdate(new_manifest, blobs, changed, decoded)
+
+
+def _plain(value: Any) -> bool:
+    """True for values whose JSON round trip is the value itself (skips re-decoding)."""
+    return value is None or isinstance(value, str | bool | int | float)
 
 
 @dataclass(frozen=True)

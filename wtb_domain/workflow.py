@@ -367,7 +367,13 @@ def load_workflow(ref: str) -> Workflow:
     if isinstance(obj, GraphBuilder):
         obj = obj.build()
     elif callable(obj) and not isinstance(obj, Workflow):
-        obj = obj()
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise WorkflowError(
+                f"workflow reference {ref!r} points to a callable that is not a Workflow "
+                f"factory (calling it with no arguments failed: {exc})"
+            ) from exc
     if not isinstance(obj, Workflow):
         raise WorkflowError(
             f"workflow reference {ref!r} points to a {type(obj).__name__}, not a Workflow "

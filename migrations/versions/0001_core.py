@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.Column("breakpoints", Json, nullable=False),
         sa.Column("head_checkpoint_id", sa.String(64), nullable=True),
         sa.Column("paused_at", sa.String(300), nullable=True),
-        sa.Column("input", Json, nullable=False),
         sa.Column("parent_execution_id", sa.String(64), nullable=True),
         sa.Column("forked_from_checkpoint_id", sa.String(64), nullable=True),
         sa.Column("error_type", sa.String(255), nullable=True),

@@ -10,7 +10,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from wtb_domain.errors import NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
     AuditEntry,
     BatchProgress,
@@ -62,6 +62,8 @@ class MemoryExecutions:
         self._store, self._staged = store, staged
 
     def add(self, execution: Execution) -> None:
+        if execution.id in self._staged.executions or execution.id in self._store.executions:
+            raise ExecutionError(f"execution {execution.id!r} already exists; use another id")
         self._staged.executions[execution.id] = _copy_execution(execution)
 
     def update(self, execution: Execution) -> None:

@@ -26,6 +26,14 @@ def default_database_url() -> str:
     return f"sqlite:///{Path(DEFAULT_DIR) / 'wtb.db'}"
 
 
+def absolute_url(url: str | None) -> str:
+    """The URL with a relative SQLite path made absolute (other processes, other cwd)."""
+    parsed = make_url(url or default_database_url())
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parsed = parsed.set(database=str(Path(parsed.database or "").resolve()))
+    return parsed.render_as_string(hide_password=False)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Autocommit at the driver so SQLAlchemy's "begin" event decides how transactions start.
     dbapi_conn.isolation_level = None

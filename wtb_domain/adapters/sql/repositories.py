@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wtb_domain.adapters.sql.tables import (
@@ -19,7 +20,7 @@ from wtb_domain.adapters.sql.tables import (
     CheckpointRow,
     ExecutionRow,
 )
-from wtb_domain.errors import NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
     AuditEntry,
     BatchProgress,
@@ -56,7 +57,6 @@ def _execution_values(e: Execution) -> dict[str, Any]:
         "breakpoints": {"before": e.break_before, "after": e.break_after},
         "head_checkpoint_id": e.head_checkpoint_id,
         "paused_at": e.paused_at,
-        "input": e.input,
         "parent_execution_id": e.parent_execution_id,
         "forked_from_checkpoint_id": e.forked_from_checkpoint_id,
         "error_type": e.error_type,
@@ -82,7 +82,6 @@ def _execution_from(row: Any) -> Execution:
         break_after=list(bp.get("after", [])),
         head_checkpoint_id=row.head_checkpoint_id,
         paused_at=row.paused_at,
-        input=dict(row.input or {}),
         parent_execution_id=row.parent_execution_id,
         forked_from_checkpoint_id=row.forked_from_checkpoint_id,
         error_type=row.error_type,
@@ -95,19 +94,42 @@ def _execution_from(row: Any) -> Execution:
     )
 
 
+MUTABLE = (
+    "status",
+    "head_checkpoint_id",
+    "paused_at",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "metrics",
+    "updated_at",
+)
+UPDATE_EXECUTION = (
+    update(EXECUTIONS)
+    .where(EXECUTIONS.c.id == bindparam("execution_id"))
+    .values({name: bindparam(name) for name in MUTABLE})
+)
+
+
 class SqlExecutions:
     def __init__(self, session: Session) -> None:
         self._s = session
 
     def add(self, execution: Execution) -> None:
-        self._s.execute(insert(EXECUTIONS), [_execution_values(execution)])
+        try:
+            with self._s.begin_nested():
+                self._s.execute(insert(EXECUTIONS), [_execution_values(execution)])
+        except IntegrityError:
+            raise ExecutionError(
+                f"execution {execution.id!r} already exists; use another id"
+            ) from None
 
     def update(self, execution: Execution) -> None:
+        """Write the fields that change while an execution runs (one cached statement)."""
         values = _execution_values(execution)
-        del values["id"], values["created_at"]
-        result = self._s.execute(
-            update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(**values)
-        )
+        params = {name: values[name] for name in MUTABLE}
+        params["execution_id"] = execution.id
+        result = self._s.execute(UPDATE_EXECUTION, params)
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFoundError(f"no execution {execution.id!r}")
 
@@ -139,13 +161,16 @@ def _checkpoint_from(row: Any) -> Checkpoint:
     )
 
 
+INSERT_BLOBS = {
+    "postgresql": postgresql.insert(BLOBS).on_conflict_do_nothing(index_elements=["hash"]),
+    "sqlite": sqlite.insert(BLOBS).on_conflict_do_nothing(index_elements=["hash"]),
+}
+
+
 class SqlCheckpoints:
     def __init__(self, session: Session) -> None:
         self._s = session
-        dialect = session.get_bind().dialect.name
-        self._insert_blobs = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            BLOBS
-        ).on_conflict_do_nothing(index_elements=["hash"])
+        self._insert_blobs = INSERT_BLOBS[session.get_bind().dialect.name]
 
     def add(self, checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> None:
         self.add_many([(checkpoint, new_blobs)])
@@ -303,13 +328,16 @@ class SqlBatches:
         return found
 
 
+INSERT_RESULTS = {
+    "postgresql": postgresql.insert(RESULTS).on_conflict_do_nothing(index_elements=LEAF_COLUMNS),
+    "sqlite": sqlite.insert(RESULTS).on_conflict_do_nothing(index_elements=LEAF_COLUMNS),
+}
+
+
 class SqlResults:
     def __init__(self, session: Session) -> None:
         self._s = session
-        dialect = session.get_bind().dialect.name
-        self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            RESULTS
-        ).on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
+        self._insert = INSERT_RESULTS[session.get_bind().dialect.name]
 
     def add_many(self, results: Sequence[BatchResult]) -> int:
         if not results:

@@ -17,7 +17,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -41,7 +40,6 @@ class ExecutionRow(Base):
     breakpoints: Mapped[dict[str, Any]] = mapped_column(JsonType)
     head_checkpoint_id: Mapped[str | None] = mapped_column(String(64))
     paused_at: Mapped[str | None] = mapped_column(String(300))
-    input: Mapped[dict[str, Any]] = mapped_column(JsonType)
     parent_execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
     forked_from_checkpoint_id: Mapped[str | None] = mapped_column(String(64))
     error_type: Mapped[str | None] = mapped_column(String(255))
@@ -120,7 +118,6 @@ class BatchResultRow(Base):
             "batch_test_id", "combination_name", "case_id", "repeat", name="uq_wtb_results_leaf"
         ),
         Index("ix_wtb_results_batch", "batch_test_id"),
-        Index("ix_wtb_results_batch_score", "batch_test_id", text("overall_score DESC")),
         pg_only(Index("pgx_wtb_results_created_brin", "created_at", postgresql_using="brin")),
         pg_only(Index("pgx_wtb_results_variant_gin", "variant_config", postgresql_using="gin")),
         pg_only(Index("pgx_wtb_results_metrics_gin", "metrics", postgresql_using="gin")),
@@ -143,3 +140,10 @@ class BatchResultRow(Base):
     worker_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index(
+    "ix_wtb_results_batch_score",
+    BatchResultRow.batch_test_id,
+    BatchResultRow.overall_score.desc(),
+)

@@ -49,6 +49,8 @@ class SqlUnitOfWork:
             self.session.rollback()
         finally:
             self.session.close()
+        if isinstance(exc, DBAPIError):
+            raise StoreError(f"database error: {exc.orig}") from exc
 
     def commit(self) -> None:
         try:

@@ -1,0 +1,1 @@
+"""Prefect flows: batch tests and regression runs."""

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: each is one call into :mod:`wtb_domain`."""

@@ -22,6 +22,9 @@ from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.model import BatchStatus
 
 
+MAX_ERROR_CHARS = 300
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "batch"
 
@@ -49,7 +52,7 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
         try:
             nodes += int(done.result()["node_executions"])
         except Exception as exc:  # a task that failed after its retries: reported, batch goes on
-            errors.append(f"{type(exc).__name__}: {exc}")
+            errors.append(f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
     return nodes, errors
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -14,7 +15,8 @@ from rich.console import Console
 from wtb_domain import App, SpecError, WtbError, sql_app
 from wtb_domain.errors import StoreError
 
-console = Console()
+# Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
+console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")

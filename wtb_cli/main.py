@@ -160,3 +160,11 @@ def db_upgrade(
     database = Database(db, migrate=False)
     database.upgrade(revision)
     console.print(f"database {database.safe_url} is at {revision}")
+
+
+from wtb_cli import batch as _batch  # noqa: E402
+
+app.add_typer(_batch.batch_app, name="batch")
+app.command("matrix")(user_errors(_batch.matrix_command))
+app.command("parity")(user_errors(_batch.parity_command))
+app.command("demo")(user_errors(_batch.demo_command))

@@ -66,6 +66,10 @@ class BatchRepository(Protocol):
 
     def update(self, batch: BatchTest) -> None: ...
 
+    def latest(self, name: str, *, exclude: str | None = None) -> BatchTest | None:
+        """The newest finished batch with this name (a regression baseline)."""
+        ...
+
 
 class ResultRepository(Protocol):
     def add_many(self, results: Sequence[BatchResult]) -> int:

@@ -15,6 +15,7 @@ from wtb_domain.model import (
     AuditEntry,
     BatchProgress,
     BatchResult,
+    BatchStatus,
     BatchTest,
     Checkpoint,
     Execution,
@@ -152,6 +153,15 @@ class MemoryBatches:
     def find(self, batch_id: str) -> BatchTest | None:
         found = self._staged.batches.get(batch_id) or self._store.batches.get(batch_id)
         return copy.deepcopy(found)
+
+    def latest(self, name: str, *, exclude: str | None = None) -> BatchTest | None:
+        merged = {**self._store.batches, **self._staged.batches}
+        rows = [
+            b
+            for b in merged.values()
+            if b.name == name and b.id != exclude and b.status is not BatchStatus.RUNNING
+        ]
+        return copy.deepcopy(max(rows, key=lambda b: b.created_at)) if rows else None
 
     def get(self, batch_id: str) -> BatchTest:
         found = self.find(batch_id)

@@ -307,8 +307,22 @@ class SqlBatches:
 
     def find(self, batch_id: str) -> BatchTest | None:
         row = self._s.execute(select(BATCHES).where(BATCHES.c.id == batch_id)).first()
-        if row is None:
-            return None
+        return None if row is None else self._batch_from(row)
+
+    def latest(self, name: str, *, exclude: str | None = None) -> BatchTest | None:
+        stmt = (
+            select(BATCHES)
+            .where(BATCHES.c.name == name, BATCHES.c.status != BatchStatus.RUNNING.value)
+            .order_by(BATCHES.c.created_at.desc())
+            .limit(1)
+        )
+        if exclude is not None:
+            stmt = stmt.where(BATCHES.c.id != exclude)
+        row = self._s.execute(stmt).first()
+        return None if row is None else self._batch_from(row)
+
+    @staticmethod
+    def _batch_from(row: Any) -> BatchTest:
         return BatchTest(
             id=row.id,
             name=row.name,

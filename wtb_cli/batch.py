@@ -1,0 +1,288 @@
+"""``wtb batch ...``, ``wtb matrix``, ``wtb parity``, ``wtb demo``: batch tests on Prefect."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wtb_cli.common import app_for, console, user_errors
+from wtb_domain import NotFoundError, SpecError
+from wtb_domain.batch.parity import compare_results
+from wtb_domain.batch.service import BatchService
+from wtb_domain.batch.spec import BatchSpec, load_spec
+from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.ids import new_id
+
+batch_app = typer.Typer(no_args_is_help=True, help="Batch tests: variants x cases x repeats.")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="WTB_DATABASE_URL", help="Database URL (default ./.wtb/wtb.db)."),
+]
+FORMATS = ("table", "markdown", "csv", "json")
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "wtb_domain" / "demo" / "batch.yaml"
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
+    update = {k: v for k, v in values.items() if v is not None}
+    if not update:
+        return spec
+    return BatchSpec.parse({**spec.model_dump(), **update})
+
+
+def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise SpecError(f"--format: use one of {', '.join(FORMATS)}")
+    if fmt == "markdown":
+        console.print(matrix.to_markdown(), markup=False, highlight=False)
+    elif fmt == "csv":
+        console.print(matrix.to_csv(), markup=False, highlight=False, end="")
+    elif fmt == "json":
+        console.print_json(matrix.to_json())
+    else:
+        _rich_matrix(matrix)
+
+
+def _rich_matrix(matrix: ComparisonMatrix) -> None:
+    vs_base = {p.combination: p for p in matrix.vs_baseline}
+    best = {p.combination: p for p in matrix.vs_best}
+    first = matrix.stats[0].name if matrix.stats else ""
+    axes = " / ".join(part.split("=")[0] for part in first.split(",")) or "combination"
+    table = Table(title=f"comparison matrix: {matrix.batch_id}")
+    headers = [
+        "#",
+        axes,
+        "n",
+        "fail",
+        "mean",
+        "95% CI",
+        "pass",
+        "p50 ms",
+        "p95 ms",
+        "cost",
+        "vs best",
+    ]
+    if matrix.baseline:
+        headers.append("vs baseline")
+    for col in headers:
+        table.add_column(col, justify="left" if col == axes else "right", no_wrap=True)
+    for s in matrix.stats:
+        label = " / ".join(part.split("=", 1)[-1] for part in s.name.split(","))
+        row = [
+            str(s.rank),
+            label,
+            str(s.n),
+            str(s.n_failed),
+            f"{s.mean_score:.3f}",
+            f"[{s.ci_low:.2f}, {s.ci_high:.2f}]",
+            f"{s.pass_rate:.0%}",
+            f"{s.p50_ms:.1f}",
+            f"{s.p95_ms:.1f}",
+            f"{s.total_cost:.4f}",
+            _verdict(best.get(s.name)),
+        ]
+        if matrix.baseline:
+            row.append(_verdict(vs_base.get(s.name)))
+        table.add_row(*row)
+    console.print(table)
+    if matrix.baseline:
+        console.print(f"baseline: {matrix.baseline}", highlight=False)
+    console.print(
+        "vs best / vs baseline: paired sign-flip test over cases, Holm-adjusted p, "
+        f"alpha {matrix.alpha}",
+        highlight=False,
+    )
+
+
+def _verdict(p: Any) -> str:
+    if p is None:
+        return "-"
+    color = {"worse": "red", "better": "green"}.get(p.verdict, "white")
+    word = {"no difference": "same"}.get(p.verdict, p.verdict)
+    return f"[{color}]{word} p={p.p_adjusted:.2f}[/{color}]"
+
+
+def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> dict[str, Any]:
+    from flows.batch_test import run_batch
+
+    service = BatchService(app_for(spec.database_url))
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome.update(run_batch(spec, base_dir))
+        except BaseException as exc:  # re-raised in the main thread below
+            outcome["exception"] = exc
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="wtb-batch", daemon=True)
+    worker.start()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
+        task = bar.add_task(f"batch {spec.batch_id}", total=None, failed=0)
+        while not done.wait(0.5):
+            try:
+                p = service.progress(str(spec.batch_id))
+            except NotFoundError:
+                continue
+            bar.update(task, total=p.total, completed=p.done, failed=p.failed)
+        try:
+            p = service.progress(str(spec.batch_id))
+            bar.update(task, total=p.total, completed=p.done, failed=p.failed)
+        except NotFoundError:
+            pass
+    if "exception" in outcome:
+        raise outcome["exception"]
+    return outcome
+
+
+def run_spec(
+    spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
+) -> dict[str, Any]:
+    _quiet_prefect()
+    if spec.batch_id is None:
+        spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})
+    summary = _run_with_progress(spec, base_dir, quiet)
+    if summary.get("done"):
+        show_matrix(BatchService(app_for(spec.database_url)).matrix(str(spec.batch_id)), fmt)
+    console.print(
+        f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
+        f"{summary.get('total')} results, {summary.get('failed')} failed, "
+        f"{summary.get('node_executions')} node runs",
+        highlight=False,
+    )
+    for error in summary.get("errors") or []:
+        console.print(f"[red]task error:[/red] {error}", highlight=False)
+    return summary
+
+
+@batch_app.command("run")
+@user_errors
+def batch_run(
+    spec_file: Annotated[Path, typer.Argument(help="Batch spec (YAML or JSON).")],
+    batch_id: Annotated[str | None, typer.Option(help="Id to use (rerun it to resume).")] = None,
+    runner: Annotated[str | None, typer.Option(help="threadpool or ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="ThreadPool workers.")] = None,
+    no_prefix_sharing: Annotated[bool, typer.Option(help="Run every leaf alone.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Run a batch spec as a Prefect flow and print the comparison matrix."""
+    spec, base_dir = load_spec(spec_file)
+    spec = _overrides(
+        spec,
+        batch_id=batch_id,
+        runner=runner,
+        max_workers=workers,
+        database_url=db,
+        prefix_sharing=False if no_prefix_sharing else None,
+    )
+    summary = run_spec(spec, base_dir, fmt, quiet)
+    if summary.get("state") != "Completed":
+        raise typer.Exit(1)
+
+
+@batch_app.command("status")
+@user_errors
+def batch_status(batch_id: str, db: DbOpt = None) -> None:
+    """Show a batch's status and progress."""
+    service = BatchService(app_for(db))
+    batch = service.status(batch_id)
+    p = service.progress(batch_id)
+    console.print(
+        f"batch {batch.id} ({batch.workflow_ref}): {batch.status.value}"
+        f"{' (cancel requested)' if batch.cancel_requested else ''}\n"
+        f"  {p.done} of {p.total} results, {p.failed} failed, {p.pending} pending",
+        highlight=False,
+    )
+
+
+@batch_app.command("cancel")
+@user_errors
+def batch_cancel(batch_id: str, db: DbOpt = None) -> None:
+    """Ask a running batch to stop after the executions in progress."""
+    running = BatchService(app_for(db)).cancel(batch_id)
+    console.print(f"cancel requested for {batch_id}" + ("" if running else " (not running)"))
+
+
+def matrix_command(
+    batch_id: str,
+    baseline: Annotated[str | None, typer.Option(help="Baseline combination name.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
+    db: DbOpt = None,
+) -> None:
+    """Show the comparison matrix of a batch."""
+    show_matrix(BatchService(app_for(db)).matrix(batch_id, baseline), fmt)
+
+
+def parity_command(
+    spec_file: Annotated[Path, typer.Argument(help="Batch spec (YAML or JSON).")],
+    ray: Annotated[bool, typer.Option(help="Also run on Ray.")] = True,
+    db: DbOpt = None,
+) -> None:
+    """Run a spec on ThreadPool (with and without prefix sharing) and on Ray; compare."""
+    spec, base_dir = load_spec(spec_file)
+    spec = _overrides(spec, database_url=db)
+    stem = f"parity-{new_id()[:12]}"
+    variants = {
+        "threadpool": {"runner": "threadpool"},
+        "threadpool-unshared": {"runner": "threadpool", "prefix_sharing": False},
+    }
+    if ray:
+        variants["ray"] = {"runner": "ray"}
+    service = BatchService(app_for(spec.database_url))
+    results = {}
+    for label, changes in variants.items():
+        run = spec.model_copy(update={**changes, "batch_id": f"{stem}-{label}"})
+        console.print(f"running {label} ...")
+        run_spec(run, base_dir, "table", quiet=True)
+        with service.app.uow() as uow:
+            results[label] = uow.results.for_batch(str(run.batch_id))
+    failed = False
+    for label in list(variants)[1:]:
+        report = compare_results("threadpool", results["threadpool"], label, results[label])
+        if report.ok:
+            console.print(
+                f"[green]parity ok[/green]: threadpool == {label} ({report.compared} results)"
+            )
+            continue
+        failed = True
+        console.print(f"[red]parity FAILED[/red]: threadpool vs {label}")
+        for line in report.missing[:20]:
+            console.print(f"  missing: {line}", highlight=False)
+        for d in report.differences[:20]:
+            console.print(f"  {d.key}: {d.field}: {d.left!r} != {d.right!r}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def demo_command(
+    fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
+    db: DbOpt = None,
+) -> None:
+    """Run the shipped QA demo batch (27 variant combinations x 40 questions)."""
+    spec, base_dir = load_spec(DEMO_SPEC)
+    spec = _overrides(spec, database_url=db)
+    summary = run_spec(spec.model_copy(update={"batch_id": f"demo-{new_id()[:12]}"}), base_dir, fmt)
+    if summary.get("state") != "Completed":
+        raise typer.Exit(1)

@@ -21,11 +21,10 @@ from wtb_domain.batch.service import BatchService, PreparedBatch
 from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.model import BatchStatus
 
-
 MAX_ERROR_CHARS = 300
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "batch"
 
 
@@ -99,7 +98,7 @@ def batch_test(spec: dict[str, Any], base_dir: str | None = None) -> State:
     nodes, errors = _submit_all(prepared, parsed)
     summary = service.finish(prepared.batch_id, errors, nodes)
     matrix = service.matrix(prepared.batch_id)
-    key = _slug(f"wtb-{prepared.batch_id}")
+    key = slug(f"wtb-{prepared.batch_id}")
     create_markdown_artifact(matrix.to_markdown(), key=f"{key}-matrix", description="WTB matrix")
     create_table_artifact(
         [

@@ -371,15 +371,7 @@ def wtb_bytes(m: int, nodes: int) -> Growth:
         for k in range(m):
             app.controller.run(wf, make_input(SIZES[BIG], k))
         app.database.dispose()
-        conn = sqlite3.connect(path)
-        try:
-            (input_column,) = conn.execute(
-                "SELECT avg(length(input)) FROM wtb_executions"
-            ).fetchone()
-        finally:
-            conn.close()
-        details = {"input column bytes per execution": float(input_column)}
-        return sqlite_file_bytes(path) - file0, sqlite_row_bytes(path) - rows0, details
+        return sqlite_file_bytes(path) - file0, sqlite_row_bytes(path) - rows0, {}
 
 
 def lg_bytes(m: int, nodes: int) -> Growth:
@@ -693,13 +685,6 @@ def run(args: argparse.Namespace) -> Results:
         print(f"  [{time.perf_counter() - t0:5.1f}s] {size}: timings done")
     wtb_row = bytes_row(WTB_OFF, wtb_bytes, p.byte_executions)
     res.bytes_rows.append(wtb_row)
-    input_column = wtb_row["details"]["input column bytes per execution"]
-    res.notes.append(
-        f"WTB's gross bytes include the input stored twice per execution: once as the input "
-        f"checkpoint's content-addressed values and once more in `wtb_executions.input` "
-        f"({input_column:,.0f} B per execution, i.e. {input_column / NODES:,.0f} B per node "
-        f"checkpoint = {input_column / NODES / wtb_row['snapshot']:.1%} of a snapshot here)."
-    )
     if has_lg:
         res.bytes_rows.append(bytes_row(LG_DEFAULT.label, lg_bytes, p.byte_executions))
     print(f"  [{time.perf_counter() - t0:5.1f}s] bytes done")

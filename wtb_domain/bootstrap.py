@@ -41,7 +41,7 @@ def sql_app(url: str | None = None, *, audit: bool = True) -> App:
     db = database_for(url)
 
     def uow() -> UnitOfWork:
-        return SqlUnitOfWork(db.sessions)
+        return SqlUnitOfWork(db.engine)
 
     return _assemble(uow, audit, db)
 

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from wtb_domain.errors import StoreError
 
@@ -52,7 +51,7 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 
 
 class Database:
-    """One SQLAlchemy engine and session factory for a URL. Create it once per process."""
+    """One SQLAlchemy engine for a URL. Create it once per process (see database_for)."""
 
     def __init__(self, url: str | None = None, *, pool_size: int = 10, migrate: bool = True):
         self.url = url or default_database_url()
@@ -65,7 +64,6 @@ class Database:
             ) from None
         self.dialect = parsed.get_backend_name()
         self.engine = self._create_engine(parsed, pool_size)
-        self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.upgrade()
 

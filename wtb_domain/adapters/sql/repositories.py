@@ -1,4 +1,4 @@
-"""SQLAlchemy repositories: Core statements on the ORM tables inside the unit of work's session."""
+"""SQLAlchemy repositories: Core statements on the ORM tables, on the unit of work's connection."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from wtb_domain.adapters.sql.tables import (
     AuditRow,
@@ -112,8 +111,8 @@ UPDATE_EXECUTION = (
 
 
 class SqlExecutions:
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
 
     def add(self, execution: Execution) -> None:
         try:
@@ -130,7 +129,7 @@ class SqlExecutions:
         params = {name: values[name] for name in MUTABLE}
         params["execution_id"] = execution.id
         result = self._s.execute(UPDATE_EXECUTION, params)
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if result.rowcount == 0:
             raise NotFoundError(f"no execution {execution.id!r}")
 
     def get(self, execution_id: str) -> Execution:
@@ -168,9 +167,9 @@ INSERT_BLOBS = {
 
 
 class SqlCheckpoints:
-    def __init__(self, session: Session) -> None:
-        self._s = session
-        self._insert_blobs = INSERT_BLOBS[session.get_bind().dialect.name]
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+        self._insert_blobs = INSERT_BLOBS[connection.dialect.name]
 
     def add(self, checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> None:
         self.add_many([(checkpoint, new_blobs)])
@@ -236,8 +235,8 @@ class SqlCheckpoints:
 
 
 class SqlAudit:
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
 
     def add(self, entry: AuditEntry) -> None:
         self._s.execute(
@@ -294,8 +293,8 @@ def _batch_values(b: BatchTest) -> dict[str, Any]:
 
 
 class SqlBatches:
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
 
     def add(self, batch: BatchTest) -> None:
         self._s.execute(insert(BATCHES), [_batch_values(batch)])
@@ -349,9 +348,9 @@ INSERT_RESULTS = {
 
 
 class SqlResults:
-    def __init__(self, session: Session) -> None:
-        self._s = session
-        self._insert = INSERT_RESULTS[session.get_bind().dialect.name]
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+        self._insert = INSERT_RESULTS[connection.dialect.name]
 
     def add_many(self, results: Sequence[BatchResult]) -> int:
         if not results:

@@ -1,12 +1,12 @@
-"""The SQLAlchemy unit of work: one session (one transaction) per ``with`` block."""
+"""The SQLAlchemy unit of work: one connection per ``with`` block, committed as it goes."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
@@ -19,7 +19,12 @@ from wtb_domain.errors import StoreError
 
 
 class SqlUnitOfWork:
-    """Rolls back unless :meth:`commit` is called; always closes its session."""
+    """Rolls back unless :meth:`commit` is called; always returns its connection.
+
+    Core statements on one Connection (no ORM Session): the hot path writes a checkpoint and
+    moves the execution's head per node, and the ORM layer would only add overhead there.
+    A unit of work may commit several times (the engine commits once per node).
+    """
 
     executions: SqlExecutions
     checkpoints: SqlCheckpoints
@@ -27,16 +32,18 @@ class SqlUnitOfWork:
     batches: SqlBatches
     results: SqlResults
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+    connection: Connection
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def __enter__(self) -> Self:
-        self.session = self._sessions()
-        self.executions = SqlExecutions(self.session)
-        self.checkpoints = SqlCheckpoints(self.session)
-        self.audit = SqlAudit(self.session)
-        self.batches = SqlBatches(self.session)
-        self.results = SqlResults(self.session)
+        self.connection = self._engine.connect()
+        self.executions = SqlExecutions(self.connection)
+        self.checkpoints = SqlCheckpoints(self.connection)
+        self.audit = SqlAudit(self.connection)
+        self.batches = SqlBatches(self.connection)
+        self.results = SqlResults(self.connection)
         return self
 
     def __exit__(
@@ -46,18 +53,18 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self.session.rollback()
+            self.connection.rollback()
         finally:
-            self.session.close()
+            self.connection.close()
         if isinstance(exc, DBAPIError):
             raise StoreError(f"database error: {exc.orig}") from exc
 
     def commit(self) -> None:
         try:
-            self.session.commit()
+            self.connection.commit()
         except DBAPIError as exc:
-            self.session.rollback()
+            self.connection.rollback()
             raise StoreError(f"commit failed: {exc.orig}") from exc
 
     def rollback(self) -> None:
-        self.session.rollback()
+        self.connection.rollback()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wtb_cli.common import app_for, console, user_errors
-from wtb_domain import NotFoundError, SpecError
+from wtb_domain import SpecError
 from wtb_domain.batch.parity import compare_results
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec, load_spec
@@ -114,22 +114,10 @@ def _verdict(p: Any) -> str:
 
 
 def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> dict[str, Any]:
-    from flows.batch_test import run_batch
+    from flows.batch_runner import BatchTestRunner
 
-    service = BatchService(app_for(spec.database_url))
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome.update(run_batch(spec, base_dir))
-        except BaseException as exc:  # re-raised in the main thread below
-            outcome["exception"] = exc
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=work, name="wtb-batch", daemon=True)
-    worker.start()
+    runner = BatchTestRunner(spec.database_url)
+    batch_id = runner.run_batch_test(spec, base_dir)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -137,22 +125,19 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
         TextColumn("failed {task.fields[failed]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        task = bar.add_task(f"batch {spec.batch_id}", total=None, failed=0)
-        while not done.wait(0.5):
-            try:
-                p = service.progress(str(spec.batch_id))
-            except NotFoundError:
-                continue
-            bar.update(task, total=p.total, completed=p.done, failed=p.failed)
-        try:
-            p = service.progress(str(spec.batch_id))
-            bar.update(task, total=p.total, completed=p.done, failed=p.failed)
-        except NotFoundError:
-            pass
-    if "exception" in outcome:
-        raise outcome["exception"]
-    return outcome
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task(f"batch {batch_id}", total=None, failed=0)
+        while True:
+            alive = runner.running(batch_id)
+            progress = runner.get_progress(batch_id)
+            if progress is not None:
+                bar.update(
+                    task, total=progress.total, completed=progress.done, failed=progress.failed
+                )
+            if not alive:
+                break
+            time.sleep(0.5)
+    return runner.wait(batch_id)
 
 
 def run_spec(

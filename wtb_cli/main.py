@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -14,6 +15,16 @@ from wtb_domain.adapters.sql.database import Database
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def main() -> None:
+    """Serve Prometheus metrics on WTB_METRICS_PORT while a command runs, when it is set."""
+    port = os.environ.get("WTB_METRICS_PORT")
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(int(port), addr=os.environ.get("WTB_METRICS_ADDR", "127.0.0.1"))
 
 DbOpt = Annotated[
     str | None,

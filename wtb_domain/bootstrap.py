@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from wtb_domain.adapters.sql.uow import SqlUnitOfWork
 from wtb_domain.audit import AuditTrail
 from wtb_domain.controller import ExecutionController
 from wtb_domain.events import Event, MessageBus
+from wtb_domain.metrics import PrometheusMetrics
 from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -24,10 +26,17 @@ class App:
     database: Database | None = None
 
 
+@functools.cache
+def process_metrics() -> PrometheusMetrics:
+    """The process's Prometheus metrics (registered once with the default registry)."""
+    return PrometheusMetrics()
+
+
 def build_bus(uow: UnitOfWorkFactory, audit: bool = True) -> MessageBus:
     bus = MessageBus()
     if audit:
         bus.subscribe(Event, AuditTrail(uow))
+    bus.subscribe(Event, process_metrics())
     return bus
 
 

@@ -139,6 +139,39 @@ class ExecutionController:
         self._bus.publish(execution.pop_events())
         return execution
 
+    def update_state(self, execution_id: str, state_patch: Mapping[str, Any]) -> Execution:
+        """Edit the state at the head of a paused or failed execution, in place.
+
+        Writes a checkpoint with ``source=update`` after the head (same step and node, so the
+        routing after it is recomputed from the edited state) and moves the head to it.
+        """
+        with self._uow() as uow:
+            execution = uow.executions.get(execution_id)
+            if execution.status not in (Status.PAUSED, Status.FAILED, Status.PENDING):
+                raise ExecutionError(
+                    f"execution {execution_id} is {execution.status.value}; only a paused or "
+                    "failed execution can be edited (fork a completed one instead)"
+                )
+            assert execution.head_checkpoint_id is not None
+            head = uow.checkpoints.get(execution.head_checkpoint_id)
+            encoded = encode_update(head.manifest, state_patch, node=None)
+            cp = self._new_checkpoint(
+                execution.id,
+                head.id,
+                head.step,
+                head.node,
+                head.variant,
+                Source.UPDATE,
+                encoded.manifest,
+                {"patched": encoded.changed_keys, "totals": head.metadata.get("totals", {})},
+            )
+            execution.head_checkpoint_id = cp.id
+            execution.updated_at = cp.created_at
+            uow.checkpoints.add(cp, encoded.new_blobs)
+            uow.executions.update(execution)
+            uow.commit()
+        return execution
+
     def fork(
         self,
         checkpoint_id: str,

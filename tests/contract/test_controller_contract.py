@@ -775,3 +775,26 @@ def test_text_with_a_nul_character_round_trips(app: App) -> None:
     assert ex.status == Status.COMPLETED
     assert c.state(ex.id)["text"] == "before\x00after"
     assert c.checkpoint(c.history(ex.id)[0].id).state == {"x": 1, "text": "before\x00after"}
+
+
+def test_update_state_edits_a_paused_execution_in_place(app: App) -> None:
+    """update_state writes a `source=update` checkpoint after the head; resume sees the edit."""
+    c = app.controller
+    paused = c.run(LINEAR, {"x": 1}, break_before=["b"])
+    head_before = paused.head_checkpoint_id
+    edited = c.update_state(paused.id, {"x": 100})
+    assert edited.id == paused.id
+    cp = c.checkpoint(edited.head_checkpoint_id or "")
+    assert cp.source.value == "update"
+    assert cp.parent_id == head_before
+    assert cp.state is not None and cp.state["x"] == 100
+    done = c.resume(paused.id, LINEAR)
+    assert done.status.value == "completed"
+    assert [h.source.value for h in c.history(paused.id)][:4] == ["input", "node", "update", "node"]
+
+
+def test_update_state_refuses_a_completed_execution(app: App) -> None:
+    c = app.controller
+    done = c.run(LINEAR, {"x": 1})
+    with pytest.raises(ExecutionError, match="fork"):
+        c.update_state(done.id, {"x": 2})

@@ -10,8 +10,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture, as_completed
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
 from flows.runners import build_task_runner, prefect_api_for_ray
 from tasks.batch import run_case_group

@@ -43,7 +43,8 @@ def build_task_runner(spec: BatchSpec, api_url: str | None = None) -> TaskRunner
             os.environ.setdefault(name, value)
         if spec.ray.num_cpus is not None:
             init_kwargs["num_cpus"] = spec.ray.num_cpus
-    return RayTaskRunner(address=spec.ray.ray_address, init_kwargs=init_kwargs)
+    runner: TaskRunner[Any] = RayTaskRunner(address=spec.ray.ray_address, init_kwargs=init_kwargs)
+    return runner
 
 
 def _free_port() -> int:

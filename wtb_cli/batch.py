@@ -229,7 +229,7 @@ def parity_command(
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(spec, database_url=db)
     stem = f"parity-{new_id()[:12]}"
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "threadpool": {"runner": "threadpool"},
         "threadpool-unshared": {"runner": "threadpool", "prefix_sharing": False},
     }

@@ -26,6 +26,7 @@ def main() -> None:
 
         start_http_server(int(port), addr=os.environ.get("WTB_METRICS_ADDR", "127.0.0.1"))
 
+
 DbOpt = Annotated[
     str | None,
     typer.Option("--db", envvar="WTB_DATABASE_URL", help="Database URL (default ./.wtb/wtb.db)."),

@@ -15,7 +15,7 @@ from typing import Any
 
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
 from wtb_domain.batch.spec import BatchSpec, Case
-from wtb_domain.batch.tree import Finished, VariantTree
+from wtb_domain.batch.tree import Finished, VariantTree, derived_id
 from wtb_domain.bootstrap import App
 from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix
 from wtb_domain.engine import LATENCY_METRIC
@@ -138,7 +138,8 @@ class BatchService:
             prefix_sharing=spec.prefix_sharing,
             cancelled=self._cancel_probe(batch_id),
         )
-        for finished in tree.run(batch_id, the_case.id, the_case.input, pending):
+        group_key = derived_id(*sorted(leaf_keys))
+        for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
             results = self._score(resolved, batch_id, the_case, finished, outcome.worker_id)
             with self.app.uow() as uow:
                 outcome.recorded += uow.results.add_many(results)

@@ -53,9 +53,18 @@ class VariantTree:
         self.nodes_run = 0
 
     def run(
-        self, batch_id: str, case_id: str, case_input: dict[str, object], leaves: Sequence[Leaf]
+        self,
+        batch_id: str,
+        case_id: str,
+        case_input: dict[str, object],
+        leaves: Sequence[Leaf],
+        group_key: str,
     ) -> Iterator[Finished]:
-        """Yield finished leaves as their executions end; stops early when cancelled."""
+        """Yield finished leaves as their executions end; stops early when cancelled.
+
+        ``leaves`` are the group's pending leaves; ``group_key`` names the whole group, so a
+        rerun after a crash finds the same root execution even when some leaves are done.
+        """
         labels = {"batch_test_id": batch_id, "case_id": case_id}
         if not self._sharing:
             for leaf in leaves:
@@ -75,7 +84,7 @@ class VariantTree:
                 )
                 yield from self._grow(execution, [leaf])
             return
-        root_id = derived_id(batch_id, case_id, "root", *sorted(lf.key for lf in leaves))
+        root_id = derived_id(batch_id, case_id, "root", group_key)
         root = self._get_or_create(
             root_id,
             partial(

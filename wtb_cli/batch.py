@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wtb_cli.common import app_for, console, user_errors
-from wtb_domain import SpecError
+from wtb_domain import SpecError, demo
 from wtb_domain.batch.parity import compare_results
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec, load_spec
@@ -26,7 +26,7 @@ DbOpt = Annotated[
     typer.Option("--db", envvar="WTB_DATABASE_URL", help="Database URL (default ./.wtb/wtb.db)."),
 ]
 FORMATS = ("table", "markdown", "csv", "json")
-DEMO_SPEC = Path(__file__).resolve().parent.parent / "wtb_domain" / "demo" / "batch.yaml"
+DEMO_SPEC = Path(demo.__file__).resolve().parent / "batch.yaml"
 
 
 def _quiet_prefect() -> None:

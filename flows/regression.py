@@ -15,26 +15,7 @@ from wtb_domain import SpecError, sql_app
 from wtb_domain.batch.regression import check_regression
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import load_spec
-from wtb_domain.comparison import ResultRow
 from wtb_domain.ids import new_id
-
-
-def _rows(service: BatchService, batch_id: str) -> list[ResultRow]:
-    with service.app.uow() as uow:
-        results = uow.results.for_batch(batch_id)
-    return [
-        ResultRow(
-            r.combination_name,
-            r.case_id,
-            r.repeat,
-            r.success,
-            r.overall_score,
-            r.duration_ms,
-            r.metrics,
-            r.passed,
-        )
-        for r in results
-    ]
 
 
 @flow(name="wtb-regression", log_prints=True)
@@ -66,9 +47,9 @@ def regression_test(
         return Completed(message=f"baseline recorded: {batch_id}", data=summary)
     report = check_regression(
         batch_id,
-        _rows(service, batch_id),
+        service.rows(batch_id),
         baseline.id,
-        _rows(service, baseline.id),
+        service.rows(baseline.id),
         tolerance=tolerance,
         alpha=alpha,
     )

@@ -251,11 +251,11 @@ class BatchService:
             list(errors),
         )
 
-    def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
+    def rows(self, batch_id: str) -> list[ResultRow]:
+        """The batch's results as comparison rows."""
         with self.app.uow() as uow:
-            batch = uow.batches.get(batch_id)
             results = uow.results.for_batch(batch_id)
-        rows = [
+        return [
             ResultRow(
                 combination_name=r.combination_name,
                 case_id=r.case_id,
@@ -268,4 +268,9 @@ class BatchService:
             )
             for r in results
         ]
-        return build_matrix(rows, batch_id, baseline=baseline or batch.spec.get("baseline"))
+
+    def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
+        batch = self.status(batch_id)
+        return build_matrix(
+            self.rows(batch_id), batch_id, baseline=baseline or batch.spec.get("baseline")
+        )

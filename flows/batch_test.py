@@ -18,6 +18,7 @@ from flows.runners import build_task_runner, prefect_api_for_ray
 from tasks.batch import run_case_group
 from wtb_domain import sql_app
 from wtb_domain.adapters.sql.database import absolute_url
+from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService, PreparedBatch
 from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.model import BatchStatus
@@ -139,6 +140,10 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
     The database URL is made absolute so Ray workers (other working directories) find it.
     """
     spec = spec.model_copy(update={"database_url": absolute_url(spec.database_url)})
+    # Spec errors that need the workflow (unknown variant, bad params, cases file) surface
+    # here as SpecError, before Prefect starts a flow run.
+    resolve(spec)
+    spec.load_cases(base_dir)
     payload = spec.model_dump(mode="json")
     directory = str(base_dir) if base_dir else None
     with contextlib.ExitStack() as stack:

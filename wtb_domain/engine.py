@@ -113,6 +113,9 @@ class Engine:
         """
         with self._uow() as uow:
             head = self._head(uow, execution, start)
+            # End the read transaction now: on SQLite it holds the write lock (BEGIN
+            # IMMEDIATE), which must not be held while the first node runs.
+            uow.rollback()
             execution.status = Status.RUNNING
             execution.paused_at = None
             execution.error_type = execution.error_message = execution.error_traceback = None

@@ -44,7 +44,7 @@ HOOKS: list[Hook] = []
 """Called before every node run with (node, variant, state); may raise."""
 
 
-class Crash(BaseException):  # noqa: N818 - a simulated process death, not an error
+class Crash(BaseException):
     """Raised by a hook to stop a run the way a killed process would (not caught by nodes)."""
 
 

@@ -145,7 +145,7 @@ def _check_params(schema: Any, params: Mapping[str, Any], path: str) -> None:
         schema.model_validate(params)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = field_path((path, *first["loc"]))
+        where = f"{path}.{field_path(tuple(first['loc']))}"
         raise SpecError(f"{where}: {first['msg']}") from None
 
 

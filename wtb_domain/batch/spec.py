@@ -33,7 +33,7 @@ def spec_error(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> Spec
     lines = [
         f"{field_path(prefix + tuple(e['loc'])) or '<spec>'}: {e['msg']}" for e in exc.errors()
     ]
-    return SpecError("invalid batch spec:\n  " + "\n  ".join(lines))
+    return SpecError("invalid batch spec: " + " | ".join(lines))
 
 
 class VariantChoice(BaseModel):

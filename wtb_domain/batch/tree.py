@@ -114,13 +114,12 @@ class VariantTree:
         for branch, group in self._partition(leaves, node).items():
             child_id = derived_id(execution.id, node, branch)
             head = execution.head_checkpoint_id
-            variant = group[0].combination.selection.get(node)
             child = self._get_or_create(
                 child_id,
                 partial(
                     self._controller.fork,
                     head,
-                    variant_overrides={node: variant} if variant else None,
+                    variant_overrides=self._common(group),
                     workflow=self._workflow,
                     run=False,
                     execution_id=child_id,

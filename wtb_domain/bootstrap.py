@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from wtb_domain.adapters.memory import MemoryStore
 from wtb_domain.adapters.sql.database import Database, database_for
+from wtb_domain.adapters.sql.retry import with_retries
 from wtb_domain.adapters.sql.uow import SqlUnitOfWork
 from wtb_domain.audit import AuditTrail
 from wtb_domain.controller import ExecutionController
 from wtb_domain.events import Event, MessageBus
 from wtb_domain.metrics import PrometheusMetrics
-from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
+from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
 
 @dataclass
@@ -24,6 +25,7 @@ class App:
     bus: MessageBus
     controller: ExecutionController
     database: Database | None = None
+    retry: Retry = run_once
 
 
 @functools.cache
@@ -40,9 +42,11 @@ def build_bus(uow: UnitOfWorkFactory, audit: bool = True) -> MessageBus:
     return bus
 
 
-def _assemble(uow: UnitOfWorkFactory, audit: bool, database: Database | None) -> App:
+def _assemble(
+    uow: UnitOfWorkFactory, audit: bool, database: Database | None, retry: Retry = run_once
+) -> App:
     bus = build_bus(uow, audit)
-    return App(uow, bus, ExecutionController(uow, bus), database)
+    return App(uow, bus, ExecutionController(uow, bus, retry), database, retry)
 
 
 def sql_app(url: str | None = None, *, audit: bool = True) -> App:
@@ -52,7 +56,7 @@ def sql_app(url: str | None = None, *, audit: bool = True) -> App:
     def uow() -> UnitOfWork:
         return SqlUnitOfWork(db.engine)
 
-    return _assemble(uow, audit, db)
+    return _assemble(uow, audit, db, with_retries)
 
 
 def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:

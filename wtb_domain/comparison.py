@@ -578,3 +578,20 @@ def build_matrix(
         baseline=baseline,
         alpha=alpha,
     )
+
+
+def result_rows(results: Iterable[Any]) -> list[ResultRow]:
+    """Comparison rows from stored batch results (``wtb_domain.model.BatchResult``)."""
+    return [
+        ResultRow(
+            combination_name=r.combination_name,
+            case_id=r.case_id,
+            repeat=r.repeat,
+            success=r.success,
+            overall_score=r.overall_score,
+            duration_ms=r.duration_ms,
+            metrics=r.metrics,
+            passed=r.passed,
+        )
+        for r in results
+    ]

@@ -17,7 +17,7 @@ from wtb_domain.events import (
 )
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
-from wtb_domain.ports import UnitOfWorkFactory
+from wtb_domain.ports import Retry, UnitOfWorkFactory, run_once
 from wtb_domain.state import StateDiff, diff_states, encode_update
 from wtb_domain.workflow import Workflow, load_workflow
 
@@ -27,10 +27,15 @@ WorkflowLike = Workflow | str
 class ExecutionController:
     """The time-travel API over one store. Every operation returns the resulting Execution."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, bus: MessageBus | None = None) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        bus: MessageBus | None = None,
+        retry: Retry = run_once,
+    ) -> None:
         self._uow = uow_factory
         self._bus = bus or MessageBus()
-        self._engine = Engine(uow_factory)
+        self._engine = Engine(uow_factory, retry)
 
     def run(
         self,

@@ -21,7 +21,7 @@ from wtb_domain.events import (
 )
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
-from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
+from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 from wtb_domain.state import encode_update
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
 
@@ -87,8 +87,9 @@ class Engine:
     (and, on SQLite, no write lock) is held while a node runs.
     """
 
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, retry: Retry = run_once) -> None:
         self._uow = uow_factory
+        self._retry = retry
 
     def advance(
         self,
@@ -206,21 +207,35 @@ class Engine:
         execution.metrics = totals
         execution.nodes_run += 1
         execution.updated_at = cp.created_at
-        uow.checkpoints.add(cp, encoded.new_blobs)
-        uow.executions.update(execution)
-        uow.commit()
+
+        def write() -> None:  # the checkpoint and the head move: one transaction
+            uow.checkpoints.add(cp, encoded.new_blobs)
+            uow.executions.update(execution)
+
+        self._write(uow, write)
         execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
         state.update(encoded.decoded)
         return _Head(cp, state)
 
-    @staticmethod
-    def _save(uow: UnitOfWork, execution: Execution, event: Event) -> Execution:
+    def _write(self, uow: UnitOfWork, write: Callable[[], None]) -> None:
+        """Write and commit; on a transient store error roll back and do both again."""
+
+        def attempt() -> None:
+            try:
+                write()
+                uow.commit()
+            except BaseException:
+                uow.rollback()
+                raise
+
+        self._retry(attempt)
+
+    def _save(self, uow: UnitOfWork, execution: Execution, event: Event) -> Execution:
         execution.updated_at = utcnow()
         execution.events.append(event)
-        uow.executions.update(execution)
-        uow.commit()
+        self._write(uow, lambda: uow.executions.update(execution))
         return execution
 
     def _pause(self, uow: UnitOfWork, execution: Execution, where: str, head: _Head) -> Execution:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
+from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.model import (
     AuditEntry,
     BatchProgress,
@@ -84,6 +85,10 @@ class ResultRepository(Protocol):
 
     def for_batch(self, batch_id: str) -> list[BatchResult]: ...
 
+    def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
+        """The comparison matrix of a batch, aggregated where the data lives."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
@@ -119,3 +124,17 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+T = TypeVar("T")
+
+
+class Retry(Protocol):
+    """Runs a whole unit of work again on transient store errors (a bounded number of times)."""
+
+    def __call__(self, fn: Callable[[], T]) -> T: ...
+
+
+def run_once(fn: Callable[[], T]) -> T:
+    """The Retry of stores without transient errors (memory)."""
+    return fn()

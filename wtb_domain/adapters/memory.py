@@ -10,6 +10,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
 from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
     AuditEntry,
@@ -198,6 +199,9 @@ class MemoryResults:
 
     def for_batch(self, batch_id: str) -> list[BatchResult]:
         return [r for r in self._all() if r.batch_test_id == batch_id]
+
+    def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
+        return build_matrix(result_rows(self.for_batch(batch_id)), batch_id, baseline=baseline)
 
 
 class MemoryUnitOfWork:

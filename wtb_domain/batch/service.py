@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
 from wtb_domain.batch.spec import BatchSpec, Case
 from wtb_domain.batch.tree import Finished, VariantTree, derived_id
 from wtb_domain.bootstrap import App
-from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix
+from wtb_domain.comparison import ComparisonMatrix, ResultRow, result_rows
 from wtb_domain.engine import LATENCY_METRIC
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation import RunInfo, score_execution
@@ -141,14 +142,19 @@ class BatchService:
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
             results = self._score(resolved, batch_id, the_case, finished, outcome.worker_id)
-            with self.app.uow() as uow:
-                outcome.recorded += uow.results.add_many(results)
-                uow.commit()
+            outcome.recorded += self.app.retry(functools.partial(self._record, results))
             outcome.executions += 1
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run
         outcome.cancelled = self._cancel_probe(batch_id, poll_s=0)()
         return outcome
+
+    def _record(self, results: Sequence[BatchResult]) -> int:
+        """One transaction of results; idempotent (leaves already stored are skipped)."""
+        with self.app.uow() as uow:
+            recorded = uow.results.add_many(results)
+            uow.commit()
+            return recorded
 
     def _score(
         self,
@@ -254,23 +260,10 @@ class BatchService:
     def rows(self, batch_id: str) -> list[ResultRow]:
         """The batch's results as comparison rows."""
         with self.app.uow() as uow:
-            results = uow.results.for_batch(batch_id)
-        return [
-            ResultRow(
-                combination_name=r.combination_name,
-                case_id=r.case_id,
-                repeat=r.repeat,
-                success=r.success,
-                overall_score=r.overall_score,
-                duration_ms=r.duration_ms,
-                metrics=r.metrics,
-                passed=r.passed,
-            )
-            for r in results
-        ]
+            return result_rows(uow.results.for_batch(batch_id))
 
     def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
+        """The comparison matrix, aggregated by the store (one SQL query on PostgreSQL)."""
         batch = self.status(batch_id)
-        return build_matrix(
-            self.rows(batch_id), batch_id, baseline=baseline or batch.spec.get("baseline")
-        )
+        with self.app.uow() as uow:
+            return uow.results.comparison(batch_id, baseline or batch.spec.get("baseline"))

@@ -15,6 +15,22 @@ from wtb_domain.errors import StoreError
 
 DEFAULT_DIR = ".wtb"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_POOL_SIZE = 10
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def pool_size_from_env() -> int:
+    """``WTB_DB_POOL_SIZE``: connections kept per process and URL (as many again as overflow).
+
+    Size it to the concurrent executions of one process, and keep
+    ``processes x 2 x pool_size`` below the server's ``max_connections`` (or use PgBouncer).
+    """
+    raw = os.environ.get("WTB_DB_POOL_SIZE", "").strip()
+    if not raw:
+        return DEFAULT_POOL_SIZE
+    if not raw.isdigit() or int(raw) < 1:
+        raise StoreError(f"WTB_DB_POOL_SIZE must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 def default_database_url() -> str:
@@ -53,7 +69,9 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 class Database:
     """One SQLAlchemy engine for a URL. Create it once per process (see database_for)."""
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 10, migrate: bool = True):
+    def __init__(
+        self, url: str | None = None, *, pool_size: int | None = None, migrate: bool = True
+    ):
         self.url = url or default_database_url()
         try:
             parsed = make_url(self.url)
@@ -63,7 +81,7 @@ class Database:
                 "use e.g. sqlite:///path/wtb.db or postgresql+psycopg://user@host/db"
             ) from None
         self.dialect = parsed.get_backend_name()
-        self.engine = self._create_engine(parsed, pool_size)
+        self.engine = self._create_engine(parsed, pool_size or pool_size_from_env())
         if migrate:
             self.upgrade()
 
@@ -78,7 +96,13 @@ class Database:
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in
         # transaction-pooling mode works.
-        connect_args = {"prepare_threshold": None} if parsed.drivername.endswith("psycopg") else {}
+        # connect_timeout: an unreachable server fails fast (and is retried by
+        # adapters.sql.retry) instead of hanging on the OS's TCP timeout.
+        connect_args: dict[str, Any] = {}
+        if parsed.get_driver_name() in ("psycopg", "psycopg2"):
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        if parsed.drivername.endswith("psycopg"):
+            connect_args["prepare_threshold"] = None
         return create_engine(
             parsed,
             pool_size=pool_size,

@@ -19,6 +19,7 @@ from wtb_domain.adapters.sql.tables import (
     CheckpointRow,
     ExecutionRow,
 )
+from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
     AuditEntry,
@@ -166,10 +167,20 @@ INSERT_BLOBS = {
 }
 
 
+# Checkpoint ids are fresh, so a conflict can only be this writer's own earlier attempt whose
+# COMMIT reached the server though the connection died before the reply: a retried node write
+# must then be a no-op, not an IntegrityError.
+INSERT_CHECKPOINTS = {
+    "postgresql": postgresql.insert(CHECKPOINTS).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite.insert(CHECKPOINTS).on_conflict_do_nothing(index_elements=["id"]),
+}
+
+
 class SqlCheckpoints:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
         self._insert_blobs = INSERT_BLOBS[connection.dialect.name]
+        self._insert_checkpoints = INSERT_CHECKPOINTS[connection.dialect.name]
 
     def add(self, checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> None:
         self.add_many([(checkpoint, new_blobs)])
@@ -185,7 +196,7 @@ class SqlCheckpoints:
                 [{"hash": h, "data": d, "size": len(d)} for h, d in blobs.items()],
             )
         self._s.execute(
-            insert(CHECKPOINTS),
+            self._insert_checkpoints,
             [
                 {
                     "id": cp.id,
@@ -341,9 +352,14 @@ class SqlBatches:
         return found
 
 
+# RETURNING counts the rows really inserted: psycopg 3 reports no rowcount for executemany.
 INSERT_RESULTS = {
-    "postgresql": postgresql.insert(RESULTS).on_conflict_do_nothing(index_elements=LEAF_COLUMNS),
-    "sqlite": sqlite.insert(RESULTS).on_conflict_do_nothing(index_elements=LEAF_COLUMNS),
+    "postgresql": postgresql.insert(RESULTS)
+    .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
+    .returning(RESULTS.c.id),
+    "sqlite": sqlite.insert(RESULTS)
+    .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
+    .returning(RESULTS.c.id),
 }
 
 
@@ -374,8 +390,7 @@ class SqlResults:
             }
             for r in results
         ]
-        result = self._s.execute(self._insert, rows)
-        return max(0, int(getattr(result, "rowcount", 0) or 0))
+        return len(self._s.execute(self._insert, rows).all())
 
     def done_keys(self, batch_id: str, case_id: str) -> set[str]:
         stmt = select(RESULTS.c.combination_name, RESULTS.c.repeat).where(
@@ -412,3 +427,9 @@ class SqlResults:
             )
             for r in self._s.execute(stmt)
         ]
+
+    def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
+        """Per-combination statistics in SQL; bootstrap and paired tests over case means."""
+        from wtb_domain.adapters.sql.aggregates import matrix_for_batch
+
+        return matrix_for_batch(self._s, batch_id, baseline)

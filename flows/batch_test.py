@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import re
 from collections.abc import Iterator
@@ -31,29 +32,32 @@ def slug(text: str) -> str:
 
 
 def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str]]:
-    """Submit one task per group, at most ``max_pending_tasks`` in flight on Ray."""
+    """Submit one task per group, at most ``max_pending_tasks`` in flight on Ray.
+
+    Tasks are submitted in windows; each window is drained with one ``as_completed`` pass
+    (calling it once per finished task would re-register callbacks on every running task).
+    """
     window = spec.ray.max_pending_tasks if spec.runner == "ray" else len(prepared.groups)
     retries = spec.ray.max_retries if spec.runner == "ray" else 0
     task = run_case_group.with_options(retries=retries)
     remote = _remote_options(spec)
-    pending = list(prepared.groups)
-    inflight: list[PrefectFuture[dict[str, Any]]] = []
+    pending = collections.deque(prepared.groups)
     nodes, errors = 0, []
-    while pending or inflight:
+    while pending:
+        inflight: list[PrefectFuture[dict[str, Any]]] = []
         while pending and len(inflight) < max(1, window):
-            group = pending.pop(0)
+            group = pending.popleft()
             with remote(group.runtime_env):
                 inflight.append(
                     task.submit(
                         prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys)
                     )
                 )
-        done = next(as_completed(inflight))
-        inflight.remove(done)
-        try:
-            nodes += int(done.result()["node_executions"])
-        except Exception as exc:  # a task that failed after its retries: reported, batch goes on
-            errors.append(f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
+        for done in as_completed(inflight):
+            try:
+                nodes += int(done.result()["node_executions"])
+            except Exception as exc:  # a task that failed after its retries: the batch goes on
+                errors.append(f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
     return nodes, errors
 
 

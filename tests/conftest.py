@@ -1,4 +1,10 @@
-"""Shared fixtures: the repository on sys.path and throwaway PostgreSQL databases."""
+"""Shared fixtures: the repository on sys.path, throwaway PostgreSQL databases, and one
+Prefect test harness per session.
+
+The environment is set at import, before Prefect or Ray read it: no analytics (no network
+here), no Ray auth for local Ray, and the repository on PYTHONPATH so Ray workers and CLI
+subprocesses can import the tests' helper workflows.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,22 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["RAY_AUTH_MODE"] = "disabled"
+_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+if str(REPO_ROOT) not in _paths:
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *_paths])
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for every test that runs a real flow (~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
 
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_HINT = (

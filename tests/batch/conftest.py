@@ -1,27 +1,17 @@
-"""Fixtures of the batch suite: one Prefect test harness per session, helper workflows reset.
+"""Fixtures of the batch suite: helper workflows reset, a SQLite URL per test.
 
-The environment is set at import, before Prefect or Ray read it: no analytics, no Ray auth,
-and the repository on ``PYTHONPATH`` so Ray workers and CLI subprocesses can import
-``tests.batch.workflows``.
+The environment (no analytics, no Ray auth, the repository on PYTHONPATH) and the session's
+Prefect harness live in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ["RAY_AUTH_MODE"] = "disabled"
-_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-if str(REPO_ROOT) not in _paths:
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *_paths])
-
-from tests.batch import workflows  # noqa: E402
+from tests.batch import workflows
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +19,6 @@ def _reset_workflow_counters() -> Iterator[None]:
     workflows.reset()
     yield
     workflows.reset()
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect server for every test that runs a real flow (~10 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -64,13 +65,18 @@ class ResolvedBatch:
 
     @property
     def leaves(self) -> list[Leaf]:
-        return [Leaf(c, r) for c in self.combinations for r in range(self.spec.repeats)]
+        return list(self._leaf_index.values())
+
+    @functools.cached_property
+    def _leaf_index(self) -> dict[str, Leaf]:
+        leaves = (Leaf(c, r) for c in self.combinations for r in range(self.spec.repeats))
+        return {leaf.key: leaf for leaf in leaves}
 
     def leaf(self, key: str) -> Leaf:
-        for leaf in self.leaves:
-            if leaf.key == key:
-                return leaf
-        raise SpecError(f"no combination/repeat {key!r} in this batch")
+        try:
+            return self._leaf_index[key]
+        except KeyError:
+            raise SpecError(f"no combination/repeat {key!r} in this batch") from None
 
     @property
     def nondeterministic(self) -> set[str]:
@@ -204,26 +210,48 @@ def _leaf_envs(
 def plan_groups(resolved: ResolvedBatch, cases: Sequence[Case], workers: int) -> list[TaskGroup]:
     """Split each case's leaves into task groups.
 
-    One task per case keeps the whole variant tree together (most sharing). When there are
-    fewer cases than ~2 tasks per worker, each case is cut into contiguous slices of its
-    leaves sorted by variant choice, so that slices still share the longest prefixes.
-    Leaves that need different runtime environments never share a task.
+    One task per case keeps the whole variant tree together (most sharing). With fewer cases
+    than workers, each case is cut into about ``workers / cases`` slices of its leaves sorted
+    by variant choice, cutting where the earliest varied node changes variant when possible,
+    so each slice still shares the longest prefixes. Leaves that need different runtime
+    environments never share a task.
     """
-    leaves = resolved.leaves
-    target = max(1, 2 * workers)
-    per_case = max(1, -(-target // max(1, len(cases))))
+    per_case = max(1, -(-workers // max(1, len(cases))))
+    by_env: dict[str, list[Leaf]] = {}
+    for leaf in resolved.leaves:
+        env = resolved.leaf_envs.get(leaf.key)
+        by_env.setdefault(json.dumps(env, sort_keys=True), []).append(leaf)
     groups: list[TaskGroup] = []
     for case in cases:
-        by_env: dict[str, list[Leaf]] = {}
-        for leaf in leaves:
-            env = resolved.leaf_envs.get(leaf.key)
-            by_env.setdefault(json.dumps(env, sort_keys=True), []).append(leaf)
         for env_key, env_leaves in by_env.items():
             env = json.loads(env_key)
-            ordered = sorted(env_leaves, key=lambda lf: (lf.combination.variants, lf.repeat))
-            slices = min(per_case, len(ordered))
-            size = -(-len(ordered) // slices)
-            for start in range(0, len(ordered), size):
-                chunk = tuple(lf.key for lf in ordered[start : start + size])
-                groups.append(TaskGroup(case.id, chunk, env))
+            ordered = sorted(env_leaves, key=_order)
+            for chunk in _slices(ordered, min(per_case, len(ordered))):
+                groups.append(TaskGroup(case.id, tuple(lf.key for lf in chunk), env))
     return groups
+
+
+def _order(leaf: Leaf) -> tuple[str, ...]:
+    return (*(variant for _, variant in leaf.combination.variants), f"{leaf.repeat:09d}")
+
+
+def _nearest(bounds: list[int], target: int) -> int:
+    return min(bounds, key=lambda b: abs(b - target))
+
+
+def _slices(ordered: list[Leaf], count: int) -> list[list[Leaf]]:
+    """``count`` contiguous slices, cut at the shallowest variant boundaries available."""
+    if count <= 1:
+        return [ordered]
+    depth_keys = [_order(leaf) for leaf in ordered]
+    bounds: list[int] = []
+    for depth in range(1, len(depth_keys[0]) + 1):
+        bounds = [
+            i for i in range(1, len(ordered)) if depth_keys[i][:depth] != depth_keys[i - 1][:depth]
+        ]
+        if len(bounds) >= count - 1:
+            break
+    ideal = [round(k * len(ordered) / count) for k in range(1, count)]
+    cuts = sorted({_nearest(bounds, target) for target in ideal})
+    edges = [0, *cuts, len(ordered)]
+    return [ordered[a:b] for a, b in itertools.pairwise(edges) if b > a]

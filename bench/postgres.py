@@ -18,7 +18,7 @@ Measures:
    transaction;
 3. the comparison matrix of one batch of 20 combinations x 50,000 results (1,000,000 rows,
    generated with ``INSERT ... SELECT generate_series``), target < 300 ms for the query, with
-   the ``EXPLAIN (ANALYZE)`` plan summarised.
+   the ``EXPLAIN (ANALYZE)`` plan summarised and the load average around the measurement.
 """
 
 from __future__ import annotations
@@ -64,11 +64,15 @@ from bench.common import (
 )
 from wtb_domain import sql_app
 from wtb_domain.adapters.sql.aggregates import (
+    KEY_SAMPLE_ROWS,
     PG_SETTINGS,
     _case_means_stmt,
+    _pg_combinations,
     _pg_local_settings,
+    _pg_metric_keys,
     build_matrix_from_inputs,
     matrix_inputs,
+    pg_metric_keys_statement,
     pg_stats_statement,
 )
 from wtb_domain.adapters.sql.database import database_for
@@ -355,6 +359,14 @@ def explain(conn: Connection, stmt: Any) -> tuple[list[list[str]], float]:
         kind = node["Node Type"]
         if kind in ("Hash", "Materialize"):
             continue
+        if node.get("Parallel Aware"):
+            kind = f"Parallel {kind}"
+        if node.get("Partial Mode", "Simple") != "Simple":
+            kind = f"{node['Partial Mode']} {kind}"
+        if kind.endswith("Aggregate") and node.get("Strategy"):
+            kind = f"{kind} ({node['Strategy'].lower()})"
+        if "Workers Launched" in node:
+            kind = f"{kind} ({node['Workers Launched']} workers)"
         target = node.get("Index Name") or node.get("Relation Name") or node.get("CTE Name") or ""
         if node.get("Function Name"):
             target = f"{node['Function Name']}()"
@@ -401,11 +413,19 @@ def matrix(url: str, p: Params, res: Results) -> None:
         f"({time.perf_counter() - started:.1f} s). Metrics per row: 5 numeric JSONB keys."
     )
 
-    def stats_only(batch: str) -> Any:
+    def keys_only(batch: str) -> Any:
         with app.uow() as uow:
             conn = uow.connection  # type: ignore[attr-defined]
             with _pg_local_settings(conn, PG_SETTINGS):
-                return conn.execute(pg_stats_statement(batch)).all()
+                return conn.execute(pg_metric_keys_statement(batch)).all()
+
+    def stats_only(batch: str) -> Any:
+        # What matrix_inputs runs for the per-combination figures: the key sample, then the
+        # stats statement (again only if the sample missed a key or a non-number value).
+        with app.uow() as uow:
+            conn = uow.connection  # type: ignore[attr-defined]
+            with _pg_local_settings(conn, PG_SETTINGS):
+                return _pg_combinations(conn, batch)
 
     def case_only(batch: str) -> Any:
         with app.uow() as uow:
@@ -417,20 +437,25 @@ def matrix(url: str, p: Params, res: Results) -> None:
         with app.uow() as uow:
             return matrix_inputs(uow.connection, batch)  # type: ignore[attr-defined]
 
-    def scan_floor(batch: str) -> Any:
+    def scan_floor(batch: str, expression: str) -> Any:
         with app.uow() as uow:
             conn = uow.connection  # type: ignore[attr-defined]
             return conn.execute(
-                text("SELECT count(*) FROM wtb_batch_test_results WHERE batch_test_id = :b"),
+                text(f"SELECT {expression} FROM wtb_batch_test_results WHERE batch_test_id = :b"),
                 {"b": batch},
             ).scalar()
 
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for batch, rows in ((BIG_BATCH, big_rows), (SMALL_BATCH, SMALL_ROWS)):
-        floor_t, _ = timed(lambda b=batch: scan_floor(b), p.repeats)
-        res.matrix.append(
-            cells(f"{rows:,}", "[reference] count(*) of the batch (scan floor, default plan)")
-            + cells(fmt_ms(floor_t, 1), "", "")
-        )
+        for expression, label in (
+            ("count(*)", "count(*) of the batch (index-only scan floor, default plan)"),
+            ("sum(duration_ms)", "sum(duration_ms) of the batch (heap scan floor, default plan)"),
+        ):
+            floor_t, _ = timed(lambda b=batch, e=expression: scan_floor(b, e), p.repeats)
+            res.matrix.append(
+                cells(f"{rows:,}", f"[reference] {label}") + cells(fmt_ms(floor_t, 1), "", "")
+            )
+        keys_t, _ = timed(lambda b=batch: keys_only(b), p.repeats)
         stats_t, stats_s = timed(lambda b=batch: stats_only(b), p.repeats)
         case_t, _ = timed(lambda b=batch: case_only(b), p.repeats)
         inputs_t, _ = timed(lambda b=batch: inputs(b), max(1, p.repeats // 2))
@@ -443,7 +468,14 @@ def matrix(url: str, p: Params, res: Results) -> None:
         res.matrix += [
             [
                 f"{rows:,}",
-                "per-combination stats: ONE aggregate statement (+ jsonb_each metric means)",
+                f"metric keys: sample of {KEY_SAMPLE_ROWS:,} results (jsonb_each)",
+                fmt_ms(keys_t, 1),
+                "",
+                "",
+            ],
+            [
+                f"{rows:,}",
+                "per-combination stats: key sample + ONE aggregate statement (a column per key)",
                 fmt_ms(stats_t, 1),
                 spread(stats_s),
                 f"{verdict(stats_t < MATRIX_TARGET_S)}" if is_big else "",
@@ -465,6 +497,11 @@ def matrix(url: str, p: Params, res: Results) -> None:
             ],
         ]
         print(f"  matrix {rows:,}: stats {stats_t * 1e3:.0f} ms, inputs {inputs_t * 1e3:.0f} ms")
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    res.notes.append(
+        f"Load average (1/5/15 min) around the matrix timings: {load_before} before, "
+        f"{load_after} after, on {os.cpu_count()} CPUs."
+    )
 
     # The row-by-row path of BatchService.matrix today, on the smaller batch, for context.
     started = time.perf_counter()
@@ -493,10 +530,15 @@ def matrix(url: str, p: Params, res: Results) -> None:
     with db.engine.connect() as conn:
         for batch, rows in ((BIG_BATCH, big_rows), (SMALL_BATCH, SMALL_ROWS)):
             with _pg_local_settings(conn, PG_SETTINGS):
-                plan, took = explain(conn, pg_stats_statement(batch))
-            res.plans[f"stats statement, batch of {rows:,} rows ({took * 1e3:,.0f} ms)"] = plan
+                keys = _pg_metric_keys(conn, batch, KEY_SAMPLE_ROWS)
+                plan, took = explain(conn, pg_stats_statement(batch, keys))
+            res.plans[
+                f"stats statement, batch of {rows:,} rows, {len(keys)} metric keys "
+                f"({took * 1e3:,.0f} ms)"
+            ] = plan
             conn.rollback()
-        plan, took = explain(conn, pg_stats_statement(BIG_BATCH))
+        keys = _pg_metric_keys(conn, BIG_BATCH, KEY_SAMPLE_ROWS)
+        plan, took = explain(conn, pg_stats_statement(BIG_BATCH, keys))
         res.plans[
             f"stats statement, batch of {big_rows:,} rows, default planner settings [info] "
             f"({took * 1e3:,.0f} ms)"

@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from tests.postgres.conftest import forget_database
 from wtb_domain import App, SpecError, sql_app
+from wtb_domain.adapters.sql import aggregates
 from wtb_domain.adapters.sql.aggregates import (
     build_matrix_from_inputs,
     inputs_from_rows,
@@ -213,8 +214,9 @@ def test_empty_batch_and_unknown_baseline(store: App) -> None:
 
 
 def test_postgres_stats_are_one_aggregate_statement(pg_url: str) -> None:
-    """On PostgreSQL: one statement for all per-combination figures, one for the case means;
-    bound parameters only (no batch id or metric key inlined in the SQL text)."""
+    """On PostgreSQL: a small sample for the metric keys, then one statement for all
+    per-combination figures (no jsonb_each there: one aggregate column per key), one for the
+    case means; bound parameters only (no batch id or metric key inlined in the SQL text)."""
     app = sql_app(pg_url, audit=False)
     batch_id = f"agg-one-{secrets.token_hex(5)}"
     store_batch(app, synthetic(batch_id, 4))
@@ -231,11 +233,82 @@ def test_postgres_stats_are_one_aggregate_statement(pg_url: str) -> None:
     finally:
         event.remove(app.database.engine, "before_cursor_execute", record)
     touching = [s for s in statements if "wtb_batch_test_results" in s]
-    assert len(touching) == 2, touching
-    stats_sql, case_sql = touching
+    assert len(touching) == 3, touching
+    keys_sql, stats_sql, case_sql = touching
+    assert "jsonb_each" in keys_sql and "LIMIT" in keys_sql
     assert "percentile_cont" in stats_sql and "stddev_samp" in stats_sql
-    assert "jsonb_each" in stats_sql and "GROUP BY" in stats_sql
+    assert "jsonb_each" not in stats_sql and "GROUP BY" in stats_sql
     assert "case_id" in case_sql
     for sql in touching:
         assert batch_id not in sql and "cost_usd" not in sql
     assert len(matrix.stats) == 6
+
+
+def _recorded(app: App, batch_id: str) -> tuple[ComparisonMatrix, list[str]]:
+    assert app.database is not None
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(app.database.engine, "before_cursor_execute", record)
+    try:
+        with app.uow() as uow:
+            matrix = matrix_for_batch(uow.connection, batch_id)  # type: ignore[attr-defined]
+            # The transaction is still usable after a statement that failed in a savepoint.
+            assert uow.results.progress(batch_id, 1).done > 0
+    finally:
+        event.remove(app.database.engine, "before_cursor_execute", record)
+    return matrix, statements
+
+
+def test_postgres_keys_and_types_beyond_the_key_sample(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-row key sample misses keys ("only_some", "flag", ...) and may take "mixed" for a
+    number: the stats statement is run again (after a failed cast, inside a savepoint) with
+    type tests, then with the keys of the whole batch; the matrix is still build_matrix's."""
+    monkeypatch.setattr(aggregates, "KEY_SAMPLE_ROWS", 1)
+    app = sql_app(pg_url, audit=False)
+    batch_id = store_batch(app, synthetic(f"agg-sample-{secrets.token_hex(5)}", 5))
+    matrix, statements = _recorded(app, batch_id)
+    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
+    keys_sql = [s for s in statements if "jsonb_each" in s]
+    assert len(keys_sql) == 2 and "LIMIT" in keys_sql[0] and "LIMIT" not in keys_sql[1]
+
+
+def test_postgres_non_number_after_the_key_sample(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key that holds numbers in the sampled rows and a string (or null) later: the cast
+    fails, the savepoint is rolled back and the statement runs again with type tests."""
+    monkeypatch.setattr(aggregates, "KEY_SAMPLE_ROWS", 5)
+    app = sql_app(pg_url, audit=False)
+    results = synthetic(f"agg-late-{secrets.token_hex(5)}", 6)
+    for index, r in enumerate(results):
+        late: Any = index * 0.5
+        if index == len(results) - 1:
+            late = "n/a"
+        elif index == len(results) - 2:
+            late = None
+        results[index] = dataclasses.replace(r, metrics={**r.metrics, "late": late})
+    batch_id = store_batch(app, results)
+    matrix, statements = _recorded(app, batch_id)
+    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
+    assert any(s.startswith("ROLLBACK TO SAVEPOINT") for s in statements), statements
+    assert all("late" in s.metric_means for s in matrix.stats)
+
+
+def test_postgres_many_metric_keys_use_jsonb_each(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More distinct keys than MAX_KEY_COLUMNS: the metric means come from jsonb_each in the
+    same stats statement (no column per key), still equal to build_matrix's."""
+    monkeypatch.setattr(aggregates, "MAX_KEY_COLUMNS", 3)
+    app = sql_app(pg_url, audit=False)
+    batch_id = store_batch(app, synthetic(f"agg-many-{secrets.token_hex(5)}", 7))
+    matrix, statements = _recorded(app, batch_id)
+    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
+    stats_sql = [s for s in statements if "percentile_cont" in s]
+    assert len(stats_sql) == 1 and "jsonb_each" in stats_sql[0], stats_sql
+    assert "cost_usd" not in stats_sql[0]

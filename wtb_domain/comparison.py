@@ -291,12 +291,12 @@ def _verdict(significant: bool, mean_diff: float) -> str:
     return BETTER if mean_diff > 0 else WORSE
 
 
-def _check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise SpecError(f"alpha: must be strictly between 0 and 1 (e.g. 0.05), got {alpha}")
 
 
-def _known(names: Iterable[str]) -> str:
+def known_names(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names) or "(none)"
 
 
@@ -318,9 +318,9 @@ def paired_comparisons(
     Raises:
         SpecError: Unknown reference (the message lists the known names) or a bad alpha.
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if reference not in case_means:
-        raise SpecError(f"unknown combination {reference!r}; known: {_known(case_means)}")
+        raise SpecError(f"unknown combination {reference!r}; known: {known_names(case_means)}")
     base = case_means[reference]
     raw: list[tuple[str, int, float, float]] = []
     for name, cases in case_means.items():
@@ -558,13 +558,13 @@ def build_matrix(
     Raises:
         SpecError: Unknown baseline (the message lists the known combinations) or bad alpha.
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     materialised = list(rows)
     stats = combination_stats(materialised, resamples=resamples, seed=seed)
     names = [s.name for s in stats]
     if baseline is not None and baseline not in names:
         raise SpecError(
-            f"baseline: unknown combination {baseline!r}; known combinations: {_known(names)}"
+            f"baseline: unknown combination {baseline!r}; known combinations: {known_names(names)}"
         )
     means = per_case_means(materialised)
     ranked = {name: means[name] for name in names}

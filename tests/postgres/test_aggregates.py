@@ -22,7 +22,7 @@ from wtb_domain.adapters.sql.aggregates import (
     matrix_for_batch,
     matrix_inputs,
 )
-from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix
+from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix, result_rows
 from wtb_domain.model import BatchResult, BatchTest
 
 pytestmark = pytest.mark.postgres
@@ -98,22 +98,9 @@ def store_batch(app: App, results: list[BatchResult]) -> str:
 
 
 def rows_of(app: App, batch_id: str) -> list[ResultRow]:
-    """What BatchService.matrix builds today: every row, read back from the store."""
+    """Every row of the batch, read back from the store."""
     with app.uow() as uow:
-        stored = uow.results.for_batch(batch_id)
-    return [
-        ResultRow(
-            combination_name=r.combination_name,
-            case_id=r.case_id,
-            repeat=r.repeat,
-            success=r.success,
-            overall_score=r.overall_score,
-            duration_ms=r.duration_ms,
-            metrics=r.metrics,
-            passed=r.passed,
-        )
-        for r in stored
-    ]
+        return result_rows(uow.results.for_batch(batch_id))
 
 
 def sql_matrix(app: App, batch_id: str, **kwargs: Any) -> ComparisonMatrix:

@@ -90,6 +90,8 @@ from wtb_domain.comparison import (
     ComparisonMatrix,
     ResultRow,
     bootstrap_ci,
+    check_alpha,
+    known_names,
     paired_comparisons,
     per_case_means,
     percentile,
@@ -193,9 +195,6 @@ class MetricKey:
 
     name: str
     numbers_only: bool = True
-
-
-# --------------------------------------------------------------------------- SQL pieces
 
 
 def _dialect(executor: Executor) -> str:
@@ -701,18 +700,6 @@ def _metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
     return {name: statistics.fmean(values) for name, values in sorted(collected.items())}
 
 
-# --------------------------------------------------------------------------- the matrix
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise SpecError(f"alpha: must be strictly between 0 and 1 (e.g. 0.05), got {alpha}")
-
-
-def _known(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in names) or "(none)"
-
-
 def build_matrix_from_inputs(
     inputs: MatrixInputs,
     batch_id: str | None = None,
@@ -734,7 +721,7 @@ def build_matrix_from_inputs(
     Raises:
         SpecError: Unknown baseline (the message lists the known combinations) or bad alpha.
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     stats = []
     for name, agg in inputs.combinations.items():
         case_means = inputs.case_means[name]
@@ -760,7 +747,7 @@ def build_matrix_from_inputs(
     names = [s.name for s in stats]
     if baseline is not None and baseline not in names:
         raise SpecError(
-            f"baseline: unknown combination {baseline!r}; known combinations: {_known(names)}"
+            f"baseline: unknown combination {baseline!r}; known combinations: {known_names(names)}"
         )
     ranked = {name: inputs.case_means[name] for name in names}
     return ComparisonMatrix(

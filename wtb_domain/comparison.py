@@ -345,7 +345,7 @@ def paired_comparisons(
     ]
 
 
-def _metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
+def metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
     collected: dict[str, list[float]] = {}
     for row in rows:
         for name, value in row.metrics.items():
@@ -374,7 +374,7 @@ def _combination(
         p50_ms=percentile(durations, 50),
         p95_ms=percentile(durations, 95),
         total_cost=math.fsum(costs),
-        metric_means=_metric_means(rows),
+        metric_means=metric_means(rows),
     )
 
 

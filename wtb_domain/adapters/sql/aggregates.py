@@ -92,6 +92,7 @@ from wtb_domain.comparison import (
     bootstrap_ci,
     check_alpha,
     known_names,
+    metric_means,
     paired_comparisons,
     per_case_means,
     percentile,
@@ -685,19 +686,9 @@ def inputs_from_rows(batch_id: str, rows: Iterable[ResultRow]) -> MatrixInputs:
             p50_ms=percentile(durations, 50),
             p95_ms=percentile(durations, 95),
             total_cost=math.fsum(costs),
-            metric_means=_metric_means(group),
+            metric_means=metric_means(group),
         )
     return MatrixInputs(batch_id, combos, per_case_means(materialised))
-
-
-def _metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
-    collected: dict[str, list[float]] = {}
-    for row in rows:
-        for name, value in row.metrics.items():
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if numeric and math.isfinite(value):
-                collected.setdefault(name, []).append(float(value))
-    return {name: statistics.fmean(values) for name, values in sorted(collected.items())}
 
 
 def build_matrix_from_inputs(

@@ -397,8 +397,13 @@ def combination_stats(
     for row in materialised:
         by_name.setdefault(row.combination_name, []).append(row)
     stats = [_combination(name, by_name[name], means[name], resamples, seed) for name in means]
-    stats.sort(key=lambda s: (-s.mean_score, -s.pass_rate, s.p50_ms, s.name))
-    return [dataclasses.replace(s, rank=rank) for rank, s in enumerate(stats, start=1)]
+    return ranked(stats)
+
+
+def ranked(stats: Iterable[CombinationStats]) -> list[CombinationStats]:
+    """Best first (mean score, then pass rate, then p50, then name), with ``rank`` set."""
+    ordered = sorted(stats, key=lambda s: (-s.mean_score, -s.pass_rate, s.p50_ms, s.name))
+    return [dataclasses.replace(s, rank=rank) for rank, s in enumerate(ordered, start=1)]
 
 
 def _json_safe(value: Any) -> Any:
@@ -561,18 +566,29 @@ def build_matrix(
     check_alpha(alpha)
     materialised = list(rows)
     stats = combination_stats(materialised, resamples=resamples, seed=seed)
+    return assemble_matrix(stats, per_case_means(materialised), batch_id, baseline, alpha, seed)
+
+
+def assemble_matrix(
+    stats: list[CombinationStats],
+    case_means: Mapping[str, Mapping[str, float]],
+    batch_id: str,
+    baseline: str | None,
+    alpha: float,
+    seed: int,
+) -> ComparisonMatrix:
+    """The matrix from ranked stats and per-case means: paired tests vs best and baseline."""
     names = [s.name for s in stats]
     if baseline is not None and baseline not in names:
         raise SpecError(
             f"baseline: unknown combination {baseline!r}; known combinations: {known_names(names)}"
         )
-    means = per_case_means(materialised)
-    ranked = {name: means[name] for name in names}
+    means = {name: case_means[name] for name in names}
     return ComparisonMatrix(
         batch_id=batch_id,
         stats=stats,
-        vs_best=paired_comparisons(ranked, names[0], alpha, seed) if names else [],
-        vs_baseline=paired_comparisons(ranked, baseline, alpha, seed)
+        vs_best=paired_comparisons(means, names[0], alpha, seed) if names else [],
+        vs_baseline=paired_comparisons(means, baseline, alpha, seed)
         if baseline is not None
         else [],
         baseline=baseline,

@@ -89,15 +89,14 @@ from wtb_domain.comparison import (
     CombinationStats,
     ComparisonMatrix,
     ResultRow,
+    assemble_matrix,
     bootstrap_ci,
     check_alpha,
-    known_names,
     metric_means,
-    paired_comparisons,
     per_case_means,
     percentile,
+    ranked,
 )
-from wtb_domain.errors import SpecError
 
 RESULTS = cast(Table, BatchResultRow.__table__)
 PERCENTILES = (50, 95)
@@ -733,23 +732,13 @@ def build_matrix_from_inputs(
                 metric_means=dict(agg.metric_means),
             )
         )
-    stats.sort(key=lambda s: (-s.mean_score, -s.pass_rate, s.p50_ms, s.name))
-    stats = [dataclasses.replace(s, rank=rank) for rank, s in enumerate(stats, start=1)]
-    names = [s.name for s in stats]
-    if baseline is not None and baseline not in names:
-        raise SpecError(
-            f"baseline: unknown combination {baseline!r}; known combinations: {known_names(names)}"
-        )
-    ranked = {name: inputs.case_means[name] for name in names}
-    return ComparisonMatrix(
-        batch_id=inputs.batch_id if batch_id is None else batch_id,
-        stats=stats,
-        vs_best=paired_comparisons(ranked, names[0], alpha, seed) if names else [],
-        vs_baseline=paired_comparisons(ranked, baseline, alpha, seed)
-        if baseline is not None
-        else [],
-        baseline=baseline,
-        alpha=alpha,
+    return assemble_matrix(
+        ranked(stats),
+        inputs.case_means,
+        inputs.batch_id if batch_id is None else batch_id,
+        baseline,
+        alpha,
+        seed,
     )
 
 

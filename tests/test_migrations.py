@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import pprint
 import subprocess
@@ -13,11 +15,15 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, insert, inspect, text
 
 from tests.conftest import PgDatabases
+from wtb_domain.adapters.sql.aggregates import matrix_for_batch
 from wtb_domain.adapters.sql.migrate import downgrade, head_revision, upgrade
+from wtb_domain.adapters.sql.repositories import BATCHES, RESULTS, SqlResults
 from wtb_domain.adapters.sql.tables import Base
+from wtb_domain.comparison import build_matrix, result_rows
+from wtb_domain.model import BatchResult, utcnow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,3 +117,62 @@ def test_alembic_cli_upgrade_head(tmp_path: Path) -> None:
         assert diff == [], "migrations and models differ:\n" + pprint.pformat(diff)
     finally:
         engine.dispose()
+
+
+def test_upgrade_fills_the_rollups_of_results_stored_before_them(empty_engine: Engine) -> None:
+    """Results written under revision 0002 (no rollups yet) get their rollups from 0003, so
+    the matrix of an old batch is still the matrix of its rows."""
+    upgrade(empty_engine, "0002_batch_tests")
+    results = [
+        BatchResult(
+            batch_test_id="old-batch",
+            execution_id=f"e-{i}",
+            combination_name=f"combo-{i % 3}",
+            variant_config={},
+            case_id=f"case-{i % 5}",
+            repeat=i // 15,
+            success=i % 7 != 0,
+            passed=i % 2 == 0,
+            overall_score=(i % 11) / 10,
+            duration_ms=float(i % 13 + 1),
+            metrics={"cost_usd": i / 1000, "label": "x"},
+        )
+        for i in range(60)
+    ]
+    with empty_engine.begin() as conn:
+        conn.execute(
+            insert(BATCHES),
+            [
+                {
+                    "id": "old-batch",
+                    "name": "old",
+                    "workflow_ref": "x:y",
+                    "spec": {},
+                    "status": "completed",
+                    "total": 60,
+                    "cancel_requested": False,
+                    "created_at": utcnow(),
+                    "updated_at": utcnow(),
+                }
+            ],
+        )
+        conn.execute(
+            insert(RESULTS),
+            [
+                {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "leaf_key"}
+                for r in results
+            ],
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        matrix = matrix_for_batch(conn, "old-batch")
+        assert SqlResults(conn).progress("old-batch", 60).done == 60
+    expected = build_matrix(result_rows(results), "old-batch")
+    assert [(s.name, s.n, s.n_failed, s.p50_ms, s.p95_ms) for s in matrix.stats] == [
+        (s.name, s.n, s.n_failed, s.p50_ms, s.p95_ms) for s in expected.stats
+    ]
+    for got, want in zip(matrix.stats, expected.stats, strict=True):
+        assert math.isclose(got.mean_score, want.mean_score, rel_tol=1e-12)
+        assert math.isclose(got.std_score, want.std_score, rel_tol=1e-9)
+        assert math.isclose(got.total_cost, want.total_cost, rel_tol=1e-12)
+        assert got.metric_means.keys() == want.metric_means.keys() == {"cost_usd"}

@@ -24,7 +24,7 @@ import json
 import math
 import random
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,13 @@ class ResultRow:
 
     @property
     def score(self) -> float:
-        """The score used in statistics: 0 for a failed run or a non-finite score."""
-        ok = self.success and math.isfinite(self.overall_score)
-        return float(self.overall_score) if ok else 0.0
+        """The score used in statistics: see :func:`run_score`."""
+        return run_score(self.success, self.overall_score)
+
+
+def run_score(success: bool, overall_score: float) -> float:
+    """The score statistics use for a run: 0 for a failed run or a non-finite score."""
+    return float(overall_score) if success and math.isfinite(overall_score) else 0.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class CombinationStats:
         pass_rate: Fraction of runs that succeeded and passed.
         p50_ms: Median run duration (linear interpolation, all runs).
         p95_ms: 95th percentile of run duration (linear interpolation, all runs).
-        total_cost: Sum of the ``cost_usd`` metric over the runs that recorded it.
+        total_cost: Sum of the numeric ``cost_usd`` metric over the runs that recorded one.
         metric_means: Mean of every finite numeric metric over the runs that recorded it.
         rank: 1 = best mean score; ties broken by higher pass rate, then lower p50, then name.
     """
@@ -345,14 +349,29 @@ def paired_comparisons(
     ]
 
 
+def numeric_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+    """The metrics that statistics use: finite numbers (not booleans), as floats.
+
+    Every figure made from metrics (means, the total cost) and the SQL rollups that store
+    them (``wtb_domain.adapters.sql.rollups``) read them through this one rule.
+    """
+    for name, value in metrics.items():
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and math.isfinite(value):
+            yield name, float(value)
+
+
 def metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
     collected: dict[str, list[float]] = {}
     for row in rows:
-        for name, value in row.metrics.items():
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if numeric and math.isfinite(value):
-                collected.setdefault(name, []).append(float(value))
+        for name, value in numeric_metrics(row.metrics):
+            collected.setdefault(name, []).append(value)
     return {name: statistics.fmean(values) for name, values in sorted(collected.items())}
+
+
+def total_cost(rows: Iterable[ResultRow]) -> float:
+    """Sum of the numeric ``cost_usd`` metric over the runs that recorded one."""
+    return math.fsum(v for row in rows for k, v in numeric_metrics(row.metrics) if k == COST_METRIC)
 
 
 def _combination(
@@ -361,7 +380,6 @@ def _combination(
     scores = [row.score for row in rows]
     durations = [row.duration_ms for row in rows]
     low, high = bootstrap_ci(list(case_means.values()), resamples=resamples, seed=seed)
-    costs = [row.metrics[COST_METRIC] for row in rows if COST_METRIC in row.metrics]
     return CombinationStats(
         name=name,
         n=len(rows),
@@ -373,7 +391,7 @@ def _combination(
         pass_rate=sum(row.success and row.passed for row in rows) / len(rows),
         p50_ms=percentile(durations, 50),
         p95_ms=percentile(durations, 95),
-        total_cost=math.fsum(costs),
+        total_cost=total_cost(rows),
         metric_means=metric_means(rows),
     )
 

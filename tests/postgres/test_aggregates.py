@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import delete, event, func, select
 
 from tests.postgres.conftest import forget_database
 from wtb_domain import App, SpecError, sql_app
-from wtb_domain.adapters.sql import aggregates
+from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.aggregates import (
     build_matrix_from_inputs,
     inputs_from_rows,
     matrix_for_batch,
     matrix_inputs,
 )
+from wtb_domain.adapters.sql.repositories import BATCHES
+from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, ROLLUPS
 from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix, result_rows
 from wtb_domain.model import BatchResult, BatchTest
 
@@ -200,38 +202,8 @@ def test_empty_batch_and_unknown_baseline(store: App) -> None:
         sql_matrix(store, batch_id, alpha=1.5)
 
 
-def test_postgres_stats_are_one_aggregate_statement(pg_url: str) -> None:
-    """On PostgreSQL: a small sample for the metric keys, then one statement for all
-    per-combination figures (no jsonb_each there: one aggregate column per key), one for the
-    case means; bound parameters only (no batch id or metric key inlined in the SQL text)."""
-    app = sql_app(pg_url, audit=False)
-    batch_id = f"agg-one-{secrets.token_hex(5)}"
-    store_batch(app, synthetic(batch_id, 4))
-    assert app.database is not None
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(app.database.engine, "before_cursor_execute", record)
-    try:
-        with app.uow() as uow:
-            matrix = matrix_for_batch(uow.connection, batch_id)  # type: ignore[attr-defined]
-    finally:
-        event.remove(app.database.engine, "before_cursor_execute", record)
-    touching = [s for s in statements if "wtb_batch_test_results" in s]
-    assert len(touching) == 3, touching
-    keys_sql, stats_sql, case_sql = touching
-    assert "jsonb_each" in keys_sql and "LIMIT" in keys_sql
-    assert "percentile_cont" in stats_sql and "stddev_samp" in stats_sql
-    assert "jsonb_each" not in stats_sql and "GROUP BY" in stats_sql
-    assert "case_id" in case_sql
-    for sql in touching:
-        assert batch_id not in sql and "cost_usd" not in sql
-    assert len(matrix.stats) == 6
-
-
 def _recorded(app: App, batch_id: str) -> tuple[ComparisonMatrix, list[str]]:
+    """The matrix and every SQL statement sent to build it."""
     assert app.database is not None
     statements: list[str] = []
 
@@ -242,60 +214,134 @@ def _recorded(app: App, batch_id: str) -> tuple[ComparisonMatrix, list[str]]:
     try:
         with app.uow() as uow:
             matrix = matrix_for_batch(uow.connection, batch_id)  # type: ignore[attr-defined]
-            # The transaction is still usable after a statement that failed in a savepoint.
-            assert uow.results.progress(batch_id, 1).done > 0
     finally:
         event.remove(app.database.engine, "before_cursor_execute", record)
-    return matrix, statements
+    return matrix, [s for s in statements if "wtb_" in s]
 
 
-def test_postgres_keys_and_types_beyond_the_key_sample(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A one-row key sample misses keys ("only_some", "flag", ...) and may take "mixed" for a
-    number: the stats statement is run again (after a failed cast, inside a savepoint) with
-    type tests, then with the keys of the whole batch; the matrix is still build_matrix's."""
-    monkeypatch.setattr(aggregates, "KEY_SAMPLE_ROWS", 1)
-    app = sql_app(pg_url, audit=False)
-    batch_id = store_batch(app, synthetic(f"agg-sample-{secrets.token_hex(5)}", 5))
-    matrix, statements = _recorded(app, batch_id)
-    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
-    keys_sql = [s for s in statements if "jsonb_each" in s]
-    assert len(keys_sql) == 2 and "LIMIT" in keys_sql[0] and "LIMIT" not in keys_sql[1]
+def test_matrix_reads_rollups_and_the_duration_index_only(store: App) -> None:
+    """Three statements whatever the batch size: the case rollups, the metric sums, and the
+    duration percentiles read through the (batch, combination, duration) index; no statement
+    reads the scores or metrics of the results; bound parameters only."""
+    results = synthetic(f"agg-stmts-{secrets.token_hex(5)}", 4)
+    batch_id = store_batch(store, results)
+    matrix, statements = _recorded(store, batch_id)
+    assert len(statements) == 3, statements
+    case_sql, metric_sql, percentile_sql = statements
+    assert "FROM wtb_result_rollups" in case_sql
+    assert "FROM wtb_metric_rollups" in metric_sql and "GROUP BY" in metric_sql
+    assert "wtb_batch_test_results.duration_ms" in percentile_sql
+    assert "UNION ALL" in percentile_sql and "OFFSET" in percentile_sql
+    for column in ("metrics", "overall_score", "success", "case_id"):
+        assert f"wtb_batch_test_results.{column}" not in percentile_sql
+    for sql in statements:
+        assert batch_id not in sql and "cost_usd" not in sql and "retrieve=bm25" not in sql
+    assert len(matrix.stats) == 6
+    assert_same(build_matrix(rows_of(store, batch_id), batch_id), matrix)
 
 
-def test_postgres_non_number_after_the_key_sample(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A key that holds numbers in the sampled rows and a string (or null) later: the cast
-    fails, the savepoint is rolled back and the statement runs again with type tests."""
-    monkeypatch.setattr(aggregates, "KEY_SAMPLE_ROWS", 5)
-    app = sql_app(pg_url, audit=False)
-    results = synthetic(f"agg-late-{secrets.token_hex(5)}", 6)
-    for index, r in enumerate(results):
-        late: Any = index * 0.5
-        if index == len(results) - 1:
-            late = "n/a"
-        elif index == len(results) - 2:
-            late = None
-        results[index] = dataclasses.replace(r, metrics={**r.metrics, "late": late})
-    batch_id = store_batch(app, results)
-    matrix, statements = _recorded(app, batch_id)
-    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
-    assert any(s.startswith("ROLLBACK TO SAVEPOINT") for s in statements), statements
-    assert all("late" in s.metric_means for s in matrix.stats)
+def test_percentiles_at_every_small_size(store: App) -> None:
+    """n = 1..12 runs, durations with ties: each lookup end (ascending, descending, the
+    last rank) interpolates exactly like comparison.percentile."""
+    batch_id = f"agg-pct-{secrets.token_hex(5)}"
+    rng = random.Random(11)
+    results = []
+    for n in range(1, 13):
+        for repeat in range(n):
+            results.append(
+                BatchResult(
+                    batch_test_id=batch_id,
+                    execution_id=f"{batch_id}-{n}-{repeat}",
+                    combination_name=f"n={n:02d}",
+                    variant_config={},
+                    case_id="case",
+                    repeat=repeat,
+                    success=True,
+                    passed=True,
+                    overall_score=0.5,
+                    duration_ms=float(rng.choice([1, 2, 2, 3, 5, 8, 13])),
+                )
+            )
+    store_batch(store, results)
+    got = {s.name: s for s in sql_matrix(store, batch_id).stats}
+    for s in build_matrix(rows_of(store, batch_id), batch_id).stats:
+        assert (got[s.name].p50_ms, got[s.name].p95_ms) == (s.p50_ms, s.p95_ms), s.name
 
 
-def test_postgres_many_metric_keys_use_jsonb_each(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """More distinct keys than MAX_KEY_COLUMNS: the metric means come from jsonb_each in the
-    same stats statement (no column per key), still equal to build_matrix's."""
-    monkeypatch.setattr(aggregates, "MAX_KEY_COLUMNS", 3)
-    app = sql_app(pg_url, audit=False)
-    batch_id = store_batch(app, synthetic(f"agg-many-{secrets.token_hex(5)}", 7))
-    matrix, statements = _recorded(app, batch_id)
-    assert_same(build_matrix(rows_of(app, batch_id), batch_id), matrix)
-    stats_sql = [s for s in statements if "percentile_cont" in s]
-    assert len(stats_sql) == 1 and "jsonb_each" in stats_sql[0], stats_sql
-    assert "cost_usd" not in stats_sql[0]
+def test_rollups_count_each_stored_result_once(store: App) -> None:
+    """A resumed batch re-sends results already stored, and a call may hold a leaf twice:
+    only the rows really inserted reach the rollups (matrix and progress agree with the
+    table), whatever the order and grouping of the inserts."""
+    results = synthetic(f"agg-once-{secrets.token_hex(5)}", 8)
+    batch_id = results[0].batch_test_id
+    with store.uow() as uow:
+        uow.batches.add(BatchTest(batch_id, "tests:wf", {}, len(results)))
+        uow.commit()
+    shuffled = list(results)
+    random.Random(3).shuffle(shuffled)
+    inserted = 0
+    for start in range(0, len(shuffled), 37):
+        chunk = shuffled[start : start + 37]
+        again = shuffled[max(0, start - 20) : start]  # a resume re-sending the last ones
+        with store.uow() as uow:
+            inserted += uow.results.add_many(again + chunk + chunk[:3])
+            uow.commit()
+    assert inserted == len(results)
+    with store.uow() as uow:
+        progress = uow.results.progress(batch_id, len(results))
+    assert (progress.done, progress.failed) == (len(results), sum(not r.success for r in results))
+    assert_same(build_matrix(rows_of(store, batch_id), batch_id), sql_matrix(store, batch_id))
+
+
+def test_rebuild_gives_the_incremental_rollups(store: App) -> None:
+    """``rollups.rebuild`` (the migration's backfill) recomputes what the inserts kept."""
+    batch_id = store_batch(store, synthetic(f"agg-rebuild-{secrets.token_hex(5)}", 9))
+    other = store_batch(store, synthetic(f"agg-rebuild-o-{secrets.token_hex(5)}", 10))
+
+    def snapshot() -> tuple[list[Any], list[Any]]:
+        with store.uow() as uow:
+            conn = uow.connection  # type: ignore[attr-defined]
+            return (
+                [tuple(r) for r in conn.execute(select(ROLLUPS).order_by(*ROLLUPS.primary_key))],
+                [
+                    tuple(r)
+                    for r in conn.execute(
+                        select(METRIC_ROLLUPS).order_by(*METRIC_ROLLUPS.primary_key)
+                    )
+                ],
+            )
+
+    def rebuild(batch: str | None) -> None:
+        with store.uow() as uow:
+            rollups.rebuild(uow.connection, batch)  # type: ignore[attr-defined]
+            uow.commit()
+
+    kept = snapshot()
+    assert kept[0] and kept[1]
+    for batch in (batch_id, None):
+        rebuild(batch)
+        again = snapshot()
+        for old_rows, new_rows in zip(kept, again, strict=True):
+            assert len(old_rows) == len(new_rows)
+            for old, new in zip(old_rows, new_rows, strict=True):
+                assert old[:3] == new[:3]
+                assert all(
+                    close(a, b) if isinstance(a, float) else a == b
+                    for a, b in zip(old, new, strict=True)
+                ), (old, new)
+    assert {r[0] for r in kept[0]} >= {batch_id, other}
+
+
+def test_deleting_a_batch_deletes_its_rollups(store: App) -> None:
+    batch_id = store_batch(store, synthetic(f"agg-del-{secrets.token_hex(5)}", 12))
+    with store.uow() as uow:
+        conn = uow.connection  # type: ignore[attr-defined]
+        conn.execute(delete(BATCHES).where(BATCHES.c.id == batch_id))
+        uow.commit()
+    with store.uow() as uow:
+        conn = uow.connection  # type: ignore[attr-defined]
+        for table in (ROLLUPS, METRIC_ROLLUPS):
+            count = conn.execute(
+                select(func.count()).select_from(table).where(table.c.batch_test_id == batch_id)
+            ).scalar_one()
+            assert count == 0, table.name

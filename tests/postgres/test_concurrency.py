@@ -106,6 +106,10 @@ def _assert_all_stored(url: str, batch_id: str, workers: int) -> None:
                 text("SELECT count(*) FROM wtb_batch_test_results WHERE batch_test_id = :b"),
                 {"b": batch_id},
             ).scalar_one()
+            rolled_up = conn.execute(
+                text("SELECT sum(n) FROM wtb_result_rollups WHERE batch_test_id = :b"),
+                {"b": batch_id},
+            ).scalar_one()
             executions, completed, checkpoints = conn.execute(
                 text(
                     "SELECT count(DISTINCT e.id), count(DISTINCT e.id) FILTER "
@@ -118,6 +122,7 @@ def _assert_all_stored(url: str, batch_id: str, workers: int) -> None:
     finally:
         engine.dispose()
     assert results == expected
+    assert rolled_up == expected  # every worker's upserts of the shared case rollups landed
     assert executions == completed == expected
     assert checkpoints == expected * CHECKPOINTS_PER_EXECUTION
 

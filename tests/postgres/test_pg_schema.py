@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.dialects import postgresql
 
+from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.aggregates import (
-    PG_SETTINGS,
-    _case_means_stmt,
-    _pg_local_settings,
-    pg_stats_statement,
+    PERCENTILES,
+    PercentileLookup,
+    _metrics_stmt,
+    _rollups_stmt,
+    percentile_statements,
 )
 from wtb_domain.adapters.sql.database import Database
 from wtb_domain.adapters.sql.tables import Base, JsonType
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.postgres
 BATCHES = 40
 ROWS_PER_BATCH = 2_500
 TARGET = "plan-batch-17"
-BATCH_INDEXES = {"ix_wtb_results_batch", "ix_wtb_results_batch_score", "uq_wtb_results_leaf"}
+ROLLUP_TABLES = ("wtb_result_rollups", "wtb_metric_rollups")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,7 @@ def test_gin_and_brin_indexes_exist(engine: Engine) -> None:
     assert "USING btree (batch_test_id)" in defs["ix_wtb_results_batch"]
     assert "USING btree (batch_test_id, overall_score DESC)" in defs["ix_wtb_results_batch_score"]
     assert "UNIQUE" in defs["uq_wtb_results_leaf"]
+    assert "(batch_test_id, combination_name, duration_ms)" in defs["ix_wtb_results_batch_duration"]
 
 
 def test_autovacuum_reloptions_on_insert_heavy_tables(engine: Engine) -> None:
@@ -82,11 +85,12 @@ def test_autovacuum_reloptions_on_insert_heavy_tables(engine: Engine) -> None:
             conn.execute(
                 text(
                     "SELECT relname, reloptions FROM pg_class WHERE relname IN "
-                    "('wtb_batch_test_results', 'wtb_checkpoints', 'wtb_state_blobs')"
+                    "('wtb_batch_test_results', 'wtb_checkpoints', 'wtb_state_blobs', "
+                    "'wtb_result_rollups', 'wtb_metric_rollups')"
                 )
             ).all()
         )
-    assert len(rows) == 3
+    assert len(rows) == 5
     for name, options in rows.items():
         assert set(options or []) >= {
             "autovacuum_vacuum_scale_factor=0.02",
@@ -96,7 +100,8 @@ def test_autovacuum_reloptions_on_insert_heavy_tables(engine: Engine) -> None:
 
 
 def _fill(conn: Connection) -> None:
-    """40 batches x 2,500 results (100,000 rows) generated in SQL, then ANALYZE."""
+    """40 batches x 2,500 results (100,000 rows) generated in SQL, their rollups rebuilt,
+    then VACUUM ANALYZE (what autovacuum does to an insert-mostly table)."""
     conn.execute(
         text(
             "INSERT INTO wtb_batch_tests (id, name, workflow_ref, spec, status, total, "
@@ -120,9 +125,11 @@ def _fill(conn: Connection) -> None:
         ),
         {"rows": ROWS_PER_BATCH, "total": BATCHES * ROWS_PER_BATCH},
     )
+    rollups.rebuild(conn)
     conn.commit()
-    conn.execute(text("ANALYZE wtb_batch_tests, wtb_batch_test_results"))
-    conn.commit()
+    with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as vacuum:
+        for table in ("wtb_batch_tests", "wtb_batch_test_results", *ROLLUP_TABLES):
+            vacuum.execute(text(f"VACUUM ANALYZE {table}"))
 
 
 def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -138,22 +145,40 @@ def _explain(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
     return list(_plan_nodes(doc[0]["Plan"]))
 
 
-def test_matrix_query_reads_the_batch_through_its_index(engine: Engine) -> None:
-    """With the settings matrix_inputs uses (PG_SETTINGS: no plain index scan, so a bitmap
-    scan reads the heap in physical order), one batch of 40 is found through a batch index;
-    enable_seqscan stays on: the planner prefers the index on its own."""
+def test_matrix_statements_use_the_indexes(engine: Engine) -> None:
+    """One batch of 40: the rollups are read through their primary keys and each duration
+    percentile is an index-only scan of (batch, combination, duration_ms) that stops after
+    OFFSET + 2 entries; no statement scans the results table."""
     with engine.connect() as conn:
         _fill(conn)
-        with _pg_local_settings(conn, PG_SETTINGS):
-            assert conn.execute(text("SHOW enable_seqscan")).scalar() == "on"
-            plans = {
-                "stats": _explain(conn, pg_stats_statement(TARGET)),
-                "case means": _explain(conn, _case_means_stmt(TARGET)),
-            }
-        conn.rollback()
+        counts = dict(
+            conn.execute(
+                text(
+                    "SELECT combination_name, sum(n) FROM wtb_result_rollups "
+                    "WHERE batch_test_id = :b GROUP BY combination_name"
+                ),
+                {"b": TARGET},
+            ).all()
+        )
+        lookups = [
+            PercentileLookup.of(name, q, int(n)) for name, n in counts.items() for q in PERCENTILES
+        ]
+        plans = {
+            "case rollups": _explain(conn, _rollups_stmt(TARGET)),
+            "metric rollups": _explain(conn, _metrics_stmt(TARGET)),
+            "percentiles": _explain(conn, percentile_statements(TARGET, lookups)[0]),
+        }
+    assert len(lookups) == 20
     for name, nodes in plans.items():
-        on_results = [n for n in nodes if n.get("Relation Name") == "wtb_batch_test_results"]
-        assert on_results, (name, nodes)
-        assert not any(n["Node Type"] == "Seq Scan" for n in on_results), (name, on_results)
-        used = {n.get("Index Name") for n in nodes if "Index" in n["Node Type"]}
-        assert used & BATCH_INDEXES, (name, [n["Node Type"] for n in nodes])
+        assert not any(n["Node Type"] == "Seq Scan" for n in nodes), (name, nodes)
+    for name, table in (
+        ("case rollups", "wtb_result_rollups"),
+        ("metric rollups", "wtb_metric_rollups"),
+    ):
+        used = {n.get("Index Name") for n in plans[name] if "Index" in n["Node Type"]}
+        assert used == {f"{table}_pkey"}, (name, plans[name])
+    scans = [n for n in plans["percentiles"] if n.get("Relation Name") == "wtb_batch_test_results"]
+    assert len(scans) == len(lookups)
+    assert {n["Node Type"] for n in scans} == {"Index Only Scan"}
+    assert {n["Index Name"] for n in scans} == {"ix_wtb_results_batch_duration"}
+    assert {n.get("Scan Direction") for n in scans} == {"Forward", "Backward"}

@@ -7,10 +7,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from wtb_domain.adapters.sql import rollups
+from wtb_domain.adapters.sql.rollups import ROLLUPS
 from wtb_domain.adapters.sql.tables import (
     AuditRow,
     BatchResultRow,
@@ -352,15 +354,20 @@ class SqlBatches:
         return found
 
 
-# RETURNING counts the rows really inserted: psycopg 3 reports no rowcount for executemany.
+# RETURNING names the rows really inserted (psycopg 3 reports no rowcount for executemany):
+# only those go into the rollups.
 INSERT_RESULTS = {
     "postgresql": postgresql.insert(RESULTS)
     .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
-    .returning(RESULTS.c.id),
+    .returning(*(RESULTS.c[name] for name in LEAF_COLUMNS)),
     "sqlite": sqlite.insert(RESULTS)
     .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
-    .returning(RESULTS.c.id),
+    .returning(*(RESULTS.c[name] for name in LEAF_COLUMNS)),
 }
+
+
+def _leaf(r: BatchResult) -> tuple[str, str, str, int]:
+    return (r.batch_test_id, r.combination_name, r.case_id, r.repeat)
 
 
 class SqlResults:
@@ -369,6 +376,11 @@ class SqlResults:
         self._insert = INSERT_RESULTS[connection.dialect.name]
 
     def add_many(self, results: Sequence[BatchResult]) -> int:
+        """Insert results whose leaf is new (others are skipped) and add them to the rollups.
+
+        Returns:
+            How many were inserted.
+        """
         if not results:
             return 0
         rows = [
@@ -390,7 +402,11 @@ class SqlResults:
             }
             for r in results
         ]
-        return len(self._s.execute(self._insert, rows).all())
+        inserted = {tuple(row) for row in self._s.execute(self._insert, rows)}
+        if inserted:
+            first = {_leaf(r): r for r in reversed(results)}  # a leaf twice: the first one
+            rollups.add(self._s, [r for leaf, r in first.items() if leaf in inserted])
+        return len(inserted)
 
     def done_keys(self, batch_id: str, case_id: str) -> set[str]:
         stmt = select(RESULTS.c.combination_name, RESULTS.c.repeat).where(
@@ -400,9 +416,8 @@ class SqlResults:
 
     def progress(self, batch_id: str, total: int) -> BatchProgress:
         stmt = select(
-            func.count(),
-            func.coalesce(func.sum(case((RESULTS.c.success.is_(False), 1), else_=0)), 0),
-        ).where(RESULTS.c.batch_test_id == batch_id)
+            func.coalesce(func.sum(ROLLUPS.c.n), 0), func.coalesce(func.sum(ROLLUPS.c.n_failed), 0)
+        ).where(ROLLUPS.c.batch_test_id == batch_id)
         done, failed = self._s.execute(stmt).one()
         return BatchProgress(total, int(done), int(failed))
 

@@ -147,3 +147,46 @@ Index(
     BatchResultRow.batch_test_id,
     BatchResultRow.overall_score.desc(),
 )
+# The matrix's duration percentiles: one index-only scan per (combination, percentile).
+Index(
+    "ix_wtb_results_batch_duration",
+    BatchResultRow.batch_test_id,
+    BatchResultRow.combination_name,
+    BatchResultRow.duration_ms,
+)
+
+
+class ResultRollupRow(Base):
+    """Running totals of one (batch, combination, case)'s results, kept by the result inserts.
+
+    The score (0 for a failed run or a non-finite score) is kept as count, mean and sum of
+    squared deviations (Welford), which merge exactly enough across cases and workers.
+    """
+
+    __tablename__ = "wtb_result_rollups"
+
+    batch_test_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_batch_tests.id", ondelete="CASCADE"), primary_key=True
+    )
+    combination_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    n_failed: Mapped[int] = mapped_column(Integer)
+    n_passed: Mapped[int] = mapped_column(Integer)
+    score_mean: Mapped[float] = mapped_column(Float)
+    score_m2: Mapped[float] = mapped_column(Float)
+
+
+class MetricRollupRow(Base):
+    """Sum and count of one numeric metric over one (batch, combination, case)'s results."""
+
+    __tablename__ = "wtb_metric_rollups"
+
+    batch_test_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_batch_tests.id", ondelete="CASCADE"), primary_key=True
+    )
+    combination_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    total: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)

@@ -17,8 +17,9 @@ Measures:
 2. batch-result insert throughput: 500 rows per statement and transaction, and one row per
    transaction;
 3. the comparison matrix of one batch of 20 combinations x 50,000 results (1,000,000 rows,
-   generated with ``INSERT ... SELECT generate_series``), target < 300 ms for the query, with
-   the ``EXPLAIN (ANALYZE)`` plan summarised and the load average around the measurement.
+   generated with ``INSERT ... SELECT generate_series``, rollups rebuilt from them), target
+   < 300 ms for the query, with the ``EXPLAIN (ANALYZE)`` plans summarised and the load
+   average around the measurement.
 """
 
 from __future__ import annotations
@@ -63,20 +64,18 @@ from bench.common import (
     verdict,
 )
 from wtb_domain import sql_app
+from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.aggregates import (
-    KEY_SAMPLE_ROWS,
-    PG_SETTINGS,
-    _case_means_stmt,
-    _pg_combinations,
-    _pg_local_settings,
-    _pg_metric_keys,
+    PERCENTILES,
+    PercentileLookup,
     build_matrix_from_inputs,
     matrix_inputs,
-    pg_metric_keys_statement,
-    pg_stats_statement,
+    metric_sums_statement,
+    percentile_statements,
+    rollups_statement,
 )
 from wtb_domain.adapters.sql.database import database_for
-from wtb_domain.comparison import ResultRow, build_matrix
+from wtb_domain.comparison import build_matrix, result_rows
 from wtb_domain.model import BatchResult, BatchTest
 
 SECTION = "postgres"
@@ -325,7 +324,8 @@ FROM generate_series(0, :rows - 1) g
 """
 
 
-def generate(conn: Connection, batch: str, rows: int) -> float:
+def generate(conn: Connection, batch: str, rows: int) -> tuple[float, float]:
+    """Insert a batch in SQL, then its rollups; returns both times."""
     started = time.perf_counter()
     conn.execute(
         text(
@@ -339,7 +339,11 @@ def generate(conn: Connection, batch: str, rows: int) -> float:
         text(GENERATE), {"batch": batch, "rows": rows, "combos": COMBINATIONS, "cases": CASES}
     )
     conn.commit()
-    return time.perf_counter() - started
+    generated = time.perf_counter() - started
+    started = time.perf_counter()
+    rollups.rebuild(conn, batch)  # what the inserts would have kept, from the rows
+    conn.commit()
+    return generated, time.perf_counter() - started
 
 
 def _nodes(plan: dict[str, Any], depth: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -398,40 +402,29 @@ def matrix(url: str, p: Params, res: Results) -> None:
     db = database_for(url)
     big_rows = p.matrix_rows
     with db.engine.connect() as conn:
-        t_big = generate(conn, BIG_BATCH, big_rows)
-        t_small = generate(conn, SMALL_BATCH, SMALL_ROWS)
+        t_big, r_big = generate(conn, BIG_BATCH, big_rows)
+        t_small, r_small = generate(conn, SMALL_BATCH, SMALL_ROWS)
     started = time.perf_counter()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE) wtb_batch_test_results")
+        for table in ("wtb_batch_test_results", "wtb_result_rollups", "wtb_metric_rollups"):
+            conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
     print(f"  generated {big_rows:,} + {SMALL_ROWS:,} rows in {t_big + t_small:.1f} s")
     res.notes.append(
         f"Matrix data: batch `{BIG_BATCH}` = {COMBINATIONS} combinations x "
         f"{big_rows // COMBINATIONS:,} results ({CASES} cases x "
         f"{big_rows // COMBINATIONS // CASES} repeats), plus batch `{SMALL_BATCH}` with "
         f"{SMALL_ROWS:,} rows in the same table; generated in SQL in "
-        f"{t_big:.1f} s + {t_small:.1f} s (GIN/BRIN indexes maintained), then `VACUUM (ANALYZE)` "
-        f"({time.perf_counter() - started:.1f} s). Metrics per row: 5 numeric JSONB keys."
+        f"{t_big:.1f} s + {t_small:.1f} s (GIN/BRIN indexes maintained); their rollups "
+        f"(which `add_many` keeps as it inserts) computed from the rows by `rollups.rebuild` "
+        f"(the migration's backfill) in {r_big:.1f} s + {r_small:.1f} s; then "
+        f"`VACUUM (ANALYZE)` of the three tables ({time.perf_counter() - started:.1f} s), "
+        "what autovacuum does after inserts at the tables' insert scale factor of 5%. "
+        "Metrics per row: 5 numeric JSONB keys."
     )
 
-    def keys_only(batch: str) -> Any:
+    def statement_only(stmt: Any) -> Any:
         with app.uow() as uow:
-            conn = uow.connection  # type: ignore[attr-defined]
-            with _pg_local_settings(conn, PG_SETTINGS):
-                return conn.execute(pg_metric_keys_statement(batch)).all()
-
-    def stats_only(batch: str) -> Any:
-        # What matrix_inputs runs for the per-combination figures: the key sample, then the
-        # stats statement (again only if the sample missed a key or a non-number value).
-        with app.uow() as uow:
-            conn = uow.connection  # type: ignore[attr-defined]
-            with _pg_local_settings(conn, PG_SETTINGS):
-                return _pg_combinations(conn, batch)
-
-    def case_only(batch: str) -> Any:
-        with app.uow() as uow:
-            conn = uow.connection  # type: ignore[attr-defined]
-            with _pg_local_settings(conn, PG_SETTINGS):
-                return conn.execute(_case_means_stmt(batch)).all()
+            return uow.connection.execute(stmt).all()  # type: ignore[attr-defined]
 
     def inputs(batch: str) -> Any:
         with app.uow() as uow:
@@ -445,6 +438,14 @@ def matrix(url: str, p: Params, res: Results) -> None:
                 {"b": batch},
             ).scalar()
 
+    def lookups_of(batch: str) -> list[PercentileLookup]:
+        got = inputs(batch)
+        return [
+            PercentileLookup.of(name, q, c.n)
+            for name, c in got.combinations.items()
+            for q in PERCENTILES
+        ]
+
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for batch, rows in ((BIG_BATCH, big_rows), (SMALL_BATCH, SMALL_ROWS)):
         for expression, label in (
@@ -455,10 +456,22 @@ def matrix(url: str, p: Params, res: Results) -> None:
             res.matrix.append(
                 cells(f"{rows:,}", f"[reference] {label}") + cells(fmt_ms(floor_t, 1), "", "")
             )
-        keys_t, _ = timed(lambda b=batch: keys_only(b), p.repeats)
-        stats_t, stats_s = timed(lambda b=batch: stats_only(b), p.repeats)
-        case_t, _ = timed(lambda b=batch: case_only(b), p.repeats)
-        inputs_t, _ = timed(lambda b=batch: inputs(b), max(1, p.repeats // 2))
+        lookups = lookups_of(batch)
+        steps: list[tuple[str, Any]] = [
+            ("case rollups: one row per (combination, case)", rollups_statement(batch)),
+            (
+                "metric sums: GROUP BY (combination, key) over the metric rollups",
+                metric_sums_statement(batch),
+            ),
+            (
+                f"{len(lookups)} percentile lookups (UNION ALL of index-only scans)",
+                percentile_statements(batch, lookups)[0],
+            ),
+        ]
+        for label, stmt in steps:
+            step_t, _ = timed(lambda st=stmt: statement_only(st), p.repeats)
+            res.matrix.append(cells(f"{rows:,}", label, fmt_ms(step_t, 1), "", ""))
+        inputs_t, inputs_s = timed(lambda b=batch: inputs(b), p.repeats)
         got = inputs(batch)
         assert sum(c.n for c in got.combinations.values()) == rows
         started = time.perf_counter()
@@ -468,24 +481,9 @@ def matrix(url: str, p: Params, res: Results) -> None:
         res.matrix += [
             [
                 f"{rows:,}",
-                f"metric keys: sample of {KEY_SAMPLE_ROWS:,} results (jsonb_each)",
-                fmt_ms(keys_t, 1),
-                "",
-                "",
-            ],
-            [
-                f"{rows:,}",
-                "per-combination stats: key sample + ONE aggregate statement (a column per key)",
-                fmt_ms(stats_t, 1),
-                spread(stats_s),
-                f"{verdict(stats_t < MATRIX_TARGET_S)}" if is_big else "",
-            ],
-            [f"{rows:,}", "per-(combination, case) mean scores", fmt_ms(case_t, 1), "", ""],
-            [
-                f"{rows:,}",
-                "matrix_inputs() total (both statements + settings)",
+                "**matrix_inputs() total** (the three statements + merging in Python)",
                 fmt_ms(inputs_t, 1),
-                "",
+                spread(inputs_s),
                 f"{verdict(inputs_t < MATRIX_TARGET_S)}" if is_big else "",
             ],
             [
@@ -496,54 +494,36 @@ def matrix(url: str, p: Params, res: Results) -> None:
                 "",
             ],
         ]
-        print(f"  matrix {rows:,}: stats {stats_t * 1e3:.0f} ms, inputs {inputs_t * 1e3:.0f} ms")
+        print(f"  matrix {rows:,}: inputs {inputs_t * 1e3:.0f} ms")
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     res.notes.append(
         f"Load average (1/5/15 min) around the matrix timings: {load_before} before, "
         f"{load_after} after, on {os.cpu_count()} CPUs."
     )
 
-    # The row-by-row path of BatchService.matrix today, on the smaller batch, for context.
+    # The row-by-row path (what the memory store does), on the smaller batch, for context.
     started = time.perf_counter()
     with app.uow() as uow:
         stored = uow.results.for_batch(SMALL_BATCH)
-    rows = [
-        ResultRow(
-            r.combination_name,
-            r.case_id,
-            r.repeat,
-            r.success,
-            r.overall_score,
-            r.duration_ms,
-            r.metrics,
-            r.passed,
-        )
-        for r in stored
-    ]
-    build_matrix(rows, SMALL_BATCH)
+    build_matrix(result_rows(stored), SMALL_BATCH)
     old_t = time.perf_counter() - started
     res.matrix.append(
-        cells(f"{SMALL_ROWS:,}", "today's path: for_batch() + build_matrix() in Python [info]")
+        cells(f"{SMALL_ROWS:,}", "row path: for_batch() + build_matrix() in Python [info]")
         + cells(fmt_ms(old_t, 1), "", "")
     )
 
     with db.engine.connect() as conn:
-        for batch, rows in ((BIG_BATCH, big_rows), (SMALL_BATCH, SMALL_ROWS)):
-            with _pg_local_settings(conn, PG_SETTINGS):
-                keys = _pg_metric_keys(conn, batch, KEY_SAMPLE_ROWS)
-                plan, took = explain(conn, pg_stats_statement(batch, keys))
-            res.plans[
-                f"stats statement, batch of {rows:,} rows, {len(keys)} metric keys "
-                f"({took * 1e3:,.0f} ms)"
-            ] = plan
+        lookups = lookups_of(BIG_BATCH)
+        for label, stmt in (
+            ("case rollups", rollups_statement(BIG_BATCH)),
+            ("metric sums", metric_sums_statement(BIG_BATCH)),
+            ("percentile lookups", percentile_statements(BIG_BATCH, lookups)[0]),
+        ):
+            plan, took = explain(conn, stmt)
+            if label == "percentile lookups" and len(plan) > 12:
+                plan = [*plan[:9], ["... (the same for every lookup)", "", "", "", ""]]
+            res.plans[f"{label}, batch of {big_rows:,} rows ({took * 1e3:,.1f} ms)"] = plan
             conn.rollback()
-        keys = _pg_metric_keys(conn, BIG_BATCH, KEY_SAMPLE_ROWS)
-        plan, took = explain(conn, pg_stats_statement(BIG_BATCH, keys))
-        res.plans[
-            f"stats statement, batch of {big_rows:,} rows, default planner settings [info] "
-            f"({took * 1e3:,.0f} ms)"
-        ] = plan
-        conn.rollback()
 
 
 # --------------------------------------------------------------------------- report
@@ -590,8 +570,11 @@ def markdown(res: Results) -> str:
         "### Batch-result insert throughput",
         "",
         "`uow.results.add_many(rows)` + `commit()` per transaction (executemany of "
-        "`INSERT ... ON CONFLICT DO NOTHING`); rows carry JSONB `variant_config` and `metrics`, "
-        "so the GIN indexes and the BRIN index are maintained on every insert.",
+        "`INSERT ... ON CONFLICT DO NOTHING RETURNING`, then the upserts of the rollups of the "
+        "rows inserted); rows carry JSONB `variant_config` and `metrics`, so the GIN indexes "
+        "and the BRIN index are maintained on every insert. The rows of a 500-row transaction "
+        f"span 25 cases x {COMBINATIONS} combinations, so each one also upserts 500 case rollups "
+        "and 1,500 metric rollups (a worst case: a batch task writes one case's results).",
         "",
         markdown_table(
             ["mode", "rows", "seconds", "rows / s", "ms / transaction"],
@@ -602,7 +585,11 @@ def markdown(res: Results) -> str:
         "",
         "`wtb_domain.adapters.sql.aggregates.matrix_inputs` on a warm cache; medians of "
         f"{p.repeats} runs (spread = min-max). Target: < {MATRIX_TARGET_S * 1e3:.0f} ms for the "
-        "query over the big batch.",
+        "query over the big batch. It runs three statements: the batch's case rollups and "
+        "metric sums (kept by every result insert, see `wtb_domain/adapters/sql/rollups.py`) "
+        "and one `UNION ALL` of exact percentile lookups on the "
+        "`(batch_test_id, combination_name, duration_ms)` index; no statement reads the "
+        "result rows' scores or metrics.",
         "",
         markdown_table(
             ["rows in batch", "step", "ms (median)", "spread (ms)", "verdict"], res.matrix

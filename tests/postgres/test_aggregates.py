@@ -268,7 +268,7 @@ def test_percentiles_at_every_small_size(store: App) -> None:
         assert (got[s.name].p50_ms, got[s.name].p95_ms) == (s.p50_ms, s.p95_ms), s.name
 
 
-def test_rollups_count_each_stored_result_once(store: App) -> None:
+def test_rollups_count_each_stored_result_once(store: App, monkeypatch: pytest.MonkeyPatch) -> None:
     """A resumed batch re-sends results already stored, and a call may hold a leaf twice:
     only the rows really inserted reach the rollups (matrix and progress agree with the
     table), whatever the order and grouping of the inserts."""

@@ -15,9 +15,9 @@ from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.aggregates import (
     PERCENTILES,
     PercentileLookup,
-    _metrics_stmt,
-    _rollups_stmt,
+    metric_sums_statement,
     percentile_statements,
+    rollups_statement,
 )
 from wtb_domain.adapters.sql.database import Database
 from wtb_domain.adapters.sql.tables import Base, JsonType
@@ -164,8 +164,8 @@ def test_matrix_statements_use_the_indexes(engine: Engine) -> None:
             PercentileLookup.of(name, q, int(n)) for name, n in counts.items() for q in PERCENTILES
         ]
         plans = {
-            "case rollups": _explain(conn, _rollups_stmt(TARGET)),
-            "metric rollups": _explain(conn, _metrics_stmt(TARGET)),
+            "case rollups": _explain(conn, rollups_statement(TARGET)),
+            "metric rollups": _explain(conn, metric_sums_statement(TARGET)),
             "percentiles": _explain(conn, percentile_statements(TARGET, lookups)[0]),
         }
     assert len(lookups) == 20

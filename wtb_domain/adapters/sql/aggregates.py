@@ -126,7 +126,7 @@ def _batch(table: Table, batch_id: str) -> Any:
     return table.c.batch_test_id == bindparam("batch_id", batch_id, type_=String())
 
 
-def _rollups_stmt(batch_id: str) -> Any:
+def rollups_statement(batch_id: str) -> Any:
     r = ROLLUPS.c
     return (
         select(r.combination_name, r.case_id, r.n, r.n_failed, r.n_passed, r.score_mean, r.score_m2)
@@ -135,7 +135,7 @@ def _rollups_stmt(batch_id: str) -> Any:
     )
 
 
-def _metrics_stmt(batch_id: str) -> Any:
+def metric_sums_statement(batch_id: str) -> Any:
     m = METRIC_ROLLUPS.c
     return (
         select(m.combination_name, m.key, func.sum(m.total), func.sum(m.count))
@@ -233,7 +233,9 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
     """
     combos: dict[str, _Combination] = {}
     case_means: dict[str, dict[str, float]] = {}
-    for name, case_id, n, n_failed, n_passed, mean, m2 in executor.execute(_rollups_stmt(batch_id)):
+    for name, case_id, n, n_failed, n_passed, mean, m2 in executor.execute(
+        rollups_statement(batch_id)
+    ):
         combo = combos.setdefault(name, _Combination())
         combo.n += n
         combo.n_failed += n_failed
@@ -242,7 +244,7 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
         case_means.setdefault(name, {})[case_id] = float(mean)
     means: dict[str, dict[str, float]] = {}
     costs: dict[str, float] = {}
-    for name, key, total, count in executor.execute(_metrics_stmt(batch_id)):
+    for name, key, total, count in executor.execute(metric_sums_statement(batch_id)):
         means.setdefault(name, {})[key] = float(total) / int(count)
         if key == COST_METRIC:
             costs[name] = float(total)

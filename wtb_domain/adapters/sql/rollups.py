@@ -26,17 +26,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
+from typing import cast as typing_cast
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Float, Table, bindparam, cast, column, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from wtb_domain.adapters.sql.tables import BatchResultRow, MetricRollupRow, ResultRollupRow
 from wtb_domain.comparison import numeric_metrics, run_score
 
-ROLLUPS = cast(Table, ResultRollupRow.__table__)
-METRIC_ROLLUPS = cast(Table, MetricRollupRow.__table__)
-RESULTS = cast(Table, BatchResultRow.__table__)
+ROLLUPS = typing_cast(Table, ResultRollupRow.__table__)
+METRIC_ROLLUPS = typing_cast(Table, MetricRollupRow.__table__)
+RESULTS = typing_cast(Table, BatchResultRow.__table__)
 LEAF = ("batch_test_id", "combination_name", "case_id")
 REBUILD_CHUNK = 5_000
 
@@ -108,12 +110,18 @@ def summarise(
     return rollups, metric_rollups
 
 
-def _upserts(insert: Any) -> tuple[Any, Any]:
-    rollup = insert(ROLLUPS)
-    old, new = ROLLUPS.c, rollup.excluded
+def _merge(table: Table, stmt: Any) -> Any:
+    """``stmt`` (an INSERT of ``table``'s rows) made to add to the totals already stored."""
+    old, new = table.c, stmt.excluded
+    if table is METRIC_ROLLUPS:
+        return stmt.on_conflict_do_update(
+            index_elements=[*LEAF, "key"],
+            set_={"total": old.total + new.total, "count": old.count + new.count},
+        )
     n = old.n + new.n
+    as_float = cast(n, Float())  # a float division on both databases
     delta = new.score_mean - old.score_mean
-    rollup = rollup.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(LEAF),
         set_={
             "n": n,
@@ -121,32 +129,48 @@ def _upserts(insert: Any) -> tuple[Any, Any]:
             "n_passed": old.n_passed + new.n_passed,
             # Chan et al.: merge two (count, mean, M2) summaries; right-hand sides see the
             # row before the update.
-            "score_mean": old.score_mean + delta * new.n / n,
-            "score_m2": old.score_m2 + new.score_m2 + delta * delta * old.n * new.n / n,
+            "score_mean": old.score_mean + delta * new.n / as_float,
+            "score_m2": old.score_m2 + new.score_m2 + delta * delta * old.n * new.n / as_float,
         },
     )
-    metric = insert(METRIC_ROLLUPS)
-    metric = metric.on_conflict_do_update(
-        index_elements=[*LEAF, "key"],
-        set_={
-            "total": METRIC_ROLLUPS.c.total + metric.excluded.total,
-            "count": METRIC_ROLLUPS.c.count + metric.excluded.count,
-        },
+
+
+def _pg_upsert(table: Table) -> Any:
+    """One statement for any number of rows: ``INSERT ... SELECT * FROM unnest(:col, ...)``,
+    a bound array per column (compiled once, no multi-row VALUES to build each time)."""
+    arrays = [bindparam(c.name, type_=ARRAY(c.type)) for c in table.columns]
+    rows = (
+        func.unnest(*arrays)
+        .table_valued(*(column(c.name, c.type) for c in table.columns))
+        .render_derived()
     )
-    return rollup, metric
+    stmt = postgresql.insert(table).from_select([c.name for c in table.columns], select(rows))
+    return _merge(table, stmt)
 
 
-UPSERTS = {"postgresql": _upserts(postgresql.insert), "sqlite": _upserts(sqlite.insert)}
+# PostgreSQL: one unnest statement (parameters: a list per column); SQLite: executemany of a
+# one-row upsert (in-process, no round trips to save).
+UPSERTS = {
+    "postgresql": (_pg_upsert(ROLLUPS), _pg_upsert(METRIC_ROLLUPS)),
+    "sqlite": tuple(_merge(t, sqlite.insert(t)) for t in (ROLLUPS, METRIC_ROLLUPS)),
+}
 
 
 def add(connection: Connection, results: Iterable[Result]) -> None:
-    """Add results to the rollups (in the caller's transaction; the caller commits)."""
-    rollups, metric_rollups = summarise(results)
-    upsert_rollups, upsert_metrics = UPSERTS[connection.dialect.name]
-    if rollups:
-        connection.execute(upsert_rollups, rollups)
-    if metric_rollups:
-        connection.execute(upsert_metrics, metric_rollups)
+    """Add results to the rollups (in the caller's transaction; the caller commits).
+
+    Two statements whatever the number of results; the keys of each are distinct, as
+    ``ON CONFLICT DO UPDATE`` requires, and sorted, so concurrent writers lock rows in the
+    same order.
+    """
+    dialect = connection.dialect.name
+    for upsert, rows in zip(UPSERTS[dialect], summarise(results), strict=True):
+        if not rows:
+            continue
+        if dialect == "postgresql":
+            connection.execute(upsert, {name: [row[name] for row in rows] for name in rows[0]})
+        else:
+            connection.execute(upsert, rows)
 
 
 def rebuild(connection: Connection, batch_id: str | None = None) -> None:

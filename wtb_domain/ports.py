@@ -121,6 +121,20 @@ class UnitOfWork(Protocol):
 
     def rollback(self) -> None: ...
 
+    def save_node(
+        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    ) -> None:
+        """Store a node's checkpoint and its new values and update the execution, then commit.
+
+        All or nothing, like ``executions.update`` + ``checkpoints.add`` + :meth:`commit`
+        (with anything else this unit of work has pending), which stores may do in fewer
+        round trips. Safe to call again with the same arguments after an ambiguous failure.
+
+        Raises:
+            NotFoundError: The execution does not exist; nothing is written.
+        """
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +17,7 @@ from wtb_domain.adapters.sql.repositories import (
     SqlResults,
 )
 from wtb_domain.errors import StoreError
+from wtb_domain.model import Checkpoint, Execution
 
 
 class SqlUnitOfWork:
@@ -68,3 +70,11 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self.connection.rollback()
+
+    def save_node(
+        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    ) -> None:
+        """Store a node's checkpoint and move the execution's head, committed together."""
+        self.executions.update(execution)
+        self.checkpoints.add(checkpoint, new_blobs)
+        self.commit()

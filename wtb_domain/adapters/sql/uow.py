@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from psycopg.errors import ForeignKeyViolation
+from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from wtb_domain.adapters.sql.node_write import SAVE_NODE, save_node_params
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
     SqlBatches,
@@ -16,7 +18,7 @@ from wtb_domain.adapters.sql.repositories import (
     SqlExecutions,
     SqlResults,
 )
-from wtb_domain.errors import StoreError
+from wtb_domain.errors import NotFoundError, StoreError
 from wtb_domain.model import Checkpoint, Execution
 
 
@@ -74,7 +76,47 @@ class SqlUnitOfWork:
     def save_node(
         self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
     ) -> None:
-        """Store a node's checkpoint and move the execution's head, committed together."""
-        self.executions.update(execution)
-        self.checkpoints.add(checkpoint, new_blobs)
-        self.commit()
+        """Store a node's checkpoint and move the execution's head, committed together.
+
+        On PostgreSQL, outside a transaction, this is one statement in autocommit mode (one
+        round trip: see :mod:`~wtb_domain.adapters.sql.node_write`). Otherwise (SQLite, or
+        writes of this unit of work still pending, which must commit with it) the usual
+        statements and a commit.
+        """
+        conn = self.connection
+        if conn.dialect.name != "postgresql" or conn.in_transaction():
+            self.executions.update(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self.commit()
+            return
+        try:
+            moved = self._autocommit(SAVE_NODE, save_node_params(checkpoint, new_blobs, execution))
+        except IntegrityError as exc:
+            # The statement's only foreign key is the checkpoint's execution.
+            if isinstance(exc.orig, ForeignKeyViolation):
+                raise NotFoundError(f"no execution {execution.id!r}") from None
+            raise StoreError(f"node write failed: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreError(f"node write failed: {exc.orig}") from exc
+        if moved == 0:
+            raise NotFoundError(f"no execution {execution.id!r}")
+
+    def _autocommit(self, statement: Executable, params: dict[str, Any]) -> int:
+        """Run one statement as its own transaction; its row count.
+
+        A psycopg connection switches to and from autocommit locally, without a round trip.
+        SQLAlchemy also restores the default when the connection goes back to the pool, and a
+        connection replaced after a disconnect starts with the default.
+        """
+        conn = self.connection
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            rowcount = conn.execute(statement, params).rowcount
+            conn.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if not conn.invalidated:
+                conn.execution_options(isolation_level=conn.default_isolation_level)
+        return rowcount

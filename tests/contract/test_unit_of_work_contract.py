@@ -1,7 +1,8 @@
-"""The UnitOfWork.save_node contract: the same behaviour on every store (memory, SQLite, Postgres).
+"""The UnitOfWork checkpoint writes: the same behaviour on every store (memory, SQLite, Postgres).
 
-``save_node`` is the engine's per-node write: a checkpoint, the state values it introduces and
-the execution's new head, committed together.
+``start_execution`` stores a new execution with its first checkpoint; ``save_node`` is the
+engine's per-node write: a checkpoint, the state values it introduces and the execution's new
+head, committed together.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from wtb_domain import App, NotFoundError, Source, Status
+from wtb_domain import App, ExecutionError, NotFoundError, Source, Status
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, utcnow
 from wtb_domain.state import encode_update
@@ -25,10 +26,20 @@ class Node:
     execution: Execution
 
 
-def started(app: App) -> tuple[Execution, Checkpoint]:
+def started(app: App, execution_id: str | None = None) -> tuple[Execution, Checkpoint]:
     """A stored execution whose head is its input checkpoint."""
-    execution = Execution(id=new_id(), workflow_name="contract", workflow_hash="h" * 16)
-    encoded = encode_update({}, {"x": 1}, node=None)
+    execution, cp, new_blobs = unstarted(execution_id)
+    with app.uow() as uow:
+        uow.start_execution(execution, cp, new_blobs)
+    return execution, cp
+
+
+def unstarted(execution_id: str | None = None) -> tuple[Execution, Checkpoint, dict[str, str]]:
+    """A new execution, its input checkpoint and the values it introduces (one no test shares)."""
+    execution = Execution(
+        id=execution_id or new_id(), workflow_name="contract", workflow_hash="h" * 16
+    )
+    encoded = encode_update({}, {"x": 1, "tag": uuid.uuid4().hex}, node=None)
     cp = Checkpoint(
         id=new_id(),
         execution_id=execution.id,
@@ -42,11 +53,7 @@ def started(app: App) -> tuple[Execution, Checkpoint]:
         created_at=execution.created_at,
     )
     execution.head_checkpoint_id = cp.id
-    with app.uow() as uow:
-        uow.executions.add(execution)
-        uow.checkpoints.add(cp, encoded.new_blobs)
-        uow.commit()
-    return execution, cp
+    return execution, cp, encoded.new_blobs
 
 
 def next_node(execution: Execution, parent: Checkpoint, name: str = "a") -> Node:
@@ -78,6 +85,35 @@ def next_node(execution: Execution, parent: Checkpoint, name: str = "a") -> Node
 def save(app: App, node: Node) -> None:
     with app.uow() as uow:
         uow.save_node(node.checkpoint, node.new_blobs, node.execution)
+
+
+def test_start_execution_commits_the_execution_and_its_first_checkpoint(
+    app: App, make_app: Callable[[], App]
+) -> None:
+    execution, cp = started(app)
+
+    with make_app().uow() as uow:
+        stored = uow.executions.get(execution.id)
+        first = uow.checkpoints.get(cp.id)
+    assert stored.head_checkpoint_id == cp.id
+    assert stored.workflow_hash == execution.workflow_hash
+    assert stored.created_at == execution.created_at
+    assert replace(first, state=None) == cp
+    assert first.state is not None and first.state["x"] == 1
+
+
+def test_start_execution_with_an_id_in_use_is_refused_and_writes_nothing(app: App) -> None:
+    execution, first = started(app)
+    again, other_cp, other_blobs = unstarted(execution.id)
+
+    with app.uow() as uow, pytest.raises(ExecutionError, match="already exists"):
+        uow.start_execution(again, other_cp, other_blobs)
+
+    with app.uow() as uow:
+        assert uow.executions.get(execution.id).head_checkpoint_id == first.id
+        assert [c.id for c in uow.checkpoints.history(execution.id)] == [first.id]
+        with pytest.raises(NotFoundError):
+            uow.checkpoints.load_values(list(other_blobs))
 
 
 def test_save_node_commits_checkpoint_values_and_head_together(

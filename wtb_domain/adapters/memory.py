@@ -243,6 +243,13 @@ class MemoryUnitOfWork:
                 store.results.setdefault(_result_key(r), r)
         self.rollback()
 
+    def start_execution(
+        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    ) -> None:
+        self.executions.add(execution)
+        self.checkpoints.add(checkpoint, new_blobs)
+        self.commit()
+
     def save_node(
         self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
     ) -> None:

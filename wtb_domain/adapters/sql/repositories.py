@@ -46,7 +46,8 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _execution_values(e: Execution) -> dict[str, Any]:
+def execution_values(e: Execution) -> dict[str, Any]:
+    """An execution's row, keyed by column name."""
     return {
         "id": e.id,
         "workflow_name": e.workflow_name,
@@ -113,7 +114,7 @@ UPDATE_EXECUTION = (
 
 def execution_update_params(execution: Execution) -> dict[str, Any]:
     """The parameters of :data:`UPDATE_EXECUTION`: the MUTABLE values and ``execution_id``."""
-    values = _execution_values(execution)
+    values = execution_values(execution)
     params = {name: values[name] for name in MUTABLE}
     params["execution_id"] = execution.id
     return params
@@ -126,7 +127,7 @@ class SqlExecutions:
     def add(self, execution: Execution) -> None:
         try:
             with self._s.begin_nested():
-                self._s.execute(insert(EXECUTIONS), [_execution_values(execution)])
+                self._s.execute(insert(EXECUTIONS), [execution_values(execution)])
         except IntegrityError:
             raise ExecutionError(
                 f"execution {execution.id!r} already exists; use another id"

@@ -6,11 +6,16 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from psycopg.errors import ForeignKeyViolation
+from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from wtb_domain.adapters.sql.node_write import SAVE_NODE, save_node_params
+from wtb_domain.adapters.sql.checkpoint_writes import (
+    SAVE_NODE,
+    START_EXECUTION,
+    save_node_params,
+    start_execution_params,
+)
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
     SqlBatches,
@@ -18,7 +23,7 @@ from wtb_domain.adapters.sql.repositories import (
     SqlExecutions,
     SqlResults,
 )
-from wtb_domain.errors import NotFoundError, StoreError
+from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
 from wtb_domain.model import Checkpoint, Execution
 
 
@@ -73,18 +78,42 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         self.connection.rollback()
 
+    def start_execution(
+        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    ) -> None:
+        """Store a new execution with its first checkpoint, committed together.
+
+        One statement in autocommit mode on PostgreSQL when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
+        """
+        if not self._one_statement_writes():
+            self.executions.add(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self.commit()
+            return
+        params = start_execution_params(execution, checkpoint, new_blobs)
+        try:
+            self._autocommit(START_EXECUTION, params)
+        except IntegrityError as exc:
+            # Checkpoint and values skip conflicts: a unique violation is the execution's id.
+            if isinstance(exc.orig, UniqueViolation):
+                raise ExecutionError(
+                    f"execution {execution.id!r} already exists; use another id"
+                ) from None
+            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+
     def save_node(
         self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
     ) -> None:
         """Store a node's checkpoint and move the execution's head, committed together.
 
-        On PostgreSQL, outside a transaction, this is one statement in autocommit mode (one
-        round trip: see :mod:`~wtb_domain.adapters.sql.node_write`). Otherwise (SQLite, or
-        writes of this unit of work still pending, which must commit with it) the usual
-        statements and a commit.
+        One statement in autocommit mode on PostgreSQL when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
+        (pending writes of this unit of work must commit with it).
         """
-        conn = self.connection
-        if conn.dialect.name != "postgresql" or conn.in_transaction():
+        if not self._one_statement_writes():
             self.executions.update(execution)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
@@ -100,6 +129,12 @@ class SqlUnitOfWork:
             raise StoreError(f"node write failed: {exc.orig}") from exc
         if moved == 0:
             raise NotFoundError(f"no execution {execution.id!r}")
+
+    def _one_statement_writes(self) -> bool:
+        """PostgreSQL, and no transaction to join (SQLAlchemy cannot switch to autocommit in
+        one; the engine ends each transaction before it writes a node)."""
+        conn = self.connection
+        return conn.dialect.name == "postgresql" and not conn.in_transaction()
 
     def _autocommit(self, statement: Executable, params: dict[str, Any]) -> int:
         """Run one statement as its own transaction; its row count.

@@ -1,4 +1,4 @@
-"""A node's write on PostgreSQL is one statement in autocommit mode: one round trip.
+"""Checkpoint writes on PostgreSQL are one statement in autocommit mode: one round trip.
 
 Round trips are counted on the wire with libpq's protocol trace: every request the client
 waits for ends with a ``Sync`` (extended protocol) or is a ``Query`` (simple protocol, which
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from psycopg.pq import Trace
 
-from tests.contract.test_unit_of_work_contract import next_node, started
+from tests.contract.test_unit_of_work_contract import next_node, started, unstarted
 from wtb_domain import sql_app
 
 pytestmark = pytest.mark.postgres
@@ -75,3 +75,18 @@ def test_a_node_write_after_pending_writes_joins_their_transaction(
         trips = round_trips(messages)
         assert len(trips) == 4, trips  # update, blobs, checkpoint, COMMIT
         assert '"COMMIT"' in trips[-1]
+
+
+def test_starting_an_execution_is_one_round_trip(pg_url: str, tmp_path: Path) -> None:
+    app = sql_app(pg_url, audit=False)
+    execution, cp, new_blobs = unstarted()
+
+    with app.uow() as uow:
+        dbapi = uow.connection.connection.dbapi_connection  # type: ignore[attr-defined]
+        with traced(dbapi, tmp_path / "trace") as messages:
+            uow.start_execution(execution, cp, new_blobs)
+        assert len(round_trips(messages)) == 1, messages
+        assert dbapi.autocommit is False
+
+    with app.uow() as uow:
+        assert uow.executions.get(execution.id).head_checkpoint_id == cp.id

@@ -8,8 +8,9 @@ head, committed together.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 
@@ -56,10 +57,17 @@ def unstarted(execution_id: str | None = None) -> tuple[Execution, Checkpoint, d
     return execution, cp, encoded.new_blobs
 
 
-def next_node(execution: Execution, parent: Checkpoint, name: str = "a") -> Node:
-    """Node ``name`` ran after ``parent``: its checkpoint (with a value no test shares) and the
-    execution moved onto it."""
-    encoded = encode_update(parent.manifest, {"tag": uuid.uuid4().hex}, node=name)
+def next_node(
+    execution: Execution,
+    parent: Checkpoint,
+    name: str = "a",
+    update: Mapping[str, Any] | None = None,
+) -> Node:
+    """Node ``name`` ran after ``parent``: its checkpoint and the execution moved onto it. The
+    node writes ``update``, by default one value no test shares."""
+    if update is None:
+        update = {"tag": uuid.uuid4().hex}
+    encoded = encode_update(parent.manifest, update, node=name)
     cp = Checkpoint(
         id=new_id(),
         execution_id=execution.id,
@@ -102,6 +110,22 @@ def test_start_execution_commits_the_execution_and_its_first_checkpoint(
     assert first.state is not None and first.state["x"] == 1
 
 
+def test_start_execution_with_many_values(app: App) -> None:
+    tag = uuid.uuid4().hex
+    execution, cp, new_blobs = unstarted()
+    inputs = {f"k{i}": f"{tag}-{i}" for i in range(150)}
+    encoded = encode_update(cp.manifest, inputs, node=None)
+    cp = replace(cp, manifest=encoded.manifest)
+    new_blobs = {**new_blobs, **encoded.new_blobs}
+
+    with app.uow() as uow:
+        uow.start_execution(execution, cp, new_blobs)
+
+    with app.uow() as uow:
+        state = uow.checkpoints.get(cp.id).state
+    assert state is not None and {k: state[k] for k in inputs} == inputs
+
+
 def test_start_execution_with_an_id_in_use_is_refused_and_writes_nothing(app: App) -> None:
     execution, first = started(app)
     again, other_cp, other_blobs = unstarted(execution.id)
@@ -136,6 +160,23 @@ def test_save_node_commits_checkpoint_values_and_head_together(
     assert replace(cp, state=None) == node.checkpoint
     assert cp.state is not None and cp.state["x"] == 1
     assert [c.id for c in history] == [input_cp.id, node.checkpoint.id]
+
+
+@pytest.mark.parametrize("values", [0, 3, 150], ids=lambda n: f"{n}-new-values")
+def test_save_node_stores_every_new_value(app: App, values: int) -> None:
+    execution, input_cp = started(app)
+    tag = uuid.uuid4().hex
+    update = {f"k{i}": f"{tag}-{i}" for i in range(values)} if values else {"x": 1}
+    node = next_node(execution, input_cp, update=update)
+    assert len(node.new_blobs) == values
+
+    save(app, node)
+
+    with app.uow() as uow:
+        cp = uow.checkpoints.get(node.checkpoint.id)
+        assert uow.executions.get(execution.id).head_checkpoint_id == node.checkpoint.id
+    assert cp.state is not None
+    assert {k: cp.state[k] for k in update} == update
 
 
 def test_save_node_of_an_unknown_execution_is_not_found_and_writes_nothing(app: App) -> None:

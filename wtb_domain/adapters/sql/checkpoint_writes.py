@@ -6,22 +6,21 @@ The inserts of new state values and of the checkpoint are data-modifying CTEs of
 that writes the execution row; all parts run against one snapshot and foreign keys are checked
 at the end of the statement, so their order does not matter.
 
-:data:`SAVE_NODE` moves an execution's head: for an unknown execution the checkpoint fails its
-foreign key and nothing is written. Running it twice with the same checkpoint is a no-op the
-second time (``ON CONFLICT DO NOTHING``; the update sets the same values), so a retry after an
-ambiguous commit is safe. :data:`START_EXECUTION` inserts a new execution with its first
-checkpoint; an id in use fails the execution's primary key.
+:func:`save_node_statement` moves an execution's head: for an unknown execution the checkpoint
+fails its foreign key and nothing is written. Running it twice with the same checkpoint is a
+no-op the second time (``ON CONFLICT DO NOTHING``; the update sets the same values), so a retry
+after an ambiguous commit is safe. :func:`start_execution_statement` inserts a new execution
+with its first checkpoint; an id in use fails the execution's primary key.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Text, bindparam, cast, func, select
+from sqlalchemy import CTE, Insert, Update, bindparam, select, union_all
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.elements import Cast
-from sqlalchemy.types import TypeEngine
 
 from wtb_domain.adapters.sql.repositories import (
     BLOBS,
@@ -36,69 +35,80 @@ from wtb_domain.model import Checkpoint, Execution
 
 CHECKPOINT_PREFIX = "checkpoint_"
 EXECUTION_PREFIX = "execution_"
+MAX_VALUES = 100
+"""Most new values a single statement carries (three parameters each); writes with more use
+separate statements, which send them with executemany."""
 
-
-def _array(name: str, item_type: TypeEngine[Any]) -> Cast[Any]:
-    """An array parameter cast to its type (an empty list carries none)."""
-    return cast(bindparam(name, type_=ARRAY(item_type)), ARRAY(item_type))
-
-
-_new_blobs = (
-    func.unnest(
-        _array("blob_hashes", Text()),
-        _array("blob_data", Text()),
-        _array("blob_sizes", Integer()),
-    )
-    .table_valued("hash", "data", "size")
-    .render_derived(name="new_blobs")
-)
-_insert_blobs = (
-    postgresql.insert(BLOBS)
-    .from_select(
-        ["hash", "data", "size"],
-        select(_new_blobs.c.hash, _new_blobs.c.data, _new_blobs.c.size),
-    )
-    .on_conflict_do_nothing(index_elements=["hash"])
-    .cte("inserted_blobs")
-)
 _insert_checkpoint = (
     postgresql.insert(CHECKPOINTS)
     .values({c.name: bindparam(CHECKPOINT_PREFIX + c.name) for c in CHECKPOINTS.c})
     .on_conflict_do_nothing(index_elements=["id"])
     .cte("inserted_checkpoint")
 )
-
-SAVE_NODE = UPDATE_EXECUTION.add_cte(_insert_blobs, _insert_checkpoint)
-"""Its row count is the number of executions moved (1)."""
-
-START_EXECUTION = (
-    postgresql.insert(EXECUTIONS)
-    .values({c.name: bindparam(EXECUTION_PREFIX + c.name) for c in EXECUTIONS.c})
-    .add_cte(_insert_blobs, _insert_checkpoint)
+_start_execution = postgresql.insert(EXECUTIONS).values(
+    {c.name: bindparam(EXECUTION_PREFIX + c.name) for c in EXECUTIONS.c}
 )
+
+
+def _inserts(blob_count: int) -> list[CTE]:
+    """The checkpoint insert, after the insert of ``blob_count`` values if there are any.
+
+    Values come as scalar parameters, one row each, so large values travel as they are (an
+    array parameter would be escaped by the client and parsed again by the server); the rows
+    are a UNION ALL of SELECTs because SQLAlchemy does not cache multi-row VALUES.
+    """
+    if blob_count == 0:
+        return [_insert_checkpoint]
+    rows = [
+        select(*[bindparam(f"blob_{c.name}_{i}", type_=c.type).label(c.name) for c in BLOBS.c])
+        for i in range(blob_count)
+    ]
+    blobs = (
+        postgresql.insert(BLOBS)
+        .from_select([c.name for c in BLOBS.c], rows[0] if blob_count == 1 else union_all(*rows))
+        .on_conflict_do_nothing(index_elements=["hash"])
+        .cte("inserted_blobs")
+    )
+    return [blobs, _insert_checkpoint]
+
+
+@functools.cache
+def save_node_statement(blob_count: int) -> Update:
+    """Moves an execution's head to a checkpoint that brings ``blob_count`` new values.
+
+    Its row count is the number of executions moved (1). Built once per count (at most
+    :data:`MAX_VALUES`), so SQLAlchemy compiles each shape once.
+    """
+    return UPDATE_EXECUTION.add_cte(*_inserts(blob_count))
+
+
+@functools.cache
+def start_execution_statement(blob_count: int) -> Insert:
+    """Inserts an execution with a first checkpoint that brings ``blob_count`` new values."""
+    return _start_execution.add_cte(*_inserts(blob_count))
 
 
 def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> dict[str, Any]:
     # Blobs go in hash order: concurrent writers of the same values then take their locks in
     # the same order and cannot deadlock on each other.
-    hashes = sorted(new_blobs)
     params = {CHECKPOINT_PREFIX + name: v for name, v in checkpoint_values(checkpoint).items()}
-    params["blob_hashes"] = hashes
-    params["blob_data"] = [new_blobs[h] for h in hashes]
-    params["blob_sizes"] = [len(new_blobs[h]) for h in hashes]
+    for i, h in enumerate(sorted(new_blobs)):
+        params[f"blob_hash_{i}"] = h
+        params[f"blob_data_{i}"] = new_blobs[h]
+        params[f"blob_size_{i}"] = len(new_blobs[h])
     return params
 
 
 def save_node_params(
     checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
 ) -> dict[str, Any]:
-    """The parameters of :data:`SAVE_NODE`."""
+    """The parameters of :func:`save_node_statement`."""
     return {**execution_update_params(execution), **_checkpoint_params(checkpoint, new_blobs)}
 
 
 def start_execution_params(
     execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The parameters of :data:`START_EXECUTION`."""
+    """The parameters of :func:`start_execution_statement`."""
     row = {EXECUTION_PREFIX + name: v for name, v in execution_values(execution).items()}
     return {**row, **_checkpoint_params(checkpoint, new_blobs)}

@@ -11,10 +11,11 @@ from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wtb_domain.adapters.sql.checkpoint_writes import (
-    SAVE_NODE,
-    START_EXECUTION,
+    MAX_VALUES,
     save_node_params,
+    save_node_statement,
     start_execution_params,
+    start_execution_statement,
 )
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
@@ -86,14 +87,14 @@ class SqlUnitOfWork:
         One statement in autocommit mode on PostgreSQL when nothing is pending (see
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
         """
-        if not self._one_statement_writes():
+        if not self._one_statement_writes(new_blobs):
             self.executions.add(execution)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
-        params = start_execution_params(execution, checkpoint, new_blobs)
+        statement = start_execution_statement(len(new_blobs))
         try:
-            self._autocommit(START_EXECUTION, params)
+            self._autocommit(statement, start_execution_params(execution, checkpoint, new_blobs))
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if isinstance(exc.orig, UniqueViolation):
@@ -113,13 +114,14 @@ class SqlUnitOfWork:
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
         (pending writes of this unit of work must commit with it).
         """
-        if not self._one_statement_writes():
+        if not self._one_statement_writes(new_blobs):
             self.executions.update(execution)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
+        statement = save_node_statement(len(new_blobs))
         try:
-            moved = self._autocommit(SAVE_NODE, save_node_params(checkpoint, new_blobs, execution))
+            moved = self._autocommit(statement, save_node_params(checkpoint, new_blobs, execution))
         except IntegrityError as exc:
             # The statement's only foreign key is the checkpoint's execution.
             if isinstance(exc.orig, ForeignKeyViolation):
@@ -130,11 +132,15 @@ class SqlUnitOfWork:
         if moved == 0:
             raise NotFoundError(f"no execution {execution.id!r}")
 
-    def _one_statement_writes(self) -> bool:
-        """PostgreSQL, and no transaction to join (SQLAlchemy cannot switch to autocommit in
-        one; the engine ends each transaction before it writes a node)."""
+    def _one_statement_writes(self, new_blobs: Mapping[str, str]) -> bool:
+        """PostgreSQL, not too many values, and no transaction to join (SQLAlchemy cannot
+        switch to autocommit in one; the engine ends each transaction before it writes)."""
         conn = self.connection
-        return conn.dialect.name == "postgresql" and not conn.in_transaction()
+        return (
+            conn.dialect.name == "postgresql"
+            and len(new_blobs) <= MAX_VALUES
+            and not conn.in_transaction()
+        )
 
     def _autocommit(self, statement: Executable, params: dict[str, Any]) -> int:
         """Run one statement as its own transaction; its row count.

@@ -50,6 +50,10 @@ _start_execution = postgresql.insert(EXECUTIONS).values(
 )
 
 
+def _blob_param(column: str, i: int) -> str:
+    return f"blob_{column}_{i}"
+
+
 def _inserts(blob_count: int) -> list[CTE]:
     """The checkpoint insert, after the insert of ``blob_count`` values if there are any.
 
@@ -60,7 +64,7 @@ def _inserts(blob_count: int) -> list[CTE]:
     if blob_count == 0:
         return [_insert_checkpoint]
     rows = [
-        select(*[bindparam(f"blob_{c.name}_{i}", type_=c.type).label(c.name) for c in BLOBS.c])
+        select(*[bindparam(_blob_param(c.name, i), type_=c.type).label(c.name) for c in BLOBS.c])
         for i in range(blob_count)
     ]
     blobs = (
@@ -93,9 +97,9 @@ def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> 
     # the same order and cannot deadlock on each other.
     params = {CHECKPOINT_PREFIX + name: v for name, v in checkpoint_values(checkpoint).items()}
     for i, h in enumerate(sorted(new_blobs)):
-        params[f"blob_hash_{i}"] = h
-        params[f"blob_data_{i}"] = new_blobs[h]
-        params[f"blob_size_{i}"] = len(new_blobs[h])
+        params[_blob_param("hash", i)] = h
+        params[_blob_param("data", i)] = new_blobs[h]
+        params[_blob_param("size", i)] = len(new_blobs[h])
     return params
 
 

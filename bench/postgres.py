@@ -543,8 +543,10 @@ def markdown(res: Results) -> str:
         "",
         f"The {NODES}-node linear graph of `bench/checkpoint_overhead.py` (each node changes a "
         "counter; the state also holds ~1 KB or ~100 KB of documents), on a throwaway database "
-        "on the local server. WTB: `sql_app(url, audit=False).controller.run(...)` (psycopg 3, "
-        "one transaction per node, `synchronous_commit` as shown). LangGraph: the same node "
+        "on the local server. WTB: `sql_app(url, audit=False).controller.run(...)` (psycopg 3; "
+        "each node's checkpoint, new values and head move are one autocommit statement, one "
+        "round trip and one commit per node; `synchronous_commit` as shown). LangGraph: the "
+        "same node "
         "functions in a `StateGraph` with `PostgresSaver.from_conn_string(url)` (defaults: "
         "`durability='async'`), a fresh `thread_id` per execution; baselines are the plain loop "
         "and the graph without a checkpointer. "

@@ -105,9 +105,7 @@ class ExecutionController:
         execution.head_checkpoint_id = cp.id
         execution.events.append(ExecutionStarted(execution.id, wf.name, selection))
         with self._uow() as uow:
-            uow.executions.add(execution)
-            uow.checkpoints.add(cp, encoded.new_blobs)
-            uow.commit()
+            uow.start_execution(execution, cp, encoded.new_blobs)
         self._bus.publish(execution.pop_events())
         return execution, replace(cp, state=encoded.decoded)
 
@@ -234,9 +232,7 @@ class ExecutionController:
             ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
         )
         with self._uow() as uow:
-            uow.executions.add(execution)
-            uow.checkpoints.add(cp, encoded.new_blobs)
-            uow.commit()
+            uow.start_execution(execution, cp, encoded.new_blobs)
         self._bus.publish(execution.pop_events())
         if not run:
             return execution

@@ -208,24 +208,19 @@ class Engine:
         execution.nodes_run += 1
         execution.updated_at = cp.created_at
 
-        def write() -> None:  # the checkpoint and the head move: one transaction
-            uow.checkpoints.add(cp, encoded.new_blobs)
-            uow.executions.update(execution)
-
-        self._write(uow, write)
+        self._write(uow, lambda: uow.save_node(cp, encoded.new_blobs, execution))
         execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
         state.update(encoded.decoded)
         return _Head(cp, state)
 
-    def _write(self, uow: UnitOfWork, write: Callable[[], None]) -> None:
+    def _write(self, uow: UnitOfWork, write_and_commit: Callable[[], None]) -> None:
         """Write and commit; on a transient store error roll back and do both again."""
 
         def attempt() -> None:
             try:
-                write()
-                uow.commit()
+                write_and_commit()
             except BaseException:
                 uow.rollback()
                 raise
@@ -235,7 +230,12 @@ class Engine:
     def _save(self, uow: UnitOfWork, execution: Execution, event: Event) -> Execution:
         execution.updated_at = utcnow()
         execution.events.append(event)
-        self._write(uow, lambda: uow.executions.update(execution))
+
+        def update() -> None:
+            uow.executions.update(execution)
+            uow.commit()
+
+        self._write(uow, update)
         return execution
 
     def _pause(self, uow: UnitOfWork, execution: Execution, where: str, head: _Head) -> Execution:

@@ -121,6 +121,34 @@ class UnitOfWork(Protocol):
 
     def rollback(self) -> None: ...
 
+    def start_execution(
+        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    ) -> None:
+        """Store a new execution with its first checkpoint and the values it introduces, then
+        commit.
+
+        All or nothing, like ``executions.add`` + ``checkpoints.add`` + :meth:`commit` (with
+        anything else this unit of work has pending), which stores may do in one round trip.
+
+        Raises:
+            ExecutionError: The execution id is in use; nothing is written.
+        """
+        ...
+
+    def save_node(
+        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    ) -> None:
+        """Store a node's checkpoint and its new values and update the execution, then commit.
+
+        All or nothing, like ``executions.update`` + ``checkpoints.add`` + :meth:`commit`
+        (with anything else this unit of work has pending), which stores may do in fewer
+        round trips. Safe to call again with the same arguments after an ambiguous failure.
+
+        Raises:
+            NotFoundError: The execution does not exist; nothing is written.
+        """
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...

@@ -233,6 +233,8 @@ class MemoryUnitOfWork:
             store.executions.update(staged.executions)
             for cp, blobs in staged.checkpoints:
                 store.blobs.update(blobs)
+                if cp.id in store.checkpoints:  # a retried write: stored already, as in SQL
+                    continue
                 store.checkpoints[cp.id] = cp
                 store.by_execution.setdefault(cp.execution_id, []).append(cp.id)
             store.audit.extend(staged.audit)
@@ -240,6 +242,20 @@ class MemoryUnitOfWork:
             for r in staged.results:
                 store.results.setdefault(_result_key(r), r)
         self.rollback()
+
+    def start_execution(
+        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    ) -> None:
+        self.executions.add(execution)
+        self.checkpoints.add(checkpoint, new_blobs)
+        self.commit()
+
+    def save_node(
+        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    ) -> None:
+        self.executions.update(execution)
+        self.checkpoints.add(checkpoint, new_blobs)
+        self.commit()
 
     def rollback(self) -> None:
         self._staged.executions.clear()

@@ -48,7 +48,8 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _execution_values(e: Execution) -> dict[str, Any]:
+def execution_values(e: Execution) -> dict[str, Any]:
+    """An execution's row, keyed by column name."""
     return {
         "id": e.id,
         "workflow_name": e.workflow_name,
@@ -113,6 +114,14 @@ UPDATE_EXECUTION = (
 )
 
 
+def execution_update_params(execution: Execution) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_EXECUTION`: the MUTABLE values and ``execution_id``."""
+    values = execution_values(execution)
+    params = {name: values[name] for name in MUTABLE}
+    params["execution_id"] = execution.id
+    return params
+
+
 class SqlExecutions:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
@@ -120,7 +129,7 @@ class SqlExecutions:
     def add(self, execution: Execution) -> None:
         try:
             with self._s.begin_nested():
-                self._s.execute(insert(EXECUTIONS), [_execution_values(execution)])
+                self._s.execute(insert(EXECUTIONS), [execution_values(execution)])
         except IntegrityError:
             raise ExecutionError(
                 f"execution {execution.id!r} already exists; use another id"
@@ -128,10 +137,7 @@ class SqlExecutions:
 
     def update(self, execution: Execution) -> None:
         """Write the fields that change while an execution runs (one cached statement)."""
-        values = _execution_values(execution)
-        params = {name: values[name] for name in MUTABLE}
-        params["execution_id"] = execution.id
-        result = self._s.execute(UPDATE_EXECUTION, params)
+        result = self._s.execute(UPDATE_EXECUTION, execution_update_params(execution))
         if result.rowcount == 0:
             raise NotFoundError(f"no execution {execution.id!r}")
 
@@ -146,6 +152,22 @@ class SqlExecutions:
         if status is not None:
             stmt = stmt.where(EXECUTIONS.c.status == status.value)
         return [_execution_from(r) for r in self._s.execute(stmt)]
+
+
+def checkpoint_values(cp: Checkpoint) -> dict[str, Any]:
+    """A checkpoint's row (without its state), keyed by column name."""
+    return {
+        "id": cp.id,
+        "execution_id": cp.execution_id,
+        "parent_id": cp.parent_id,
+        "step": cp.step,
+        "node": cp.node,
+        "variant": cp.variant,
+        "source": cp.source.value,
+        "manifest": cp.manifest,
+        "metadata": cp.metadata,
+        "created_at": cp.created_at,
+    }
 
 
 def _checkpoint_from(row: Any) -> Checkpoint:
@@ -197,24 +219,7 @@ class SqlCheckpoints:
                 self._insert_blobs,
                 [{"hash": h, "data": d, "size": len(d)} for h, d in blobs.items()],
             )
-        self._s.execute(
-            self._insert_checkpoints,
-            [
-                {
-                    "id": cp.id,
-                    "execution_id": cp.execution_id,
-                    "parent_id": cp.parent_id,
-                    "step": cp.step,
-                    "node": cp.node,
-                    "variant": cp.variant,
-                    "source": cp.source.value,
-                    "manifest": cp.manifest,
-                    "metadata": cp.metadata,
-                    "created_at": cp.created_at,
-                }
-                for cp, _ in items
-            ],
-        )
+        self._s.execute(self._insert_checkpoints, [checkpoint_values(cp) for cp, _ in items])
 
     def get(self, checkpoint_id: str) -> Checkpoint:
         row = self._s.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.id == checkpoint_id)).first()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from psycopg.errors import ForeignKeyViolation, UniqueViolation
+from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from wtb_domain.adapters.sql.checkpoint_writes import (
+    MAX_VALUES,
+    save_node_params,
+    save_node_statement,
+    start_execution_params,
+    start_execution_statement,
+)
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
     SqlBatches,
@@ -15,7 +24,8 @@ from wtb_domain.adapters.sql.repositories import (
     SqlExecutions,
     SqlResults,
 )
-from wtb_domain.errors import StoreError
+from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
+from wtb_domain.model import Checkpoint, Execution
 
 
 class SqlUnitOfWork:
@@ -68,3 +78,86 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self.connection.rollback()
+
+    def start_execution(
+        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    ) -> None:
+        """Store a new execution with its first checkpoint, committed together.
+
+        One statement in autocommit mode on PostgreSQL when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
+        """
+        if not self._one_statement_writes(new_blobs):
+            self.executions.add(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self.commit()
+            return
+        statement = start_execution_statement(len(new_blobs))
+        try:
+            self._autocommit(statement, start_execution_params(execution, checkpoint, new_blobs))
+        except IntegrityError as exc:
+            # Checkpoint and values skip conflicts: a unique violation is the execution's id.
+            if isinstance(exc.orig, UniqueViolation):
+                raise ExecutionError(
+                    f"execution {execution.id!r} already exists; use another id"
+                ) from None
+            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+
+    def save_node(
+        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    ) -> None:
+        """Store a node's checkpoint and move the execution's head, committed together.
+
+        One statement in autocommit mode on PostgreSQL when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
+        (pending writes of this unit of work must commit with it).
+        """
+        if not self._one_statement_writes(new_blobs):
+            self.executions.update(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self.commit()
+            return
+        statement = save_node_statement(len(new_blobs))
+        try:
+            moved = self._autocommit(statement, save_node_params(checkpoint, new_blobs, execution))
+        except IntegrityError as exc:
+            # The statement's only foreign key is the checkpoint's execution.
+            if isinstance(exc.orig, ForeignKeyViolation):
+                raise NotFoundError(f"no execution {execution.id!r}") from None
+            raise StoreError(f"node write failed: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreError(f"node write failed: {exc.orig}") from exc
+        if moved == 0:
+            raise NotFoundError(f"no execution {execution.id!r}")
+
+    def _one_statement_writes(self, new_blobs: Mapping[str, str]) -> bool:
+        """PostgreSQL, not too many values, and no transaction to join (SQLAlchemy cannot
+        switch to autocommit in one; the engine ends each transaction before it writes)."""
+        conn = self.connection
+        return (
+            conn.dialect.name == "postgresql"
+            and len(new_blobs) <= MAX_VALUES
+            and not conn.in_transaction()
+        )
+
+    def _autocommit(self, statement: Executable, params: dict[str, Any]) -> int:
+        """Run one statement as its own transaction; its row count.
+
+        A psycopg connection switches to and from autocommit locally, without a round trip.
+        SQLAlchemy also restores the default when the connection goes back to the pool, and a
+        connection replaced after a disconnect starts with the default.
+        """
+        conn = self.connection
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            rowcount = conn.execute(statement, params).rowcount
+            conn.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if not conn.invalidated:
+                conn.execution_options(isolation_level=conn.default_isolation_level)
+        return rowcount

@@ -141,15 +141,36 @@ def throwaway_database() -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        from wtb_domain.adapters.sql import database as registry
-
-        for db in list(registry._databases.values()):
-            db.dispose()
-        registry._databases.clear()
+        forget_engines()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def forget_engines() -> None:
+    """Close every pooled connection of the apps made so far (new settings need new ones)."""
+    from wtb_domain.adapters.sql import database as registry
+
+    for db in list(registry._databases.values()):
+        db.dispose()
+    registry._databases.clear()
+
+
+def set_synchronous_commit(url: str, value: str) -> None:
+    """``ALTER DATABASE ... SET synchronous_commit``: the server-side durability knob, for
+    every new connection of every client (WTB and LangGraph alike)."""
+    import psycopg
+    from psycopg import sql
+
+    name = make_url(url).database
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
+                sql.Identifier(name), sql.Literal(value)
+            )
+        )
+    forget_engines()
 
 
 def server_facts(url: str) -> dict[str, str]:
@@ -211,47 +232,53 @@ class LangGraphPg:
 
 
 def overhead(url: str, p: Params, res: Results) -> None:
+    """Both systems with the server's durable default, then both with
+    ``synchronous_commit = off`` (commits return before the WAL reaches disk)."""
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
     except ImportError:
         PostgresSaver = None
         res.notes.append("langgraph-checkpoint-postgres is not installed: no comparison.")
     lg_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    for size_label, size in SIZES.items():
-        items = [(k, make_input(size, k)) for k in range(p.warmup + p.executions)]
-        with ExitStack() as stack:
-            contenders: dict[str, Any] = {"plain": lambda item: run_plain(item[1])}
-            contenders["WTB"] = WtbPg(url)
-            if PostgresSaver is not None:
-                saver = stack.enter_context(PostgresSaver.from_conn_string(lg_url))
-                saver.setup()
-                contenders["lg-plain"] = LangGraphPg(None, "plain")
-                contenders["LangGraph"] = LangGraphPg(saver, f"{size_label}-{secrets.token_hex(3)}")
-            samples = interleaved_rounds(contenders, items, p.rounds, p.warmup)
-            for c in contenders.values():
-                if hasattr(c, "check"):
-                    c.check()
-        base = statistics.median(samples["plain"])
-        wtb = statistics.median(samples["WTB"])
-        wtb_node = (wtb - base) / NODES
-        res.overhead.append(
-            cells(size_label, "WTB sql_app(audit=False)", fmt_ms(wtb), spread(samples["WTB"]))
-            + cells(fmt_ms(base), fmt_ms(wtb_node))
-        )
-        if "LangGraph" in samples:
-            lg_base = statistics.median(samples["lg-plain"])
-            lg = statistics.median(samples["LangGraph"])
-            lg_node = (lg - lg_base) / NODES
+    for sync in ("on", "off"):
+        set_synchronous_commit(url, sync)
+        for size_label, size in SIZES.items():
+            items = [(k, make_input(size, k)) for k in range(p.warmup + p.executions)]
+            with ExitStack() as stack:
+                contenders: dict[str, Any] = {"plain": lambda item: run_plain(item[1])}
+                contenders["WTB"] = WtbPg(url)
+                if PostgresSaver is not None:
+                    saver = stack.enter_context(PostgresSaver.from_conn_string(lg_url))
+                    saver.setup()
+                    contenders["lg-plain"] = LangGraphPg(None, "plain")
+                    tag = f"{sync}-{size_label}-{secrets.token_hex(3)}"
+                    contenders["LangGraph"] = LangGraphPg(saver, tag)
+                samples = interleaved_rounds(contenders, items, p.rounds, p.warmup)
+                for c in contenders.values():
+                    if hasattr(c, "check"):
+                        c.check()
+            base = statistics.median(samples["plain"])
+            wtb = statistics.median(samples["WTB"])
+            wtb_node = (wtb - base) / NODES
             res.overhead.append(
-                cells(size_label, "LangGraph PostgresSaver (defaults)", fmt_ms(lg))
-                + cells(spread(samples["LangGraph"]), fmt_ms(lg_base), fmt_ms(lg_node))
+                cells(sync, size_label, "WTB sql_app(audit=False)", fmt_ms(wtb))
+                + cells(spread(samples["WTB"]), fmt_ms(base), fmt_ms(wtb_node))
             )
-            ratio = wtb_node / lg_node
-            res.ratios.append(
-                cells(size_label, fmt_ms(wtb_node), fmt_ms(lg_node), f"{ratio:.2f}")
-                + cells(verdict(ratio <= RATIO_TARGET))
-            )
-        print(f"  overhead {size_label}: done")
+            if "LangGraph" in samples:
+                lg_base = statistics.median(samples["lg-plain"])
+                lg = statistics.median(samples["LangGraph"])
+                lg_node = (lg - lg_base) / NODES
+                res.overhead.append(
+                    cells(sync, size_label, "LangGraph PostgresSaver (defaults)", fmt_ms(lg))
+                    + cells(spread(samples["LangGraph"]), fmt_ms(lg_base), fmt_ms(lg_node))
+                )
+                ratio = wtb_node / lg_node
+                res.ratios.append(
+                    cells(sync, size_label, fmt_ms(wtb_node), fmt_ms(lg_node), f"{ratio:.2f}")
+                    + cells(verdict(ratio <= RATIO_TARGET))
+                )
+            print(f"  overhead synchronous_commit={sync} {size_label}: done")
+    set_synchronous_commit(url, "on")
 
 
 # --------------------------------------------------------------------------- 2. inserts
@@ -545,21 +572,33 @@ def markdown(res: Results) -> str:
         "counter; the state also holds ~1 KB or ~100 KB of documents), on a throwaway database "
         "on the local server. WTB: `sql_app(url, audit=False).controller.run(...)` (psycopg 3; "
         "each node's checkpoint, new values and head move are one autocommit statement, one "
-        "round trip and one commit per node; `synchronous_commit` as shown). LangGraph: the "
-        "same node "
-        "functions in a `StateGraph` with `PostgresSaver.from_conn_string(url)` (defaults: "
+        "round trip and one commit per node). LangGraph: the same node functions in a "
+        "`StateGraph` with `PostgresSaver.from_conn_string(url)` (defaults: "
         "`durability='async'`), a fresh `thread_id` per execution; baselines are the plain loop "
-        "and the graph without a checkpointer. "
+        "and the graph without a checkpointer. Both systems run twice: with the server's "
+        "default `synchronous_commit = on` (a commit returns once its WAL is on disk), then "
+        "with `ALTER DATABASE ... SET synchronous_commit = off` for both (a commit returns "
+        "before the WAL flush: a crash of the *server* can lose the last ~0.6 s of commits, "
+        "never consistency; a crash of the client loses nothing it was told is committed). "
         f"{p.warmup} warm-up executions, then {p.executions} in {p.rounds} interleaved rounds; "
         f"overhead per node = (median - baseline) / {NODES}.",
         "",
         markdown_table(
-            ["state", "system", "ms / execution", "round spread (ms)", "baseline ms", "ms / node"],
+            [
+                "synchronous_commit",
+                "state",
+                "system",
+                "ms / execution",
+                "round spread (ms)",
+                "baseline ms",
+                "ms / node",
+            ],
             res.overhead,
         ),
         "",
         markdown_table(
             [
+                "synchronous_commit",
                 "state",
                 "WTB ms/node",
                 "LangGraph ms/node",
@@ -644,10 +683,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nMachine: {machine_line(res.info)}")
     print_table(
         "Per-node overhead",
-        ["state", "system", "ms/exec", "spread", "base", "ms/node"],
+        ["sync", "state", "system", "ms/exec", "spread", "base", "ms/node"],
         res.overhead,
     )
-    print_table("WTB / LangGraph", ["state", "WTB", "LG", "ratio", "verdict"], res.ratios)
+    print_table("WTB / LangGraph", ["sync", "state", "WTB", "LG", "ratio", "verdict"], res.ratios)
     print_table("Inserts", ["mode", "rows", "s", "rows/s", "ms/tx"], res.inserts)
     print_table("Matrix", ["rows", "step", "ms", "spread", "verdict"], res.matrix)
     for title, plan in res.plans.items():

@@ -74,7 +74,7 @@ from wtb_domain.adapters.sql.aggregates import (
     percentile_statements,
     rollups_statement,
 )
-from wtb_domain.adapters.sql.database import database_for
+from wtb_domain.adapters.sql.database import PREPARED_ENV, database_for
 from wtb_domain.comparison import build_matrix, result_rows
 from wtb_domain.model import BatchResult, BatchTest
 
@@ -84,6 +84,10 @@ ADMIN_URL = os.environ.get(
     "WTB_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 RATIO_TARGET = 0.5
+WTB_CONTENDERS = {
+    "WTB": "WTB sql_app(audit=False)",
+    "WTB prepared": f"WTB sql_app(audit=False), {PREPARED_ENV}=on",
+}
 MATRIX_TARGET_S = 0.300
 BATCH_ROWS = 500
 COMBINATIONS = 20
@@ -196,8 +200,14 @@ def server_facts(url: str) -> dict[str, str]:
 
 
 class WtbPg:
-    def __init__(self, url: str) -> None:
-        self.app = sql_app(url, audit=False)
+    def __init__(self, url: str, *, prepared: bool = False) -> None:
+        if prepared:  # WTB_PG_PREPARED_STATEMENTS=on, on an engine of its own
+            url = f"{url}?application_name=wtb-prepared"
+            os.environ[PREPARED_ENV] = "on"
+        try:
+            self.app = sql_app(url, audit=False)
+        finally:
+            os.environ.pop(PREPARED_ENV, None)
         self.workflow = linear_workflow(NODES)
         self.last: Any = None
 
@@ -247,6 +257,7 @@ def overhead(url: str, p: Params, res: Results) -> None:
             with ExitStack() as stack:
                 contenders: dict[str, Any] = {"plain": lambda item: run_plain(item[1])}
                 contenders["WTB"] = WtbPg(url)
+                contenders["WTB prepared"] = WtbPg(url, prepared=True)
                 if PostgresSaver is not None:
                     saver = stack.enter_context(PostgresSaver.from_conn_string(lg_url))
                     saver.setup()
@@ -258,12 +269,14 @@ def overhead(url: str, p: Params, res: Results) -> None:
                     if hasattr(c, "check"):
                         c.check()
             base = statistics.median(samples["plain"])
-            wtb = statistics.median(samples["WTB"])
-            wtb_node = (wtb - base) / NODES
-            res.overhead.append(
-                cells(sync, size_label, "WTB sql_app(audit=False)", fmt_ms(wtb))
-                + cells(spread(samples["WTB"]), fmt_ms(base), fmt_ms(wtb_node))
-            )
+            wtb_nodes = {}
+            for name, label in WTB_CONTENDERS.items():
+                wtb = statistics.median(samples[name])
+                wtb_nodes[label] = (wtb - base) / NODES
+                res.overhead.append(
+                    cells(sync, size_label, label, fmt_ms(wtb))
+                    + cells(spread(samples[name]), fmt_ms(base), fmt_ms(wtb_nodes[label]))
+                )
             if "LangGraph" in samples:
                 lg_base = statistics.median(samples["lg-plain"])
                 lg = statistics.median(samples["LangGraph"])
@@ -272,11 +285,12 @@ def overhead(url: str, p: Params, res: Results) -> None:
                     cells(sync, size_label, "LangGraph PostgresSaver (defaults)", fmt_ms(lg))
                     + cells(spread(samples["LangGraph"]), fmt_ms(lg_base), fmt_ms(lg_node))
                 )
-                ratio = wtb_node / lg_node
-                res.ratios.append(
-                    cells(sync, size_label, fmt_ms(wtb_node), fmt_ms(lg_node), f"{ratio:.2f}")
-                    + cells(verdict(ratio <= RATIO_TARGET))
-                )
+                for label, wtb_node in wtb_nodes.items():
+                    ratio = wtb_node / lg_node
+                    res.ratios.append(
+                        cells(sync, size_label, label, fmt_ms(wtb_node), fmt_ms(lg_node))
+                        + cells(f"{ratio:.2f}", verdict(ratio <= RATIO_TARGET))
+                    )
             print(f"  overhead synchronous_commit={sync} {size_label}: done")
     set_synchronous_commit(url, "on")
 
@@ -401,6 +415,10 @@ def explain(conn: Connection, stmt: Any) -> tuple[list[list[str]], float]:
         target = node.get("Index Name") or node.get("Relation Name") or node.get("CTE Name") or ""
         if node.get("Function Name"):
             target = f"{node['Function Name']}()"
+        if "Heap Fetches" in node:
+            target = (
+                f"{target} (heap fetches: {node['Heap Fetches'] * node.get('Actual Loops', 1):,})"
+            )
         hit = node.get("Shared Hit Blocks", 0)
         read = node.get("Shared Read Blocks", 0)
         rows.append(
@@ -435,6 +453,9 @@ def matrix(url: str, p: Params, res: Results) -> None:
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in ("wtb_batch_test_results", "wtb_result_rollups", "wtb_metric_rollups"):
             conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+        pages, visible = conn.exec_driver_sql(
+            "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'wtb_batch_test_results'"
+        ).one()
     print(f"  generated {big_rows:,} + {SMALL_ROWS:,} rows in {t_big + t_small:.1f} s")
     res.notes.append(
         f"Matrix data: batch `{BIG_BATCH}` = {COMBINATIONS} combinations x "
@@ -445,7 +466,9 @@ def matrix(url: str, p: Params, res: Results) -> None:
         f"(which `add_many` keeps as it inserts) computed from the rows by `rollups.rebuild` "
         f"(the migration's backfill) in {r_big:.1f} s + {r_small:.1f} s; then "
         f"`VACUUM (ANALYZE)` of the three tables ({time.perf_counter() - started:.1f} s), "
-        "what autovacuum does after inserts at the tables' insert scale factor of 5%. "
+        "what autovacuum does after inserts at the tables' insert scale factor of 5%; "
+        f"afterwards {visible:,} of the results table's {pages:,} pages are all-visible "
+        "(the share index-only scans answer without visiting the heap). "
         "Metrics per row: 5 numeric JSONB keys."
     )
 
@@ -580,6 +603,9 @@ def markdown(res: Results) -> str:
         "with `ALTER DATABASE ... SET synchronous_commit = off` for both (a commit returns "
         "before the WAL flush: a crash of the *server* can lose the last ~0.6 s of commits, "
         "never consistency; a crash of the client loses nothing it was told is committed). "
+        f"WTB runs in two configurations: the default (no server-side prepared statements, "
+        f"so it works behind PgBouncer in transaction pooling) and `{PREPARED_ENV}=on` "
+        "(psycopg prepares the repeated node write on the server; direct connections only). "
         f"{p.warmup} warm-up executions, then {p.executions} in {p.rounds} interleaved rounds; "
         f"overhead per node = (median - baseline) / {NODES}.",
         "",
@@ -600,6 +626,7 @@ def markdown(res: Results) -> str:
             [
                 "synchronous_commit",
                 "state",
+                "WTB configuration",
                 "WTB ms/node",
                 "LangGraph ms/node",
                 f"ratio (target <= {RATIO_TARGET})",

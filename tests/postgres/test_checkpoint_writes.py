@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 from psycopg.pq import Trace
+from sqlalchemy import text
 
 from tests.contract.test_unit_of_work_contract import next_node, started, unstarted
-from wtb_domain import sql_app
+from tests.postgres.conftest import forget_database, sized_sql_app, small_workflow
+from wtb_domain import Status, sql_app
+from wtb_domain.adapters.sql.database import PREPARED_ENV
 
 pytestmark = pytest.mark.postgres
 
@@ -90,3 +93,33 @@ def test_starting_an_execution_is_one_round_trip(pg_url: str, tmp_path: Path) ->
 
     with app.uow() as uow:
         assert uow.executions.get(execution.id).head_checkpoint_id == cp.id
+
+
+@pytest.mark.parametrize("setting", ["off", "on"])
+def test_prepared_statements_only_when_asked(
+    pg_url: str, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off (the default, PgBouncer-safe): every node write is parsed and planned again. On:
+    psycopg prepares the repeated node write on the server and runs it by name."""
+    monkeypatch.setenv(PREPARED_ENV, setting)
+    url = f"{pg_url}?application_name=wtb-prepared-{setting}"  # a Database of its own
+    app = sized_sql_app(url, pool_size=1)
+    try:
+        workflow = small_workflow()
+        for k in range(8):
+            assert app.controller.run(workflow, {"x": k}).status is Status.COMPLETED
+        assert app.database is not None
+        with app.database.engine.connect() as conn:  # the pool's connection that ran them
+            prepared = (
+                conn.execute(
+                    text("SELECT statement FROM pg_prepared_statements WHERE from_sql = false")
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        forget_database(url)
+    if setting == "off":
+        assert prepared == []
+    else:
+        assert any("wtb_checkpoints" in s and "UPDATE wtb_executions" in s for s in prepared)

@@ -10,6 +10,7 @@ at transaction level (the migration lock is ``pg_advisory_xact_lock``).
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,11 +19,14 @@ from tests.postgres.conftest import (
     PgBouncer,
     forget_database,
     sized_sql_app,
+    small_workflow,
     start_pgbouncer,
     stop_pgbouncer,
 )
 from tests.postgres.test_concurrency import EXECUTIONS_PER_WORKER, _assert_all_stored, run_threads
+from wtb_domain import StoreError
 from wtb_domain.adapters.sql.aggregates import matrix_for_batch
+from wtb_domain.adapters.sql.database import PREPARED_ENV
 from wtb_domain.model import BatchTest
 
 pytestmark = pytest.mark.postgres
@@ -72,3 +76,35 @@ def test_50_threads_through_pgbouncer_transaction_pooling(
     database = own_pg_url.rsplit("/", 1)[1]
     assert int(stats[database]["total_xact_count"]) > THREADS * EXECUTIONS_PER_WORKER
     assert "prepared statement" not in bouncer.log()
+
+
+def test_prepared_statements_through_pgbouncer_fail_with_a_hint(
+    bouncer: PgBouncer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WTB_PG_PREPARED_STATEMENTS=on is for direct connections: through a transaction
+    pooler the prepared statements land on other server connections, and the error says
+    which setting to undo instead of only the driver's "does not exist"."""
+    monkeypatch.setenv(PREPARED_ENV, "on")
+    url = f"{bouncer.url}?application_name=wtb-prepared"  # its own Database in the registry
+    app = sized_sql_app(url, pool_size=4)
+    try:
+        workflow = small_workflow()
+        errors: list[str] = []
+
+        def work() -> None:
+            for k in range(40):
+                try:
+                    app.controller.run(workflow, {"x": k})
+                except StoreError as exc:
+                    errors.append(str(exc))
+                    return
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        forget_database(url)
+    assert errors, "prepared statements through transaction pooling did not fail"
+    assert all("prepared statement" in e and PREPARED_ENV in e for e in errors), errors[:2]

@@ -33,6 +33,36 @@ def pool_size_from_env() -> int:
     return int(raw)
 
 
+PREPARED_ENV = "WTB_PG_PREPARED_STATEMENTS"
+PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})  # does not exist / already exists
+
+
+def prepared_statements_from_env() -> bool:
+    """``WTB_PG_PREPARED_STATEMENTS=on``: let psycopg prepare repeated statements on the server.
+
+    Off by default, so WTB works behind PgBouncer in transaction-pooling mode (a statement
+    prepared on one server connection is unknown to the next). Turn it on for direct
+    connections to PostgreSQL (or PgBouncer >= 1.21 with ``max_prepared_statements``): each
+    node's write then skips the server's parse and plan (``bench/results.md``).
+    """
+    raw = os.environ.get(PREPARED_ENV, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise StoreError(f"{PREPARED_ENV} must be on or off, got {raw!r}")
+
+
+def prepared_statement_hint(sqlstate: str | None) -> str:
+    """What to do about a prepared-statement error (a pooler mixing server connections)."""
+    if sqlstate not in PREPARED_STATEMENT_SQLSTATES:
+        return ""
+    return (
+        f" (is WTB_DATABASE_URL a PgBouncer in transaction-pooling mode? unset {PREPARED_ENV}"
+        " there: server-side prepared statements need a session of their own)"
+    )
+
+
 def default_database_url() -> str:
     """``WTB_DATABASE_URL`` if set, else a SQLite file under ``./.wtb/``."""
     url = os.environ.get("WTB_DATABASE_URL")
@@ -95,13 +125,13 @@ class Database:
             event.listen(engine, "begin", _sqlite_begin_immediate)
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in
-        # transaction-pooling mode works.
+        # transaction-pooling mode works (unless WTB_PG_PREPARED_STATEMENTS=on).
         # connect_timeout: an unreachable server fails fast (and is retried by
         # adapters.sql.retry) instead of hanging on the OS's TCP timeout.
         connect_args: dict[str, Any] = {}
         if parsed.get_driver_name() in ("psycopg", "psycopg2"):
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
-        if parsed.drivername.endswith("psycopg"):
+        if parsed.drivername.endswith("psycopg") and not prepared_statements_from_env():
             connect_args["prepare_threshold"] = None
         return create_engine(
             parsed,

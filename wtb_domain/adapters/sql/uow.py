@@ -17,6 +17,7 @@ from wtb_domain.adapters.sql.checkpoint_writes import (
     start_execution_params,
     start_execution_statement,
 )
+from wtb_domain.adapters.sql.database import prepared_statement_hint
 from wtb_domain.adapters.sql.repositories import (
     SqlAudit,
     SqlBatches,
@@ -26,6 +27,11 @@ from wtb_domain.adapters.sql.repositories import (
 )
 from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
 from wtb_domain.model import Checkpoint, Execution
+
+
+def _describe(exc: DBAPIError) -> str:
+    """The driver's message, with a hint for errors that have a known configuration cause."""
+    return f"{exc.orig}{prepared_statement_hint(getattr(exc.orig, 'sqlstate', None))}"
 
 
 class SqlUnitOfWork:
@@ -67,14 +73,14 @@ class SqlUnitOfWork:
         finally:
             self.connection.close()
         if isinstance(exc, DBAPIError):
-            raise StoreError(f"database error: {exc.orig}") from exc
+            raise StoreError(f"database error: {_describe(exc)}") from exc
 
     def commit(self) -> None:
         try:
             self.connection.commit()
         except DBAPIError as exc:
             self.connection.rollback()
-            raise StoreError(f"commit failed: {exc.orig}") from exc
+            raise StoreError(f"commit failed: {_describe(exc)}") from exc
 
     def rollback(self) -> None:
         self.connection.rollback()
@@ -101,9 +107,9 @@ class SqlUnitOfWork:
                 raise ExecutionError(
                     f"execution {execution.id!r} already exists; use another id"
                 ) from None
-            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+            raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
         except DBAPIError as exc:
-            raise StoreError(f"cannot store execution {execution.id!r}: {exc.orig}") from exc
+            raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
 
     def save_node(
         self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
@@ -126,9 +132,9 @@ class SqlUnitOfWork:
             # The statement's only foreign key is the checkpoint's execution.
             if isinstance(exc.orig, ForeignKeyViolation):
                 raise NotFoundError(f"no execution {execution.id!r}") from None
-            raise StoreError(f"node write failed: {exc.orig}") from exc
+            raise StoreError(f"node write failed: {_describe(exc)}") from exc
         except DBAPIError as exc:
-            raise StoreError(f"node write failed: {exc.orig}") from exc
+            raise StoreError(f"node write failed: {_describe(exc)}") from exc
         if moved == 0:
             raise NotFoundError(f"no execution {execution.id!r}")
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, event, func, select
 
 from tests.postgres.conftest import forget_database
-from wtb_domain import App, SpecError, sql_app
+from wtb_domain import App, SpecError, StoreError, sql_app
 from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.aggregates import (
     build_matrix_from_inputs,
@@ -22,7 +22,7 @@ from wtb_domain.adapters.sql.aggregates import (
     matrix_for_batch,
     matrix_inputs,
 )
-from wtb_domain.adapters.sql.repositories import BATCHES
+from wtb_domain.adapters.sql.repositories import BATCHES, RESULTS
 from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, ROLLUPS
 from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix, result_rows
 from wtb_domain.model import BatchResult, BatchTest
@@ -345,3 +345,26 @@ def test_deleting_a_batch_deletes_its_rollups(store: App) -> None:
                 select(func.count()).select_from(table).where(table.c.batch_test_id == batch_id)
             ).scalar_one()
             assert count == 0, table.name
+
+
+def test_results_deleted_behind_the_rollups_give_a_clear_error(store: App) -> None:
+    """Rows removed without their rollups (by hand, a partial restore): the matrix says so
+    and how to fix it, and a rebuild makes it right again."""
+    results = synthetic(f"agg-stale-{secrets.token_hex(5)}", 13)
+    batch_id = store_batch(store, results)
+    with store.uow() as uow:
+        conn = uow.connection  # type: ignore[attr-defined]
+        conn.execute(
+            delete(RESULTS).where(
+                RESULTS.c.batch_test_id == batch_id, RESULTS.c.combination_name == "c-3"
+            )
+        )
+        uow.commit()
+    with pytest.raises(StoreError, match=r"rollups of batch .* do not match .*rebuild"):
+        sql_matrix(store, batch_id)
+    with store.uow() as uow:
+        rollups.rebuild(uow.connection, batch_id)  # type: ignore[attr-defined]
+        uow.commit()
+    matrix = sql_matrix(store, batch_id)
+    assert "c-3" not in {s.name for s in matrix.stats}
+    assert_same(build_matrix(rows_of(store, batch_id), batch_id), matrix)

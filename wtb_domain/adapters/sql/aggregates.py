@@ -63,6 +63,7 @@ from wtb_domain.comparison import (
     ranked,
     total_cost,
 )
+from wtb_domain.errors import StoreError
 
 RESULTS = cast(Table, BatchResultRow.__table__)
 PERCENTILES = (50, 95)
@@ -255,6 +256,13 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
     for stmt in percentile_statements(batch_id, lookups):
         for tag, low, high in executor.execute(stmt):
             lookup = lookups[tag]
+            if low is None:  # fewer results than the rollups count
+                raise StoreError(
+                    f"the rollups of batch {batch_id!r} do not match its results (combination "
+                    f"{lookup.name!r}: results were written or deleted around "
+                    "SqlResults.add_many); recompute them with "
+                    "wtb_domain.adapters.sql.rollups.rebuild(connection, batch_id)"
+                )
             at[lookup.name, lookup.q] = lookup.interpolate(float(low), float(high))
     out: dict[str, CombinationAggregate] = {}
     for name in sorted(combos):

@@ -2,9 +2,9 @@
 
 In transaction pooling a client's consecutive transactions may run on different server
 connections, so nothing may outlive a transaction on the server: no named server-side
-prepared statements (WTB's engine sets psycopg's ``prepare_threshold=None``), no session
-``SET`` (the matrix query uses transaction-local ``set_config(..., true)``), advisory locks only
-at transaction level (the migration lock is ``pg_advisory_xact_lock``).
+prepared statements (WTB's engine sets psycopg's ``prepare_threshold=None`` unless
+``WTB_PG_PREPARED_STATEMENTS=on``), no session ``SET``, advisory locks only at transaction
+level (the migration lock is ``pg_advisory_xact_lock``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -45,8 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, ROLLUPS
-from wtb_domain.adapters.sql.tables import BatchResultRow
+from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import (
     COST_METRIC,
     DEFAULT_ALPHA,
@@ -65,7 +64,6 @@ from wtb_domain.comparison import (
 )
 from wtb_domain.errors import StoreError
 
-RESULTS = cast(Table, BatchResultRow.__table__)
 PERCENTILES = (50, 95)
 # Percentile lookups per statement (each is a subquery of the UNION ALL).
 LOOKUPS_PER_STATEMENT = 200

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed
 
+from flows.artifacts import publish_matrix, slug
 from flows.runners import build_task_runner, prefect_api_for_ray
 from tasks.batch import run_case_group
-from wtb_domain import sql_app
+from wtb_domain import WtbError, sql_app
 from wtb_domain.adapters.sql.database import absolute_url
 from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService, PreparedBatch
 from wtb_domain.batch.spec import BatchSpec
+from wtb_domain.errors import RunError
 from wtb_domain.model import BatchStatus
 
 MAX_ERROR_CHARS = 300
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "batch"
+__all__ = ["batch_test", "run_batch", "slug"]
 
 
 def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str]]:
@@ -47,9 +47,10 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
         inflight: list[PrefectFuture[dict[str, Any]]] = []
         while pending and len(inflight) < max(1, window):
             group = pending.popleft()
+            named = task.with_options(task_run_name=task_run_name(group.case_id, group.leaf_keys))
             with remote(group.runtime_env):
                 inflight.append(
-                    task.submit(
+                    named.submit(
                         prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys)
                     )
                 )
@@ -59,6 +60,12 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
             except Exception as exc:  # a task that failed after its retries: the batch goes on
                 errors.append(f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
     return nodes, errors
+
+
+def task_run_name(case_id: str, leaf_keys: tuple[str, ...]) -> str:
+    """What the Prefect UI shows for a task: the case and how many leaves it runs."""
+    n = len(leaf_keys)
+    return f"case {case_id[:80]} · {n} leaf" if n == 1 else f"case {case_id[:80]} · {n} leaves"
 
 
 def _remote_options(spec: BatchSpec) -> Any:
@@ -82,11 +89,19 @@ def _remote_options(spec: BatchSpec) -> Any:
     return options
 
 
-@flow(name="wtb-batch-test", log_prints=True)
-def batch_test(spec: dict[str, Any], base_dir: str | None = None) -> State:
+@flow(name="wtb-batch-test", log_prints=True, persist_result=True, result_serializer="json")
+def batch_test(
+    spec: dict[str, Any], base_dir: str | None = None, publish_artifacts: bool = True
+) -> State:
     """Run every variant combination x case x repeat of ``spec``; publish the matrix.
 
     Rerunning the same ``batch_id`` skips finished executions and continues the others.
+
+    Args:
+        spec: The batch spec (see the README's "Batch tests").
+        base_dir: Directory that relative paths of the spec (cases_file) start from.
+        publish_artifacts: Attach the matrix artifacts to this run (a parent flow that runs
+            the batch as a sub-flow attaches them to its own run instead).
     """
     logger = get_run_logger()
     parsed = BatchSpec.parse(spec)
@@ -103,33 +118,33 @@ def batch_test(spec: dict[str, Any], base_dir: str | None = None) -> State:
     )
     nodes, errors = _submit_all(prepared, parsed)
     summary = service.finish(prepared.batch_id, errors, nodes)
-    matrix = service.matrix(prepared.batch_id)
-    key = slug(f"wtb-{prepared.batch_id}")
-    create_markdown_artifact(matrix.to_markdown(), key=f"{key}-matrix", description="WTB matrix")
-    create_table_artifact(
-        [
-            {
-                "rank": s.rank,
-                "combination": s.name,
-                "n": s.n,
-                "mean": round(s.mean_score, 4),
-                "pass_rate": round(s.pass_rate, 4),
-                "p50_ms": round(s.p50_ms, 2),
-                "p95_ms": round(s.p95_ms, 2),
-                "cost": round(s.total_cost, 6),
-            }
-            for s in matrix.stats
-        ],
-        key=f"{key}-table",
-        description="WTB comparison per combination",
-    )
+    if publish_artifacts:
+        publish_matrix(service, prepared.batch_id)
     result = summary.to_dict()
     logger.info("batch %s finished: %s", prepared.batch_id, result)
-    if summary.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
-        return Failed(message=f"batch {summary.status.value}: {errors[:3]}", data=result)
-    if parsed.fail_on_error and summary.failed:
-        return Failed(message=f"{summary.failed} of {summary.total} executions failed", data=result)
-    return Completed(message=f"{summary.done} results, {summary.failed} failed", data=result)
+    return batch_state(result, parsed.fail_on_error)
+
+
+def batch_state(result: dict[str, Any], fail_on_error: bool) -> State:
+    """The final state of a run that ran a batch: Failed unless the batch really succeeded.
+
+    Failed when the batch failed or was cancelled, or when ``fail_on_error`` is set and an
+    execution failed; the summary (with the batch id) is the state's data either way.
+    """
+    batch_id, status = result["batch_id"], result["status"]
+    done, total, failed = result["done"], result["total"], result["failed"]
+    if status in (BatchStatus.FAILED.value, BatchStatus.CANCELLED.value):
+        errors = "; ".join(result.get("errors") or [])[:MAX_ERROR_CHARS]
+        reason = f": {errors}" if errors else f" ({done} of {total} results)"
+        return Failed(message=f"batch {batch_id} {status}{reason}", data=result)
+    if fail_on_error and failed:
+        return Failed(
+            message=f"batch {batch_id}: {failed} of {total} executions failed (fail_on_error)",
+            data=result,
+        )
+    return Completed(
+        message=f"batch {batch_id}: {done} of {total} results, {failed} failed", data=result
+    )
 
 
 def _workers(spec: BatchSpec) -> int:
@@ -140,6 +155,11 @@ def _workers(spec: BatchSpec) -> int:
 
 def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
     """Run a batch test flow on the spec's runner; returns the summary dict.
+
+    The summary has the batch's ``batch_id``, ``status``, counts and ``errors``, plus the flow
+    run's ``state`` (name), ``state_type`` and ``message``. Inside another flow run the batch
+    runs as its sub-flow and the caller publishes the artifacts on its own run. A WtbError that
+    stopped the flow before it had a summary (a bad spec, the store) is raised here.
 
     The database URL is made absolute so Ray workers (other working directories) find it.
     """
@@ -154,9 +174,15 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
         api_url = stack.enter_context(prefect_api_for_ray()) if spec.runner == "ray" else None
         runner = build_task_runner(spec, api_url)
         state = batch_test.with_options(task_runner=runner)(
-            spec=payload, base_dir=directory, return_state=True
+            spec=payload,
+            base_dir=directory,
+            publish_artifacts=FlowRunContext.get() is None,
+            return_state=True,
         )
     data = state.result(raise_on_failure=False)
+    facts = {"state": state.name, "state_type": state.type.value, "message": state.message}
     if isinstance(data, dict):
-        return {**data, "state": state.name, "message": state.message}
-    return {"state": state.name, "message": state.message, "error": str(data)}
+        return {**data, **facts}
+    if isinstance(data, WtbError):
+        raise data
+    raise RunError(f"batch flow ended {state.name} without a summary: {state.message or data}")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from wtb_domain import App, SpecError, WtbError, sql_app
-from wtb_domain.errors import StoreError
+from wtb_domain.errors import RunError, StoreError
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -30,7 +30,7 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except StoreError as exc:
+        except (StoreError, RunError) as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from None
         except WtbError as exc:

@@ -180,3 +180,7 @@ app.add_typer(_batch.batch_app, name="batch")
 app.command("matrix")(user_errors(_batch.matrix_command))
 app.command("parity")(user_errors(_batch.parity_command))
 app.command("demo")(user_errors(_batch.demo_command))
+
+from wtb_cli.prefect_cmd import prefect_app  # noqa: E402
+
+app.add_typer(prefect_app, name="prefect")

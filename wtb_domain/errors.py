@@ -9,7 +9,8 @@ Every error WTB raises on purpose derives from :class:`WtbError`::
     ├── NodeError          a node raised or timed out while running
     ├── ExecutionError     an operation does not fit the execution's status (resume a completed run)
     ├── NotFoundError      an execution, checkpoint or batch id does not exist
-    └── StoreError         the database failed or is unreachable after retries
+    ├── StoreError         the database failed or is unreachable after retries
+    └── RunError           a flow run crashed or ended without a result (infrastructure, not input)
 
 Messages say what was wrong and how to fix it.
 """
@@ -54,3 +55,7 @@ class NotFoundError(WtbError):
 
 class StoreError(WtbError):
     """The store failed (database unreachable, retries exhausted)."""
+
+
+class RunError(WtbError):
+    """A flow run crashed, or ended without the summary it should return."""

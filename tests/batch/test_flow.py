@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from flows.batch_test import run_batch
@@ -63,23 +62,16 @@ def results_of(url: str, batch_id: str) -> list[BatchResult]:
         return uow.results.for_batch(batch_id)
 
 
-def api(path: str, body: dict[str, Any] | None = None) -> Any:
-    """Call the Prefect API of the harness (raw HTTP: independent of client-side quirks)."""
-    from prefect.settings import PREFECT_API_URL
+def artifacts(*keys: str) -> dict[str, Any]:
+    """The harness's artifacts with these keys, read with Prefect's own client."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    base = PREFECT_API_URL.value()
-    assert base, "no Prefect API: the prefect_harness fixture is not active"
-    if body is None:
-        response = httpx.get(f"{base}{path}", timeout=30)
-    else:
-        response = httpx.post(f"{base}{path}", json=body, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
-def artifacts(*keys: str) -> dict[str, dict[str, Any]]:
-    found = api("/artifacts/filter", {"artifacts": {"key": {"any_": list(keys)}}, "limit": 50})
-    return {a["key"]: a for a in found}
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))), limit=50
+        )
+    return {a.key: a for a in found}
 
 
 # --- ThreadPool ----------------------------------------------------------------------------------
@@ -115,14 +107,17 @@ def test_threadpool_flow_completes_stores_results_and_publishes_artifacts(
     found = artifacts(*keys)
     assert set(found) == set(keys), list(found)
     markdown, table = found[keys[0]], found[keys[1]]
-    assert markdown["type"] == "markdown"
-    assert "## Comparison of batch `Flow_TP.1`" in markdown["data"]
-    assert table["type"] == "table"
-    assert "a=x,c=x" in str(table["data"])
-    assert markdown["flow_run_id"] == table["flow_run_id"] is not None
-    flow_run = api(f"/flow_runs/{markdown['flow_run_id']}")
-    assert flow_run["state"]["type"] == "COMPLETED"
-    assert api(f"/flows/{flow_run['flow_id']}")["name"] == "wtb-batch-test"
+    assert markdown.type == "markdown"
+    assert "## Comparison of batch `Flow_TP.1`" in markdown.data
+    assert table.type == "table"
+    assert "a=x,c=x" in str(table.data)
+    assert markdown.flow_run_id == table.flow_run_id is not None
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(markdown.flow_run_id)
+        assert flow_run.state_type is not None and flow_run.state_type.value == "COMPLETED"
+        assert client.read_flow(flow_run.flow_id).name == "wtb-batch-test"
 
 
 @pytest.mark.usefixtures("prefect_harness")

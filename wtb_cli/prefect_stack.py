@@ -26,6 +26,9 @@ STATE_FILE = "wtb-stack.json"
 SERVER_START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 20
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "RAY_AUTH_MODE": "disabled"}
+# A local worker polls every 2 s (Prefect's default is 10 s): a run triggered from the UI or
+# Python starts within ~2 s. PREFECT_WORKER_QUERY_SECONDS in the environment wins.
+WORKER_QUERY_SECONDS = "2"
 
 
 def repo_dir() -> Path:
@@ -175,8 +178,12 @@ def up(
         env["WTB_DATABASE_URL"] = database_url
     _prefect(["work-pool", "create", pool, "--type", "process", "--overwrite"], env, root)
     _prefect(["deploy", "--all"], env, root)
+    worker_env = {"PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS, **env}
     worker_pid = _spawn(
-        ["worker", "start", "--pool", pool, "--type", "process"], env, home / "worker.log", root
+        ["worker", "start", "--pool", pool, "--type", "process"],
+        worker_env,
+        home / "worker.log",
+        root,
     )
     stack = Stack(api_url, api_url.removesuffix("/api"), str(home), pool, server_pid, worker_pid)
     stack.save()

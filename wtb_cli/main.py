@@ -180,3 +180,8 @@ app.add_typer(_batch.batch_app, name="batch")
 app.command("matrix")(user_errors(_batch.matrix_command))
 app.command("parity")(user_errors(_batch.parity_command))
 app.command("demo")(user_errors(_batch.demo_command))
+
+from wtb_cli import regress as _regress  # noqa: E402
+
+app.add_typer(_regress.baseline_app, name="baseline")
+app.command("regress")(user_errors(_regress.regress_command))

@@ -44,7 +44,11 @@ class RegressionService:
         if not name.strip():
             raise SpecError("NAME: a baseline needs a non-empty name (usually the spec's name)")
         with self.app.uow() as uow:
-            batch = uow.batches.get(batch_id)
+            batch = uow.batches.find(batch_id)
+            if batch is None:
+                raise NotFoundError(
+                    f"BATCH_ID: no batch test {batch_id!r}; `wtb batch run` prints the ids"
+                )
             if batch.status in UNFINISHED:
                 raise SpecError(
                     f"BATCH_ID: batch {batch_id!r} is still running; bless it once it finished"

@@ -70,6 +70,8 @@ def _change(j: Judgement) -> str:
     if j.metric in ("p95_ms", "cost"):
         pct = j.change_pct
         return "-" if pct is None else ("+inf%" if math.isinf(pct) else f"{pct:+.1f}%")
+    if j.metric == "pass_rate":
+        return f"{j.delta * 100:+.1f} pp"
     return f"{j.delta:+.3f}"
 
 

@@ -184,3 +184,8 @@ app.command("demo")(user_errors(_batch.demo_command))
 from wtb_cli.prefect_cmd import prefect_app  # noqa: E402
 
 app.add_typer(prefect_app, name="prefect")
+
+from wtb_cli import regress as _regress  # noqa: E402
+
+app.add_typer(_regress.baseline_app, name="baseline")
+app.command("regress")(user_errors(_regress.regress_command))

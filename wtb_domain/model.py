@@ -150,6 +150,21 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """One blessing: batch ``batch_test_id`` became the baseline of ``name``.
+
+    The blessings of a name are its history; the current baseline is the newest one.
+    """
+
+    name: str
+    batch_test_id: str
+    note: str | None = None
+    blessed_by: str | None = None
+    blessed_at: datetime = field(default_factory=utcnow)
+    id: str = ""
+
+
+@dataclass(frozen=True)
 class BatchProgress:
     total: int
     done: int

@@ -9,6 +9,7 @@ from typing import Any, Protocol, Self, TypeVar
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.model import (
     AuditEntry,
+    Baseline,
     BatchProgress,
     BatchResult,
     BatchTest,
@@ -90,6 +91,22 @@ class ResultRepository(Protocol):
         ...
 
 
+class BaselineRepository(Protocol):
+    """Pinned regression baselines: the history of blessings per name."""
+
+    def add(self, baseline: Baseline) -> None:
+        """Record a blessing (the batch must exist: the store refuses an unknown one)."""
+        ...
+
+    def current(self, name: str) -> Baseline | None:
+        """The newest blessing of ``name``, or ``None`` when none was ever pinned."""
+        ...
+
+    def history(self, name: str) -> list[Baseline]:
+        """Every blessing of ``name``, newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
 
@@ -107,6 +124,9 @@ class UnitOfWork(Protocol):
 
     @property
     def results(self) -> ResultRepository: ...
+
+    @property
+    def baselines(self) -> BaselineRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -12,8 +12,10 @@ from typing import Any, Self
 
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
 from wtb_domain.errors import ExecutionError, NotFoundError
+from wtb_domain.ids import new_id
 from wtb_domain.model import (
     AuditEntry,
+    Baseline,
     BatchProgress,
     BatchResult,
     BatchStatus,
@@ -36,6 +38,7 @@ class MemoryStore:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: dict[tuple[str, str, str, int], BatchResult] = {}
+        self.baselines: list[Baseline] = []
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -48,6 +51,7 @@ class _Staged:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: list[BatchResult] = []
+        self.baselines: list[Baseline] = []
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -204,6 +208,28 @@ class MemoryResults:
         return build_matrix(result_rows(self.for_batch(batch_id)), batch_id, baseline=baseline)
 
 
+class MemoryBaselines:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add(self, baseline: Baseline) -> None:
+        known = baseline.batch_test_id in self._store.batches
+        if not known and baseline.batch_test_id not in self._staged.batches:
+            raise NotFoundError(
+                f"no batch test {baseline.batch_test_id!r} to bless as baseline "
+                f"{baseline.name!r}; list batches with `wtb batch status ID`"
+            )
+        self._staged.baselines.append(replace(baseline, id=baseline.id or new_id()))
+
+    def history(self, name: str) -> list[Baseline]:
+        rows = [b for b in [*self._store.baselines, *self._staged.baselines] if b.name == name]
+        return sorted(rows, key=lambda b: (b.blessed_at, b.id), reverse=True)
+
+    def current(self, name: str) -> Baseline | None:
+        rows = self.history(name)
+        return rows[0] if rows else None
+
+
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
@@ -215,6 +241,7 @@ class MemoryUnitOfWork:
         self.audit = MemoryAudit(store, self._staged)
         self.batches = MemoryBatches(store, self._staged)
         self.results = MemoryResults(store, self._staged)
+        self.baselines = MemoryBaselines(store, self._staged)
 
     def __enter__(self) -> Self:
         return self
@@ -241,6 +268,7 @@ class MemoryUnitOfWork:
             store.batches.update(staged.batches)
             for r in staged.results:
                 store.results.setdefault(_result_key(r), r)
+            store.baselines.extend(staged.baselines)
         self.rollback()
 
     def start_execution(
@@ -263,3 +291,4 @@ class MemoryUnitOfWork:
         self._staged.audit.clear()
         self._staged.batches.clear()
         self._staged.results.clear()
+        self._staged.baselines.clear()

@@ -1,11 +1,17 @@
-"""Regression check: is a batch worse than a baseline batch of the same spec?"""
+"""Deprecated: the old regression check, now a thin view of :mod:`wtb_domain.regression`.
+
+Kept only until ``flows/regression.py`` calls :class:`wtb_domain.regression.service.
+RegressionService` (pinned baselines, a verdict per combination x metric); delete it then.
+An incomparable verdict (no shared combination or case) counts as worse, never as a pass.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from wtb_domain.comparison import ResultRow, holm, paired_test, per_case_means
+from wtb_domain.comparison import ResultRow
+from wtb_domain.regression import RegressionPolicy, Verdict, judge
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class CombinationDelta:
 class RegressionReport:
     batch_id: str
     baseline_id: str
+    verdict: Verdict
     deltas: list[CombinationDelta] = field(default_factory=list)
 
     @property
@@ -34,22 +41,10 @@ class RegressionReport:
 
     @property
     def worse_than_baseline(self) -> bool:
-        return bool(self.regressions)
+        return not self.verdict.passed
 
     def to_markdown(self) -> str:
-        verdict = "WORSE than baseline" if self.worse_than_baseline else "not worse than baseline"
-        lines = [
-            f"## Regression check: `{self.batch_id}` vs baseline `{self.baseline_id}`: {verdict}",
-            "",
-            "| combination | baseline | current | delta | pairs | p (Holm) | worse |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for d in self.deltas:
-            lines.append(
-                f"| {d.combination} | {d.baseline_mean:.3f} | {d.current_mean:.3f} | "
-                f"{d.delta:+.3f} | {d.n_pairs} | {d.p_adjusted:.3f} | {'yes' if d.worse else ''} |"
-            )
-        return "\n".join(lines)
+        return self.verdict.to_markdown()
 
 
 def check_regression(
@@ -62,21 +57,23 @@ def check_regression(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> RegressionReport:
-    """A combination is worse when its per-case mean score drops by more than ``tolerance``
-    and a paired sign-flip test (Holm-corrected over combinations) says the drop is real."""
-    now, before = per_case_means(current), per_case_means(baseline)
-    combos = sorted(now.keys() & before.keys())
-    raw: list[tuple[str, float, float, int, float]] = []
-    for combo in combos:
-        cases = sorted(now[combo].keys() & before[combo].keys())
-        diffs = [now[combo][c] - before[combo][c] for c in cases]
-        mean_now = sum(now[combo][c] for c in cases) / len(cases) if cases else 0.0
-        mean_before = sum(before[combo][c] for c in cases) / len(cases) if cases else 0.0
-        p = paired_test(diffs, seed=seed) if cases else 1.0
-        raw.append((combo, mean_before, mean_now, len(cases), p))
-    adjusted = holm([r[4] for r in raw])
-    report = RegressionReport(batch_id, baseline_id)
-    for (combo, mean_before, mean_now, n, _), p_adj in zip(raw, adjusted, strict=True):
-        worse = (mean_now - mean_before) < -tolerance and p_adj < alpha
-        report.deltas.append(CombinationDelta(combo, mean_before, mean_now, n, p_adj, worse))
+    """The verdict of :func:`wtb_domain.regression.judge` in the old report's shape."""
+    policy = RegressionPolicy.parse(
+        {"score": {"max_drop": tolerance}, "alpha": alpha, "seed": seed}
+    )
+    verdict = judge(current, baseline, policy, batch_id=batch_id, baseline_id=baseline_id)
+    regressed = {j.combination for j in verdict.regressions}
+    report = RegressionReport(batch_id, baseline_id, verdict)
+    for j in verdict.judgements:
+        if j.metric == "score":
+            report.deltas.append(
+                CombinationDelta(
+                    j.combination,
+                    j.baseline or 0.0,
+                    j.current or 0.0,
+                    j.n_cases,
+                    1.0 if j.p_adjusted is None else j.p_adjusted,
+                    j.combination in regressed,
+                )
+            )
     return report

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wtb_domain.errors import SpecError
+from wtb_domain.regression.policy import RegressionPolicy
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -128,6 +129,7 @@ class BatchSpec(BaseModel):
     database_url: str | None = None
     prefix_sharing: bool = True
     fail_on_error: bool = False
+    regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
 
     @field_validator("ray", mode="before")
     @classmethod

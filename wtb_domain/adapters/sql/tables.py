@@ -105,6 +105,22 @@ class BatchTestRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class BaselineRow(Base):
+    """A blessing: the history of pinned baselines; a name's newest row is its baseline."""
+
+    __tablename__ = "wtb_baselines"
+    __table_args__ = (Index("ix_wtb_baselines_name_blessed", "name", "blessed_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    batch_test_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_batch_tests.id", ondelete="CASCADE")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    blessed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blessed_by: Mapped[str | None] = mapped_column(String(255))
+
+
 def pg_only(index: Index) -> Index:
     """An index created on PostgreSQL only (named ``pgx_*`` so comparisons can skip it)."""
     assert index.name is not None and index.name.startswith("pgx_")

@@ -1,4 +1,4 @@
-"""Regression flow: run a spec, compare with the previous batch of the same name."""
+"""Regression flow: run a spec as a new batch and judge it against the pinned baseline."""
 
 from __future__ import annotations
 
@@ -10,65 +10,62 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from flows.batch_test import run_batch, slug
+from flows.artifacts import publish_matrix, slug
+from flows.batch_file import DEMO_SPEC, new_batch_id
+from flows.batch_test import batch_state, run_batch
 from wtb_domain import SpecError, sql_app
-from wtb_domain.batch.regression import check_regression
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import load_spec
-from wtb_domain.ids import new_id
+from wtb_domain.regression.service import RegressionService
 
 
-@flow(name="wtb-regression", log_prints=True)
+@flow(name="wtb-regression", log_prints=True, persist_result=True, result_serializer="json")
 def regression_test(
-    spec_path: str,
-    baseline_batch_id: str | None = None,
-    tolerance: float = 0.0,
-    alpha: float = 0.05,
+    spec_path: str = DEMO_SPEC,
+    baseline: str | None = None,
+    bless_on_pass: bool = False,
 ) -> State:
-    """Run the spec as a new batch and fail if any combination got worse than the baseline.
+    """Run the spec as a new batch and judge it against the pinned baseline.
 
-    The baseline is ``baseline_batch_id`` or the newest finished batch with the spec's name.
+    The run ends Failed when the batch failed, when the verdict is "regressed" (a combination
+    got significantly worse on a metric of the spec's ``regression:`` policy) or
+    "incomparable" (no baseline pinned, or nothing in common with it). Its result is the
+    verdict with the batch id; the verdict table is attached as an artifact.
+
+    Args:
+        spec_path: Batch spec file (YAML or JSON), absolute or relative to the directory the
+            deployment was made from; its ``name`` is the baseline name.
+        baseline: A pinned baseline name or a batch id; empty for the baseline pinned under
+            the spec's name (`wtb baseline set NAME BATCH_ID`).
+        bless_on_pass: Pin this batch as the new baseline when the verdict is "not_worse".
     """
     logger = get_run_logger()
     spec, base_dir = load_spec(spec_path)
     if not spec.name:
-        raise SpecError("name: a regression spec needs a name (batches are compared by name)")
-    service = BatchService(sql_app(spec.database_url, audit=False))
-    with service.app.uow() as uow:
-        baseline = (
-            uow.batches.get(baseline_batch_id)
-            if baseline_batch_id
-            else uow.batches.latest(spec.name)
-        )
-    batch_id = f"{slug(spec.name)}-{new_id()[:12]}"
-    summary = run_batch(spec.model_copy(update={"batch_id": batch_id}), Path(base_dir))
-    if baseline is None:
-        logger.info("no earlier batch named %r: %s becomes the baseline", spec.name, batch_id)
-        return Completed(message=f"baseline recorded: {batch_id}", data=summary)
-    report = check_regression(
-        batch_id,
-        service.rows(batch_id),
-        baseline.id,
-        service.rows(baseline.id),
-        tolerance=tolerance,
-        alpha=alpha,
+        raise SpecError("name: a regression spec needs a name (its baseline is pinned by name)")
+    app = sql_app(spec.database_url, audit=False)
+    regressions = RegressionService(app)
+    # Fail before running anything when there is nothing to compare with.
+    pinned = regressions.resolve_baseline(baseline, spec.name)
+    spec = spec.model_copy(update={"batch_id": spec.batch_id or new_batch_id(spec)})
+    summary = run_batch(spec, Path(base_dir))
+    batch_id = summary["batch_id"]
+    if summary.get("done"):
+        publish_matrix(BatchService(app), batch_id)
+    ran = batch_state(summary, spec.fail_on_error)
+    if not ran.is_completed():
+        return Failed(message=f"regression run: {ran.message}", data={"batch": summary})
+    verdict = regressions.compare(batch_id, pinned, spec.regression)
+    create_markdown_artifact(
+        verdict.to_markdown(), key=slug(f"wtb-regression-{spec.name}"), description="WTB verdict"
     )
-    create_markdown_artifact(report.to_markdown(), key=slug(f"wtb-regression-{spec.name}"))
-    result: dict[str, Any] = {
-        "batch": summary,
-        "baseline": baseline.id,
-        "regressions": [d.combination for d in report.regressions],
-    }
-    if report.worse_than_baseline:
-        names = ", ".join(d.combination for d in report.regressions[:5])
-        return Failed(message=f"worse than baseline {baseline.id}: {names}", data=result)
-    return Completed(message=f"not worse than baseline {baseline.id}", data=result)
-
-
-@flow(name="wtb-batch-from-file", log_prints=True)
-def batch_from_file(spec_path: str, batch_id: str | None = None) -> dict[str, Any]:
-    """Deployment entry point: run the batch spec at ``spec_path`` (resume with ``batch_id``)."""
-    spec, base_dir = load_spec(spec_path)
-    if batch_id:
-        spec = spec.model_copy(update={"batch_id": batch_id})
-    return run_batch(spec, Path(base_dir))
+    result: dict[str, Any] = {"batch": summary, "baseline": pinned.id, **verdict.to_dict()}
+    message = f"{verdict.status}: batch {batch_id} vs baseline {pinned.id}"
+    if verdict.status != "not_worse":
+        return Failed(message=f"{message}: {verdict.reason}", data=result)
+    if bless_on_pass:
+        regressions.bless_on_pass(
+            spec.name, verdict, note=f"blessed on pass against {pinned.id}", blessed_by="prefect"
+        )
+        logger.info("pinned %s as the baseline of %r", batch_id, spec.name)
+    return Completed(message=message, data=result)

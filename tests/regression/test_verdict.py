@@ -243,12 +243,3 @@ def test_the_spec_carries_the_policy_with_field_paths_in_errors() -> None:
         RegressionPolicy.parse({"alpha": 2})
     with pytest.raises(SpecError, match=r"regression\.latency"):
         RegressionPolicy.parse({"latency": {}})
-
-
-def test_the_deprecated_check_counts_incomparable_as_worse() -> None:
-    from wtb_domain.batch.regression import check_regression
-
-    assert check_regression("now", rows("a=y"), "base", rows("a=x")).worse_than_baseline
-    report = check_regression("now", rows(score=lambda c, r: 0.0), "base", rows())
-    assert report.worse_than_baseline and [d.combination for d in report.regressions] == ["a=x"]
-    assert not check_regression("now", rows(), "base", rows()).worse_than_baseline

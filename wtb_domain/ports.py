@@ -58,7 +58,9 @@ class AuditLog(Protocol):
 
 
 class BatchRepository(Protocol):
-    def add(self, batch: BatchTest) -> None: ...
+    def add(self, batch: BatchTest) -> bool:
+        """Insert a new batch; False (nothing written) if its id is already taken."""
+        ...
 
     def get(self, batch_id: str) -> BatchTest:
         """Raise NotFoundError if absent."""

@@ -148,8 +148,11 @@ class MemoryBatches:
     def __init__(self, store: MemoryStore, staged: _Staged) -> None:
         self._store, self._staged = store, staged
 
-    def add(self, batch: BatchTest) -> None:
+    def add(self, batch: BatchTest) -> bool:
+        if batch.id in self._staged.batches or batch.id in self._store.batches:
+            return False
         self._staged.batches[batch.id] = copy.deepcopy(batch)
+        return True
 
     def update(self, batch: BatchTest) -> None:
         self.get(batch.id)

@@ -317,12 +317,20 @@ def _batch_values(b: BatchTest) -> dict[str, Any]:
     }
 
 
+INSERT_BATCH = {
+    "postgresql": postgresql.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
+}
+
+
 class SqlBatches:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
-    def add(self, batch: BatchTest) -> None:
-        self._s.execute(insert(BATCHES), [_batch_values(batch)])
+    def add(self, batch: BatchTest) -> bool:
+        """Insert the batch; False (nothing written) if another writer holds its id."""
+        stmt = INSERT_BATCH[self._s.dialect.name]
+        return bool(self._s.execute(stmt, _batch_values(batch)).rowcount)
 
     def update(self, batch: BatchTest) -> None:
         values = _batch_values(batch)

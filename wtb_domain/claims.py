@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -57,10 +58,38 @@ def lease_seconds(value: str | None = None) -> float:
     return lease
 
 
+_active: set[str] = set()
+_active_lock = threading.Lock()
+
+
+def _process_prefix() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 def new_claim(lease_s: float | None = None) -> Claim:
-    """A claim with a fresh owner id: host, process id and a random part (one per run)."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-    return Claim(owner[:128], lease_seconds() if lease_s is None else lease_s)
+    """A claim with a fresh owner id: host, process id and a random part (one per run).
+
+    The claim counts as active in this process until :func:`forget` is called.
+    """
+    owner = f"{_process_prefix()}{uuid.uuid4().hex[:12]}"[-128:]
+    claim = Claim(owner, lease_seconds() if lease_s is None else lease_s)
+    with _active_lock:
+        _active.add(claim.owner)
+    return claim
+
+
+def forget(claim: Claim) -> None:
+    """The run holding ``claim`` in this process is over (released or given up)."""
+    with _active_lock:
+        _active.discard(claim.owner)
+
+
+def abandoned_here(owner: str) -> bool:
+    """True if ``owner`` is a claim of this very process whose run is over: a run that gave
+    up (the store failed, so its claim could not be released). Its execution can be taken
+    over at once; claims of other processes are only taken over when their lease expires."""
+    with _active_lock:
+        return owner.startswith(_process_prefix()) and owner not in _active
 
 
 class ExecutionClaimed(ExecutionError):

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from wtb_domain.claims import Claim
+from wtb_domain.claims import Claim, forget
 from wtb_domain.engine import Engine, Mode
 from wtb_domain.errors import ExecutionError, WorkflowError
 from wtb_domain.events import (
@@ -53,9 +53,13 @@ class ExecutionController:
         """Start an execution from ``input`` and run it until END, a breakpoint or a failure."""
         wf = self._workflow(workflow)
         claim = self._engine.new_claim()
-        execution, start = self._create(
-            wf, input, variants, break_before, break_after, execution_id, labels, claim
-        )
+        try:
+            execution, start = self._create(
+                wf, input, variants, break_before, break_after, execution_id, labels, claim
+            )
+        except BaseException:
+            forget(claim)
+            raise
         return self._advance(wf, execution, Mode.RUN, start=start, claim=claim)
 
     def create(
@@ -238,8 +242,13 @@ class ExecutionController:
             ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
         )
         claim = self._engine.new_claim() if run else None
-        with self._uow() as uow:
-            uow.start_execution(execution, cp, encoded.new_blobs, claim)
+        try:
+            with self._uow() as uow:
+                uow.start_execution(execution, cp, encoded.new_blobs, claim)
+        except BaseException:
+            if claim is not None:
+                forget(claim)
+            raise
         self._bus.publish(execution.pop_events())
         if claim is None:
             return execution

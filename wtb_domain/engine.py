@@ -11,7 +11,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from wtb_domain.claims import Claim, new_claim
+from wtb_domain.claims import Claim, ExecutionClaimed, abandoned_here, forget, new_claim
 from wtb_domain.errors import NodeError, StateError, WorkflowError
 from wtb_domain.events import (
     Event,
@@ -145,8 +145,11 @@ class Engine:
             if claim is None:
                 claim = self.new_claim()
                 execution.updated_at = utcnow()
-                held = claim
-                self._write(uow, lambda: uow.claim_execution(execution, held))
+                try:
+                    self._claim(uow, execution, claim)
+                except BaseException:
+                    forget(claim)
+                    raise
             self._heartbeat.add(execution.id, claim)
             released = False
             try:
@@ -159,6 +162,20 @@ class Engine:
                 self._heartbeat.remove(execution.id, claim)
                 if not released:
                     self._drop(execution.id, claim)
+                forget(claim)
+
+    def _claim(self, uow: UnitOfWork, execution: Execution, claim: Claim) -> None:
+        """Claim the execution; take over a claim this process abandoned (a run that gave up
+        when the store failed), which no thread here runs any more."""
+        try:
+            self._write(uow, lambda: uow.claim_execution(execution, claim))
+        except ExecutionClaimed as exc:
+            owner = exc.owner
+            if not abandoned_here(owner):
+                raise
+        else:
+            return
+        self._write(uow, lambda: uow.claim_execution(execution, claim, owner))
 
     def _drop(self, execution_id: str, claim: Claim) -> None:
         """After an unexpected error: free the claim (best effort) so a resume need not wait

@@ -58,8 +58,11 @@ class AuditLog(Protocol):
 
 
 class BatchRepository(Protocol):
-    def add(self, batch: BatchTest) -> bool:
-        """Insert a new batch; False (nothing written) if its id is already taken."""
+    def add(self, batch: BatchTest) -> None: ...
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
+        """Insert a new batch; False (nothing written) if its id is already taken (also by a
+        writer whose transaction commits concurrently)."""
         ...
 
     def get(self, batch_id: str) -> BatchTest:
@@ -168,8 +171,13 @@ class UnitOfWork(Protocol):
         """
         ...
 
-    def claim_execution(self, execution: Execution, claim: Claim) -> None:
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
         """Claim the execution for ``claim`` and write its fields (status, ...), then commit.
+
+        ``takeover_from`` names a live claim that may be replaced (one its own process
+        abandoned).
 
         Raises:
             ExecutionClaimed: Another runner holds a live claim (nothing is written).

@@ -7,6 +7,7 @@ key, so a test counts node calls across processes. Entry points run in spawned p
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import traceback
@@ -62,7 +63,7 @@ def five() -> Workflow:
     g = GraphBuilder("five")
     for node in FIVE_NODES:
         g.add_node(node, five_step)
-    for a, b in zip(FIVE_NODES, FIVE_NODES[1:], strict=False):
+    for a, b in itertools.pairwise(FIVE_NODES):
         g.add_edge(a, b)
     g.add_edge(FIVE_NODES[-1], END)
     g.set_entry(FIVE_NODES[0])

@@ -22,6 +22,7 @@ from wtb_domain.claims import (
     Claim,
     ExecutionClaimed,
     ExecutionConflict,
+    forget,
     lease_seconds,
     new_claim,
 )
@@ -70,7 +71,7 @@ def test_a_refused_write_rolls_back_what_the_unit_of_work_had_pending(app: App) 
     winner = next_node(execution, input_cp, "a")
     loser = next_node(execution, input_cp, "a")
     save(app, winner)
-    other, other_cp = started(app)
+    other, _ = started(app)
     patched = replace(other, paused_at="pending-write")
 
     with app.uow() as uow, pytest.raises(ExecutionConflict):
@@ -148,9 +149,7 @@ def test_claims_of_unknown_executions_are_not_found(app: App) -> None:
 
 def paused_five(app: App, log: Path, **state: object) -> str:
     """A ``five`` execution paused before n2 (input + n1 stored)."""
-    execution = app.controller.run(
-        runners.FIVE, {"log": str(log), **state}, break_before=["n2"]
-    )
+    execution = app.controller.run(runners.FIVE, {"log": str(log), **state}, break_before=["n2"])
     assert execution.paused_at == "before:n2"
     return execution.id
 
@@ -245,3 +244,18 @@ def test_lease_setting() -> None:
     for bad in ("abc", "0", "-1", "nan", "inf"):
         with pytest.raises(SpecError, match=LEASE_ENV):
             lease_seconds(bad)
+
+
+def test_a_claim_this_process_gave_up_is_taken_over_at_once(
+    app: App, make_app: Callable[[], App], tmp_path: Path
+) -> None:
+    """A run that failed with the store (its claim could not be released) does not block a
+    resume in the same process for a lease; a live claim of this process still does."""
+    eid = paused_five(app, tmp_path / "calls.log")
+    live = new_claim(60.0)
+    with app.uow() as uow:
+        uow.claim_execution(app.controller.get(eid), live)
+    with pytest.raises(ExecutionClaimed):
+        make_app().controller.resume(eid)
+    forget(live)  # its run is over
+    assert make_app().controller.resume(eid).status is Status.COMPLETED

@@ -137,9 +137,7 @@ def test_two_threads_resuming_one_paused_execution_on_the_memory_store(tmp_path:
     assert history_len(app, paused.id) == 6
 
 
-def test_a_killed_runner_blocks_resume_until_its_lease_expires(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_a_killed_runner_blocks_resume_until_its_lease_expires(db_url: str, tmp_path: Path) -> None:
     app = sql_app(db_url, audit=False)
     log = tmp_path / "calls.log"
     paused = app.controller.run(

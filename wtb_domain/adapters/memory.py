@@ -148,10 +148,13 @@ class MemoryBatches:
     def __init__(self, store: MemoryStore, staged: _Staged) -> None:
         self._store, self._staged = store, staged
 
-    def add(self, batch: BatchTest) -> bool:
+    def add(self, batch: BatchTest) -> None:
+        self._staged.batches[batch.id] = copy.deepcopy(batch)
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
         if batch.id in self._staged.batches or batch.id in self._store.batches:
             return False
-        self._staged.batches[batch.id] = copy.deepcopy(batch)
+        self.add(batch)
         return True
 
     def update(self, batch: BatchTest) -> None:
@@ -277,8 +280,14 @@ class MemoryUnitOfWork:
             self._set_claim(execution.id, claim)
             self.commit()
 
-    def claim_execution(self, execution: Execution, claim: Claim) -> None:
-        self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=True)
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
+        with self._store.lock:
+            holder = self._store.claims.get(execution.id)
+            if takeover_from is not None and holder is not None and holder[0] == takeover_from:
+                del self._store.claims[execution.id]
+            self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=True)
 
     def release_execution(self, execution: Execution, claim: Claim) -> None:
         self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=False)

@@ -95,7 +95,7 @@ class BatchService:
         with self.app.uow() as uow:
             existing = uow.batches.find(batch_id)
             new = BatchTest(batch_id, spec.workflow, payload, total, spec.name)
-            if existing is None and not uow.batches.add(new):
+            if existing is None and not uow.batches.add_if_absent(new):
                 existing = uow.batches.get(batch_id)  # another runner registered it just now
             if existing is not None:
                 self._check_same(existing, payload, total)

@@ -59,7 +59,7 @@ def db_now(dialect: str) -> ColumnElement[Any]:
 def lease_end(dialect: str) -> ColumnElement[Any]:
     """``now + lease_s`` (NULL when ``lease_s`` is NULL: no claim)."""
     if dialect == "postgresql":
-        zero = literal_column("0")
+        zero: ColumnElement[Any] = literal_column("0")
         interval = func.make_interval(
             zero, zero, zero, zero, zero, zero, bindparam("lease_s", type_=Float)
         )

@@ -327,7 +327,10 @@ class SqlBatches:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
-    def add(self, batch: BatchTest) -> bool:
+    def add(self, batch: BatchTest) -> None:
+        self._s.execute(insert(BATCHES), [_batch_values(batch)])
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
         """Insert the batch; False (nothing written) if another writer holds its id."""
         stmt = INSERT_BATCH[self._s.dialect.name]
         return bool(self._s.execute(stmt, _batch_values(batch)).rowcount)

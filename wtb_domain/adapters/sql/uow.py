@@ -150,10 +150,15 @@ class SqlUnitOfWork:
         if moved == 0:
             raise self._refusal(execution.id, claim)
 
-    def claim_execution(self, execution: Execution, claim: Claim) -> None:
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
         """Claim the execution for ``claim`` and write its fields, if its head is still
-        ``execution.head_checkpoint_id`` and no other runner holds a live claim; commit."""
-        self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=True)
+        ``execution.head_checkpoint_id`` and no other runner (but ``takeover_from``) holds a
+        live claim; commit."""
+        self._guarded_commit(
+            execution, execution.head_checkpoint_id, claim, hold=True, takeover_from=takeover_from
+        )
 
     def release_execution(self, execution: Execution, claim: Claim) -> None:
         """Write the execution's fields (paused, finished, failed) and free ``claim``; commit."""
@@ -188,10 +193,18 @@ class SqlUnitOfWork:
             raise self._refusal(execution.id, claim)
 
     def _guarded_commit(
-        self, execution: Execution, expected_head: str | None, claim: Claim | None, *, hold: bool
+        self,
+        execution: Execution,
+        expected_head: str | None,
+        claim: Claim | None,
+        *,
+        hold: bool,
+        takeover_from: str | None = None,
     ) -> None:
         statement = claims.guarded_update(self.connection.dialect.name)
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
+        if takeover_from is not None:
+            params["owner"] = takeover_from
         if self._write_one(statement, params) == 0:
             raise self._refusal(execution.id, claim)
 

@@ -118,7 +118,12 @@ class ExecutionController:
         return execution, replace(cp, state=encoded.decoded)
 
     def resume(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
-        """Continue a paused (or interrupted) execution from its head checkpoint."""
+        """Continue a paused (or interrupted) execution from its head checkpoint.
+
+        Raises ExecutionClaimed (an ExecutionError naming the owner) before running any node
+        while another runner holds the execution; an execution left ``running`` by a dead
+        process is resumable once its claim's lease (``WTB_EXECUTION_LEASE_S``) expires.
+        """
         execution = self.get(execution_id)
         self._require_resumable(execution)
         wf = self._workflow_for(execution, workflow)

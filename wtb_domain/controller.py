@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from wtb_domain.claims import Claim, forget
 from wtb_domain.engine import Engine, Mode
 from wtb_domain.errors import ExecutionError, WorkflowError
 from wtb_domain.events import (
@@ -32,10 +33,11 @@ class ExecutionController:
         uow_factory: UnitOfWorkFactory,
         bus: MessageBus | None = None,
         retry: Retry = run_once,
+        lease_s: float | None = None,
     ) -> None:
         self._uow = uow_factory
         self._bus = bus or MessageBus()
-        self._engine = Engine(uow_factory, retry)
+        self._engine = Engine(uow_factory, retry, lease_s)
 
     def run(
         self,
@@ -50,10 +52,15 @@ class ExecutionController:
     ) -> Execution:
         """Start an execution from ``input`` and run it until END, a breakpoint or a failure."""
         wf = self._workflow(workflow)
-        execution, start = self._create(
-            wf, input, variants, break_before, break_after, execution_id, labels
-        )
-        return self._advance(wf, execution, Mode.RUN, start=start)
+        claim = self._engine.new_claim()
+        try:
+            execution, start = self._create(
+                wf, input, variants, break_before, break_after, execution_id, labels, claim
+            )
+        except BaseException:
+            forget(claim)
+            raise
+        return self._advance(wf, execution, Mode.RUN, start=start, claim=claim)
 
     def create(
         self,
@@ -82,6 +89,7 @@ class ExecutionController:
         break_after: Iterable[str],
         execution_id: str | None,
         labels: Mapping[str, Any] | None,
+        claim: Claim | None = None,
     ) -> tuple[Execution, Checkpoint]:
         if not isinstance(input, Mapping):
             raise WorkflowError(f"input must be a JSON object (dict), got {type(input).__name__}")
@@ -105,12 +113,17 @@ class ExecutionController:
         execution.head_checkpoint_id = cp.id
         execution.events.append(ExecutionStarted(execution.id, wf.name, selection))
         with self._uow() as uow:
-            uow.start_execution(execution, cp, encoded.new_blobs)
+            uow.start_execution(execution, cp, encoded.new_blobs, claim)
         self._bus.publish(execution.pop_events())
         return execution, replace(cp, state=encoded.decoded)
 
     def resume(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
-        """Continue a paused (or interrupted) execution from its head checkpoint."""
+        """Continue a paused (or interrupted) execution from its head checkpoint.
+
+        Raises ExecutionClaimed (an ExecutionError naming the owner) before running any node
+        while another runner holds the execution; an execution left ``running`` by a dead
+        process is resumable once its claim's lease (``WTB_EXECUTION_LEASE_S``) expires.
+        """
         execution = self.get(execution_id)
         self._require_resumable(execution)
         wf = self._workflow_for(execution, workflow)
@@ -126,10 +139,14 @@ class ExecutionController:
         return self._advance(wf, execution, Mode.STEP, skip_break_before=True)
 
     def rollback(self, checkpoint_id: str) -> Execution:
-        """Move the execution's head to ``checkpoint_id``; later checkpoints stay as history."""
+        """Move the execution's head to ``checkpoint_id``; later checkpoints stay as history.
+
+        Refused (ExecutionError) while another runner advances the execution.
+        """
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)
+            expected = execution.head_checkpoint_id
             execution.head_checkpoint_id = cp.id
             execution.metrics = dict(cp.metadata.get("totals", {}))
             execution.status = Status.PAUSED
@@ -137,8 +154,7 @@ class ExecutionController:
             execution.error_type = execution.error_message = execution.error_traceback = None
             execution.updated_at = utcnow()
             execution.events.append(ExecutionRolledBack(execution.id, cp.id))
-            uow.executions.update(execution)
-            uow.commit()
+            uow.move_head(execution, expected)
         self._bus.publish(execution.pop_events())
         return execution
 
@@ -170,9 +186,8 @@ class ExecutionController:
             )
             execution.head_checkpoint_id = cp.id
             execution.updated_at = cp.created_at
-            uow.checkpoints.add(cp, encoded.new_blobs)
-            uow.executions.update(execution)
-            uow.commit()
+            # A compare-and-set on the head read above, refused while a runner holds a claim.
+            uow.save_node(cp, encoded.new_blobs, execution)
         return execution
 
     def fork(
@@ -231,12 +246,18 @@ class ExecutionController:
         execution.events.append(
             ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
         )
-        with self._uow() as uow:
-            uow.start_execution(execution, cp, encoded.new_blobs)
+        claim = self._engine.new_claim() if run else None
+        try:
+            with self._uow() as uow:
+                uow.start_execution(execution, cp, encoded.new_blobs, claim)
+        except BaseException:
+            if claim is not None:
+                forget(claim)
+            raise
         self._bus.publish(execution.pop_events())
-        if not run:
+        if claim is None:
             return execution
-        return self._advance(wf, execution, Mode.RUN)
+        return self._advance(wf, execution, Mode.RUN, claim=claim)
 
     def replay(
         self,
@@ -315,6 +336,7 @@ class ExecutionController:
         skip_break_before: bool = False,
         split_before: Callable[[str], bool] | None = None,
         start: Checkpoint | None = None,
+        claim: Claim | None = None,
     ) -> Execution:
         try:
             return self._engine.advance(
@@ -324,6 +346,7 @@ class ExecutionController:
                 skip_break_before=skip_break_before,
                 split_before=split_before,
                 start=start,
+                claim=claim,
             )
         finally:
             self._bus.publish(execution.pop_events())

@@ -11,6 +11,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from wtb_domain.claims import Claim, ExecutionClaimed, abandoned_here, forget, new_claim
 from wtb_domain.errors import NodeError, StateError, WorkflowError
 from wtb_domain.events import (
     Event,
@@ -19,6 +20,7 @@ from wtb_domain.events import (
     ExecutionPaused,
     NodeCompleted,
 )
+from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
@@ -85,11 +87,23 @@ class Engine:
 
     One unit of work spans an ``advance`` call and commits once per node, so no transaction
     (and, on SQLite, no write lock) is held while a node runs.
+
+    An ``advance`` claims the execution first (see :mod:`wtb_domain.claims`): a second runner
+    is refused before it runs any node; every node write is a compare-and-set on the head
+    that renews the claim's lease, and pausing, finishing or failing releases the claim.
     """
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, retry: Retry = run_once) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, retry: Retry = run_once, lease_s: float | None = None
+    ) -> None:
         self._uow = uow_factory
         self._retry = retry
+        self._lease_s = lease_s
+        self._heartbeat = Heartbeat(uow_factory)
+
+    def new_claim(self) -> Claim:
+        """A claim for one run (lease: the engine's, else ``WTB_EXECUTION_LEASE_S``)."""
+        return new_claim(self._lease_s)
 
     def advance(
         self,
@@ -100,6 +114,7 @@ class Engine:
         skip_break_before: bool = False,
         split_before: Callable[[str], bool] | None = None,
         start: Checkpoint | None = None,
+        claim: Claim | None = None,
     ) -> Execution:
         """Run nodes until END, a breakpoint, a step boundary, or a failure; return the result.
 
@@ -111,6 +126,13 @@ class Engine:
             split_before: Returning True pauses before that node with ``paused_at`` set to
                 ``split:<node>`` (the batch runner forks there, one child per variant).
             start: The head checkpoint with its state, when the caller has it already.
+            claim: The claim the caller holds on the execution already (it was started
+                claimed); without one the execution is claimed here first.
+
+        Raises:
+            ExecutionClaimed: Another runner holds a live claim; no node ran.
+            ExecutionConflict: Another runner moved the head (before the claim, or after this
+                runner's lease expired); the write of the node that ran was not kept.
         """
         with self._uow() as uow:
             head = self._head(uow, execution, start)
@@ -120,34 +142,89 @@ class Engine:
             execution.status = Status.RUNNING
             execution.paused_at = None
             execution.error_type = execution.error_message = execution.error_traceback = None
-            first = True
-            while True:
+            if claim is None:
+                claim = self.new_claim()
+                execution.updated_at = utcnow()
                 try:
-                    nxt = workflow.next_node(head.checkpoint.node, head.state)
-                except WorkflowError as exc:
-                    return self._fail(uow, execution, head.checkpoint.node, exc, "")
-                if nxt == END:
-                    return self._finish(uow, execution, head)
-                if nxt in execution.break_before and not (first and skip_break_before):
-                    return self._pause(uow, execution, f"before:{nxt}", head)
-                if split_before is not None and split_before(nxt):
-                    return self._pause(uow, execution, f"split:{nxt}", head)
-                if head.checkpoint.step >= workflow.max_steps:
-                    err = WorkflowError(
-                        f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
-                        "(a cycle that never reaches END?); raise GraphBuilder(max_steps=...) "
-                        "or fix the routing"
-                    )
-                    return self._fail(uow, execution, nxt, err, "")
-                first = False
-                result = self._run_node(uow, workflow, execution, nxt, head)
-                if isinstance(result, Execution):
-                    return result
-                head = result
-                if nxt in execution.break_after:
-                    return self._pause(uow, execution, f"after:{nxt}", head)
-                if mode is Mode.STEP:
-                    return self._pause(uow, execution, f"step:{nxt}", head)
+                    self._claim(uow, execution, claim)
+                except BaseException:
+                    forget(claim)
+                    raise
+            self._heartbeat.add(execution.id, claim)
+            released = False
+            try:
+                result = self._loop(
+                    uow, workflow, execution, mode, skip_break_before, split_before, head, claim
+                )
+                released = True
+                return result
+            finally:
+                self._heartbeat.remove(execution.id, claim)
+                if not released:
+                    self._drop(execution.id, claim)
+                forget(claim)
+
+    def _claim(self, uow: UnitOfWork, execution: Execution, claim: Claim) -> None:
+        """Claim the execution; take over a claim this process abandoned (a run that gave up
+        when the store failed), which no thread here runs any more."""
+        try:
+            self._write(uow, lambda: uow.claim_execution(execution, claim))
+        except ExecutionClaimed as exc:
+            owner = exc.owner
+            if not abandoned_here(owner):
+                raise
+        else:
+            return
+        self._write(uow, lambda: uow.claim_execution(execution, claim, owner))
+
+    def _drop(self, execution_id: str, claim: Claim) -> None:
+        """After an unexpected error: free the claim (best effort) so a resume need not wait
+        for the lease to expire."""
+        try:
+            with self._uow() as uow:
+                uow.drop_claim(execution_id, claim)
+        except Exception:  # the store is failing: the lease expires on its own
+            pass
+
+    def _loop(
+        self,
+        uow: UnitOfWork,
+        workflow: Workflow,
+        execution: Execution,
+        mode: Mode,
+        skip_break_before: bool,
+        split_before: Callable[[str], bool] | None,
+        head: _Head,
+        claim: Claim,
+    ) -> Execution:
+        first = True
+        while True:
+            try:
+                nxt = workflow.next_node(head.checkpoint.node, head.state)
+            except WorkflowError as exc:
+                return self._fail(uow, claim, execution, head.checkpoint.node, exc, "")
+            if nxt == END:
+                return self._finish(uow, claim, execution, head)
+            if nxt in execution.break_before and not (first and skip_break_before):
+                return self._pause(uow, claim, execution, f"before:{nxt}", head)
+            if split_before is not None and split_before(nxt):
+                return self._pause(uow, claim, execution, f"split:{nxt}", head)
+            if head.checkpoint.step >= workflow.max_steps:
+                err = WorkflowError(
+                    f"execution exceeded max_steps={workflow.max_steps} before node {nxt!r} "
+                    "(a cycle that never reaches END?); raise GraphBuilder(max_steps=...) "
+                    "or fix the routing"
+                )
+                return self._fail(uow, claim, execution, nxt, err, "")
+            first = False
+            result = self._run_node(uow, claim, workflow, execution, nxt, head)
+            if isinstance(result, Execution):
+                return result
+            head = result
+            if nxt in execution.break_after:
+                return self._pause(uow, claim, execution, f"after:{nxt}", head)
+            if mode is Mode.STEP:
+                return self._pause(uow, claim, execution, f"step:{nxt}", head)
 
     @staticmethod
     def _head(uow: UnitOfWork, execution: Execution, start: Checkpoint | None) -> _Head:
@@ -160,7 +237,13 @@ class Engine:
         return _Head(cp, cp.state)
 
     def _run_node(
-        self, uow: UnitOfWork, workflow: Workflow, execution: Execution, name: str, head: _Head
+        self,
+        uow: UnitOfWork,
+        claim: Claim,
+        workflow: Workflow,
+        execution: Execution,
+        name: str,
+        head: _Head,
     ) -> _Head | Execution:
         node = workflow.node(name)
         variant = node.variant(execution.variants.get(name))
@@ -179,9 +262,9 @@ class Engine:
                 )
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
         except StateError as exc:
-            return self._fail(uow, execution, name, exc, "")
+            return self._fail(uow, claim, execution, name, exc, "")
         except Exception as exc:  # the node's own error: recorded, the run stops here
-            return self._fail(uow, execution, name, exc, traceback.format_exc())
+            return self._fail(uow, claim, execution, name, exc, traceback.format_exc())
         duration_ms = (time.perf_counter() - started) * 1000.0
         totals = dict(head.checkpoint.metadata.get("totals", {}))
         for metric, value in (*ctx.metrics.items(), (LATENCY_METRIC, duration_ms)):
@@ -205,10 +288,11 @@ class Engine:
         )
         execution.head_checkpoint_id = cp.id
         execution.metrics = totals
-        execution.nodes_run += 1
         execution.updated_at = cp.created_at
 
-        self._write(uow, lambda: uow.save_node(cp, encoded.new_blobs, execution))
+        self._write(uow, lambda: uow.save_node(cp, encoded.new_blobs, execution, claim))
+        self._heartbeat.renewed(execution.id, claim)
+        execution.nodes_run += 1
         execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
@@ -227,30 +311,32 @@ class Engine:
 
         self._retry(attempt)
 
-    def _save(self, uow: UnitOfWork, execution: Execution, event: Event) -> Execution:
+    def _save(self, uow: UnitOfWork, claim: Claim, execution: Execution, event: Event) -> Execution:
+        """Write the paused / finished / failed execution and release its claim."""
         execution.updated_at = utcnow()
+        self._write(uow, lambda: uow.release_execution(execution, claim))
         execution.events.append(event)
-
-        def update() -> None:
-            uow.executions.update(execution)
-            uow.commit()
-
-        self._write(uow, update)
         return execution
 
-    def _pause(self, uow: UnitOfWork, execution: Execution, where: str, head: _Head) -> Execution:
+    def _pause(
+        self, uow: UnitOfWork, claim: Claim, execution: Execution, where: str, head: _Head
+    ) -> Execution:
         execution.status = Status.PAUSED
         execution.paused_at = where
-        return self._save(uow, execution, ExecutionPaused(execution.id, where, head.checkpoint.id))
+        event = ExecutionPaused(execution.id, where, head.checkpoint.id)
+        return self._save(uow, claim, execution, event)
 
-    def _finish(self, uow: UnitOfWork, execution: Execution, head: _Head) -> Execution:
+    def _finish(
+        self, uow: UnitOfWork, claim: Claim, execution: Execution, head: _Head
+    ) -> Execution:
         execution.status = Status.COMPLETED
         event = ExecutionCompleted(execution.id, head.checkpoint.id, dict(execution.metrics))
-        return self._save(uow, execution, event)
+        return self._save(uow, claim, execution, event)
 
     def _fail(
         self,
         uow: UnitOfWork,
+        claim: Claim,
         execution: Execution,
         node: str | None,
         exc: BaseException,
@@ -265,4 +351,5 @@ class Engine:
         execution.error_message = message
         execution.error_traceback = tb or None
         execution.paused_at = f"failed:{node}" if node else None
-        return self._save(uow, execution, ExecutionFailed(execution.id, node, error_type, message))
+        event = ExecutionFailed(execution.id, node, error_type, message)
+        return self._save(uow, claim, execution, event)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
+from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.model import (
     AuditEntry,
@@ -59,6 +60,11 @@ class AuditLog(Protocol):
 
 class BatchRepository(Protocol):
     def add(self, batch: BatchTest) -> None: ...
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
+        """Insert a new batch; False (nothing written) if its id is already taken (also by a
+        writer whose transaction commits concurrently)."""
+        ...
 
     def get(self, batch_id: str) -> BatchTest:
         """Raise NotFoundError if absent."""
@@ -142,10 +148,14 @@ class UnitOfWork(Protocol):
     def rollback(self) -> None: ...
 
     def start_execution(
-        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+        self,
+        execution: Execution,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        claim: Claim | None = None,
     ) -> None:
         """Store a new execution with its first checkpoint and the values it introduces, then
-        commit.
+        commit. With ``claim`` the new execution is claimed by it (its lease starts now).
 
         All or nothing, like ``executions.add`` + ``checkpoints.add`` + :meth:`commit` (with
         anything else this unit of work has pending), which stores may do in one round trip.
@@ -156,17 +166,62 @@ class UnitOfWork(Protocol):
         ...
 
     def save_node(
-        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+        self,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        execution: Execution,
+        claim: Claim | None = None,
     ) -> None:
         """Store a node's checkpoint and its new values and update the execution, then commit.
 
+        A compare-and-set: the stored head must be ``checkpoint.parent_id`` and the stored
+        claim ``claim``'s own, free or expired; the write then holds the claim for ``claim``
+        with a renewed lease (``claim`` None: leaves the execution unclaimed).
+
         All or nothing, like ``executions.update`` + ``checkpoints.add`` + :meth:`commit`
         (with anything else this unit of work has pending), which stores may do in fewer
-        round trips. Safe to call again with the same arguments after an ambiguous failure.
+        round trips. Safe to call again with the same arguments after an ambiguous failure
+        (a head that is already ``checkpoint.id`` is accepted).
 
         Raises:
+            ExecutionConflict: The head moved (another runner advanced the execution); nothing
+                is written, pending writes are rolled back.
+            ExecutionClaimed: Another runner holds a live claim; nothing is written.
             NotFoundError: The execution does not exist; nothing is written.
         """
+        ...
+
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
+        """Claim the execution for ``claim`` and write its fields (status, ...), then commit.
+
+        ``takeover_from`` names a live claim that may be replaced (one its own process
+        abandoned).
+
+        Raises:
+            ExecutionClaimed: Another runner holds a live claim (nothing is written).
+            ExecutionConflict: The stored head is not ``execution.head_checkpoint_id``.
+            NotFoundError: The execution does not exist.
+        """
+        ...
+
+    def release_execution(self, execution: Execution, claim: Claim) -> None:
+        """Write the execution's fields (paused, completed, failed) and free the claim, then
+        commit; refused (ExecutionConflict / ExecutionClaimed) if another runner took over."""
+        ...
+
+    def move_head(self, execution: Execution, expected_head: str | None) -> None:
+        """Write the execution's fields (a new head) without a claim, then commit: refused
+        unless the stored head is ``expected_head`` and no runner holds a live claim."""
+        ...
+
+    def renew_claim(self, execution_id: str, claim: Claim) -> bool:
+        """Extend ``claim``'s lease from now; False if ``claim`` no longer holds the execution."""
+        ...
+
+    def drop_claim(self, execution_id: str, claim: Claim) -> None:
+        """Free the execution if ``claim`` still holds it; nothing else changes."""
         ...
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
 from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.ids import new_id
@@ -38,7 +40,12 @@ class MemoryStore:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: dict[tuple[str, str, str, int], BatchResult] = {}
+<<<<<<< HEAD
         self.baselines: list[Baseline] = []
+=======
+        self.claims: dict[str, tuple[str, float]] = {}
+        """Execution id -> (owner, lease end on the monotonic clock)."""
+>>>>>>> exec-claims
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -150,6 +157,12 @@ class MemoryBatches:
 
     def add(self, batch: BatchTest) -> None:
         self._staged.batches[batch.id] = copy.deepcopy(batch)
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
+        if batch.id in self._staged.batches or batch.id in self._store.batches:
+            return False
+        self.add(batch)
+        return True
 
     def update(self, batch: BatchTest) -> None:
         self.get(batch.id)
@@ -272,18 +285,91 @@ class MemoryUnitOfWork:
         self.rollback()
 
     def start_execution(
-        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+        self,
+        execution: Execution,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        claim: Claim | None = None,
     ) -> None:
-        self.executions.add(execution)
-        self.checkpoints.add(checkpoint, new_blobs)
-        self.commit()
+        with self._store.lock:
+            self.executions.add(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self._set_claim(execution.id, claim)
+            self.commit()
 
     def save_node(
-        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+        self,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        execution: Execution,
+        claim: Claim | None = None,
     ) -> None:
-        self.executions.update(execution)
-        self.checkpoints.add(checkpoint, new_blobs)
-        self.commit()
+        with self._store.lock:
+            self._guard(execution, checkpoint.parent_id, claim)
+            self.executions.update(execution)
+            self.checkpoints.add(checkpoint, new_blobs)
+            self._set_claim(execution.id, claim)
+            self.commit()
+
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
+        with self._store.lock:
+            holder = self._store.claims.get(execution.id)
+            if takeover_from is not None and holder is not None and holder[0] == takeover_from:
+                del self._store.claims[execution.id]
+            self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=True)
+
+    def release_execution(self, execution: Execution, claim: Claim) -> None:
+        self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=False)
+
+    def move_head(self, execution: Execution, expected_head: str | None) -> None:
+        self._guarded_commit(execution, expected_head, None, hold=False)
+
+    def renew_claim(self, execution_id: str, claim: Claim) -> bool:
+        with self._store.lock:
+            holder = self._store.claims.get(execution_id)
+            if holder is None or holder[0] != claim.owner:
+                return False
+            self._set_claim(execution_id, claim)
+            return True
+
+    def drop_claim(self, execution_id: str, claim: Claim) -> None:
+        with self._store.lock:
+            holder = self._store.claims.get(execution_id)
+            if holder is not None and holder[0] == claim.owner:
+                del self._store.claims[execution_id]
+
+    def _guarded_commit(
+        self, execution: Execution, expected_head: str | None, claim: Claim | None, *, hold: bool
+    ) -> None:
+        with self._store.lock:
+            self._guard(execution, expected_head, claim)
+            self.executions.update(execution)
+            self._set_claim(execution.id, claim if hold else None)
+            self.commit()
+
+    def _guard(self, execution: Execution, expected_head: str | None, claim: Claim | None) -> None:
+        """Under the store's lock: refuse (rolling back what is staged) unless the head is
+        ``expected_head`` (or already the new one: a retry) and the claim is free or ours."""
+        try:
+            stored = self.executions.get(execution.id)
+            holder = self._store.claims.get(execution.id)
+            if holder is not None and (claim is None or holder[0] != claim.owner):
+                left = holder[1] - time.monotonic()
+                if left > 0:
+                    raise ExecutionClaimed(execution.id, holder[0], left)
+            if stored.head_checkpoint_id not in (expected_head, execution.head_checkpoint_id):
+                raise ExecutionConflict(execution.id)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _set_claim(self, execution_id: str, claim: Claim | None) -> None:
+        if claim is None:
+            self._store.claims.pop(execution_id, None)
+        else:
+            self._store.claims[execution_id] = (claim.owner, time.monotonic() + claim.lease_s)
 
     def rollback(self) -> None:
         self._staged.executions.clear()

@@ -94,9 +94,10 @@ class BatchService:
         total = len(resolved.leaves) * len(cases)
         with self.app.uow() as uow:
             existing = uow.batches.find(batch_id)
-            if existing is None:
-                uow.batches.add(BatchTest(batch_id, spec.workflow, payload, total, spec.name))
-            else:
+            new = BatchTest(batch_id, spec.workflow, payload, total, spec.name)
+            if existing is None and not uow.batches.add_if_absent(new):
+                existing = uow.batches.get(batch_id)  # another runner registered it just now
+            if existing is not None:
                 self._check_same(existing, payload, total)
                 existing.status = BatchStatus.RUNNING
                 existing.cancel_requested = False

@@ -5,20 +5,30 @@ disagree (different variants, or repeats of a nondeterministic node), the execut
 at ``split:<node>`` and one child is forked per choice, each continuing from the same
 checkpoint. Execution ids are derived from the batch, case, group and branch, so rerunning
 a crashed batch finds the same executions and continues each from its last checkpoint.
+
+Two runners of the same batch id (a rerun while the first still runs, on any machine) meet
+the same executions: each run claims its execution in the store, and a runner that finds one
+claimed by a live runner waits until that run pauses at a split, finishes, or its lease
+expires (its runner died), then continues from what the store holds. No node runs twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from wtb_domain.batch.plan import Leaf
+from wtb_domain.claims import ExecutionClaimed, ExecutionConflict
 from wtb_domain.controller import ExecutionController
-from wtb_domain.errors import NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import Execution, Status
 from wtb_domain.workflow import Workflow
+
+WAIT_FIRST_S = 0.05
+WAIT_MAX_S = 0.5
 
 
 def derived_id(*parts: str) -> str:
@@ -101,11 +111,10 @@ class VariantTree:
     def _grow(self, execution: Execution, leaves: list[Leaf]) -> Iterator[Finished]:
         if self._cancelled():
             return
-        if not execution.finished and not self._at_split(execution):
-            execution = self._controller.drive(
-                execution, self._workflow, split_before=lambda node: self._splits(leaves, node)
-            )
-            self.nodes_run += execution.nodes_run
+        driven = self._drive(execution, leaves)
+        if driven is None:  # cancelled while waiting for another runner
+            return
+        execution = driven
         if execution.finished:
             yield Finished(execution, leaves)
             return
@@ -127,6 +136,25 @@ class VariantTree:
                 ),
             )
             yield from self._grow(child, group)
+
+    def _drive(self, execution: Execution, leaves: list[Leaf]) -> Execution | None:
+        """Run the execution on to its end or its split; wait while another runner has it."""
+        delay = WAIT_FIRST_S
+        while not execution.finished and not self._at_split(execution):
+            try:
+                driven = self._controller.drive(
+                    execution, self._workflow, split_before=lambda node: self._splits(leaves, node)
+                )
+            except (ExecutionClaimed, ExecutionConflict):
+                if self._cancelled():
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, WAIT_MAX_S)
+                execution = self._controller.get(execution.id)
+                continue
+            self.nodes_run += driven.nodes_run
+            return driven
+        return execution
 
     @staticmethod
     def _at_split(execution: Execution) -> str | None:
@@ -164,4 +192,12 @@ class VariantTree:
         try:
             return self._controller.get(execution_id)
         except NotFoundError:
+            pass
+        try:
             return create()
+        except ExecutionError:
+            try:  # another runner created it first
+                return self._controller.get(execution_id)
+            except NotFoundError:
+                pass
+            raise

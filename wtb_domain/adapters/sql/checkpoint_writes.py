@@ -3,14 +3,18 @@
 Run in autocommit mode, a statement is its own transaction, so a node's write costs one round
 trip instead of BEGIN, three statements and COMMIT (and a new execution one instead of seven).
 The inserts of new state values and of the checkpoint are data-modifying CTEs of the statement
-that writes the execution row; all parts run against one snapshot and foreign keys are checked
-at the end of the statement, so their order does not matter.
+that writes the execution row.
 
-:func:`save_node_statement` moves an execution's head: for an unknown execution the checkpoint
-fails its foreign key and nothing is written. Running it twice with the same checkpoint is a
-no-op the second time (``ON CONFLICT DO NOTHING``; the update sets the same values), so a retry
-after an ambiguous commit is safe. :func:`start_execution_statement` inserts a new execution
-with its first checkpoint; an id in use fails the execution's primary key.
+:func:`save_node_statement` moves an execution's head as a compare-and-set (see
+:mod:`~wtb_domain.adapters.sql.claims`): the execution's UPDATE is the first CTE, and the
+inserts select their rows ``FROM`` its RETURNING, so when the head or the claim is not as the
+writer expects (or the execution does not exist) the UPDATE changes no row and nothing at all
+is inserted -- no orphan checkpoint or values. The statement returns the number of executions
+moved (0 or 1). Running it twice with the same checkpoint is a no-op the second time (the
+head is then the checkpoint itself, which the guard accepts; ``ON CONFLICT DO NOTHING``), so
+a retry after an ambiguous commit is safe. :func:`start_execution_statement` inserts a new
+execution with its first checkpoint (claimed or not); an id in use fails the execution's
+primary key.
 """
 
 from __future__ import annotations
@@ -19,18 +23,18 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Update, bindparam, select, union_all
+from sqlalchemy import CTE, Insert, Select, bindparam, func, select, union_all
 from sqlalchemy.dialects import postgresql
 
+from wtb_domain.adapters.sql.claims import guard_params, guarded_update, lease_end, lease_params
 from wtb_domain.adapters.sql.repositories import (
     BLOBS,
     CHECKPOINTS,
     EXECUTIONS,
-    UPDATE_EXECUTION,
     checkpoint_values,
-    execution_update_params,
     execution_values,
 )
+from wtb_domain.claims import Claim
 from wtb_domain.model import Checkpoint, Execution
 
 CHECKPOINT_PREFIX = "checkpoint_"
@@ -39,14 +43,18 @@ MAX_VALUES = 100
 """Most new values a single statement carries (three parameters each); writes with more use
 separate statements, which send them with executemany."""
 
-_insert_checkpoint = (
-    postgresql.insert(CHECKPOINTS)
-    .values({c.name: bindparam(CHECKPOINT_PREFIX + c.name) for c in CHECKPOINTS.c})
-    .on_conflict_do_nothing(index_elements=["id"])
-    .cte("inserted_checkpoint")
-)
+CLAIM_COLUMNS = ("claimed_by", "claim_expires_at")
+_moved = guarded_update("postgresql").returning(EXECUTIONS.c.id).cte("moved")
 _start_execution = postgresql.insert(EXECUTIONS).values(
-    {c.name: bindparam(EXECUTION_PREFIX + c.name) for c in EXECUTIONS.c}
+    {
+        **{
+            c.name: bindparam(EXECUTION_PREFIX + c.name)
+            for c in EXECUTIONS.c
+            if c.name not in CLAIM_COLUMNS
+        },
+        "claimed_by": bindparam("new_owner"),
+        "claim_expires_at": lease_end("postgresql"),
+    }
 )
 
 
@@ -54,17 +62,38 @@ def _blob_param(column: str, i: int) -> str:
     return f"blob_{column}_{i}"
 
 
-def _inserts(blob_count: int) -> list[CTE]:
+def _inserts(blob_count: int, guard: CTE | None) -> list[CTE]:
     """The checkpoint insert, after the insert of ``blob_count`` values if there are any.
 
     Values come as scalar parameters, one row each, so large values travel as they are (an
     array parameter would be escaped by the client and parsed again by the server); the rows
-    are a UNION ALL of SELECTs because SQLAlchemy does not cache multi-row VALUES.
+    are a UNION ALL of SELECTs because SQLAlchemy does not cache multi-row VALUES. With a
+    ``guard`` (the execution's UPDATE ... RETURNING), every row is selected ``FROM`` it: no
+    row when the UPDATE changed none.
     """
+
+    def row(columns: list[Any]) -> Select[Any]:
+        stmt = select(*columns)
+        return stmt if guard is None else stmt.select_from(guard)
+
+    checkpoint = (
+        postgresql.insert(CHECKPOINTS)
+        .from_select(
+            [c.name for c in CHECKPOINTS.c],
+            row(
+                [
+                    bindparam(CHECKPOINT_PREFIX + c.name, type_=c.type).label(c.name)
+                    for c in CHECKPOINTS.c
+                ]
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .cte("inserted_checkpoint")
+    )
     if blob_count == 0:
-        return [_insert_checkpoint]
+        return [checkpoint]
     rows = [
-        select(*[bindparam(_blob_param(c.name, i), type_=c.type).label(c.name) for c in BLOBS.c])
+        row([bindparam(_blob_param(c.name, i), type_=c.type).label(c.name) for c in BLOBS.c])
         for i in range(blob_count)
     ]
     blobs = (
@@ -73,23 +102,24 @@ def _inserts(blob_count: int) -> list[CTE]:
         .on_conflict_do_nothing(index_elements=["hash"])
         .cte("inserted_blobs")
     )
-    return [blobs, _insert_checkpoint]
+    return [blobs, checkpoint]
 
 
 @functools.cache
-def save_node_statement(blob_count: int) -> Update:
+def save_node_statement(blob_count: int) -> Select[Any]:
     """Moves an execution's head to a checkpoint that brings ``blob_count`` new values.
 
-    Its row count is the number of executions moved (1). Built once per count (at most
-    :data:`MAX_VALUES`), so SQLAlchemy compiles each shape once.
+    Selects the number of executions moved: 1, or 0 when the guard refused the write (then
+    nothing was inserted). Built once per count (at most :data:`MAX_VALUES`), so SQLAlchemy
+    compiles each shape once.
     """
-    return UPDATE_EXECUTION.add_cte(*_inserts(blob_count))
+    return select(func.count()).select_from(_moved).add_cte(*_inserts(blob_count, _moved))
 
 
 @functools.cache
 def start_execution_statement(blob_count: int) -> Insert:
     """Inserts an execution with a first checkpoint that brings ``blob_count`` new values."""
-    return _start_execution.add_cte(*_inserts(blob_count))
+    return _start_execution.add_cte(*_inserts(blob_count, None))
 
 
 def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> dict[str, Any]:
@@ -104,15 +134,25 @@ def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> 
 
 
 def save_node_params(
-    checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+    checkpoint: Checkpoint,
+    new_blobs: Mapping[str, str],
+    execution: Execution,
+    claim: Claim | None,
 ) -> dict[str, Any]:
-    """The parameters of :func:`save_node_statement`."""
-    return {**execution_update_params(execution), **_checkpoint_params(checkpoint, new_blobs)}
+    """The parameters of :func:`save_node_statement`: the head moves from the checkpoint's
+    parent, and the write keeps (renews) ``claim``'s lease (or needs a free claim)."""
+    guard = guard_params(execution, checkpoint.parent_id, claim, hold=claim is not None)
+    return {**guard, **_checkpoint_params(checkpoint, new_blobs)}
 
 
 def start_execution_params(
-    execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+    execution: Execution,
+    checkpoint: Checkpoint,
+    new_blobs: Mapping[str, str],
+    claim: Claim | None,
 ) -> dict[str, Any]:
     """The parameters of :func:`start_execution_statement`."""
     row = {EXECUTION_PREFIX + name: v for name, v in execution_values(execution).items()}
+    row["new_owner"] = claim.owner if claim is not None else None
+    row.update(lease_params(claim.lease_s if claim is not None else None))
     return {**row, **_checkpoint_params(checkpoint, new_blobs)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
@@ -21,6 +21,7 @@ from wtb_domain.adapters.sql.tables import (
     CheckpointRow,
     ExecutionRow,
 )
+from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
@@ -33,6 +34,7 @@ from wtb_domain.model import (
     Execution,
     Source,
     Status,
+    utcnow,
 )
 from wtb_domain.state import decode_value
 
@@ -126,10 +128,15 @@ class SqlExecutions:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
-    def add(self, execution: Execution) -> None:
+    def add(self, execution: Execution, claim: Claim | None = None) -> None:
+        """Insert a new execution, claimed for ``claim`` (lease from now) if given."""
+        row = execution_values(execution)
+        if claim is not None:
+            row["claimed_by"] = claim.owner
+            row["claim_expires_at"] = utcnow() + timedelta(seconds=claim.lease_s)
         try:
             with self._s.begin_nested():
-                self._s.execute(insert(EXECUTIONS), [execution_values(execution)])
+                self._s.execute(insert(EXECUTIONS), [row])
         except IntegrityError:
             raise ExecutionError(
                 f"execution {execution.id!r} already exists; use another id"
@@ -310,12 +317,23 @@ def _batch_values(b: BatchTest) -> dict[str, Any]:
     }
 
 
+INSERT_BATCH = {
+    "postgresql": postgresql.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
+}
+
+
 class SqlBatches:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
     def add(self, batch: BatchTest) -> None:
         self._s.execute(insert(BATCHES), [_batch_values(batch)])
+
+    def add_if_absent(self, batch: BatchTest) -> bool:
+        """Insert the batch; False (nothing written) if another writer holds its id."""
+        stmt = INSERT_BATCH[self._s.dialect.name]
+        return bool(self._s.execute(stmt, _batch_values(batch)).rowcount)
 
     def update(self, batch: BatchTest) -> None:
         values = _batch_values(batch)

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from psycopg.errors import ForeignKeyViolation, UniqueViolation
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from wtb_domain.adapters.sql import claims
 from wtb_domain.adapters.sql.baselines import SqlBaselines
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
@@ -26,7 +27,8 @@ from wtb_domain.adapters.sql.repositories import (
     SqlExecutions,
     SqlResults,
 )
-from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
+from wtb_domain.claims import Claim
+from wtb_domain.errors import ExecutionError, StoreError
 from wtb_domain.model import Checkpoint, Execution
 
 
@@ -89,21 +91,27 @@ class SqlUnitOfWork:
         self.connection.rollback()
 
     def start_execution(
-        self, execution: Execution, checkpoint: Checkpoint, new_blobs: Mapping[str, str]
+        self,
+        execution: Execution,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        claim: Claim | None = None,
     ) -> None:
-        """Store a new execution with its first checkpoint, committed together.
+        """Store a new execution (claimed for ``claim`` if given) with its first checkpoint,
+        committed together.
 
         One statement in autocommit mode on PostgreSQL when nothing is pending (see
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
         """
         if not self._one_statement_writes(new_blobs):
-            self.executions.add(execution)
+            self.executions.add(execution, claim)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
         statement = start_execution_statement(len(new_blobs))
+        params = start_execution_params(execution, checkpoint, new_blobs, claim)
         try:
-            self._autocommit(statement, start_execution_params(execution, checkpoint, new_blobs))
+            self._autocommit(statement, params)
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if isinstance(exc.orig, UniqueViolation):
@@ -115,31 +123,114 @@ class SqlUnitOfWork:
             raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
 
     def save_node(
-        self, checkpoint: Checkpoint, new_blobs: Mapping[str, str], execution: Execution
+        self,
+        checkpoint: Checkpoint,
+        new_blobs: Mapping[str, str],
+        execution: Execution,
+        claim: Claim | None = None,
     ) -> None:
-        """Store a node's checkpoint and move the execution's head, committed together.
+        """Store a node's checkpoint and move the execution's head from the checkpoint's
+        parent (a compare-and-set, renewing ``claim``), committed together.
 
         One statement in autocommit mode on PostgreSQL when nothing is pending (see
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
-        (pending writes of this unit of work must commit with it).
+        (pending writes of this unit of work must commit with it). A refused write leaves
+        nothing behind: the one statement inserts nothing, the transaction is rolled back.
         """
         if not self._one_statement_writes(new_blobs):
-            self.executions.update(execution)
+            self._guarded(execution, checkpoint.parent_id, claim, hold=claim is not None)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
         statement = save_node_statement(len(new_blobs))
+        params = save_node_params(checkpoint, new_blobs, execution, claim)
         try:
-            moved = self._autocommit(statement, save_node_params(checkpoint, new_blobs, execution))
+            moved = self._autocommit(statement, params, scalar=True)
         except IntegrityError as exc:
-            # The statement's only foreign key is the checkpoint's execution.
-            if isinstance(exc.orig, ForeignKeyViolation):
-                raise NotFoundError(f"no execution {execution.id!r}") from None
             raise StoreError(f"node write failed: {_describe(exc)}") from exc
         except DBAPIError as exc:
             raise StoreError(f"node write failed: {_describe(exc)}") from exc
         if moved == 0:
-            raise NotFoundError(f"no execution {execution.id!r}")
+            raise self._refusal(execution.id, claim)
+
+    def claim_execution(
+        self, execution: Execution, claim: Claim, takeover_from: str | None = None
+    ) -> None:
+        """Claim the execution for ``claim`` and write its fields, if its head is still
+        ``execution.head_checkpoint_id`` and no other runner (but ``takeover_from``) holds a
+        live claim; commit."""
+        self._guarded_commit(
+            execution, execution.head_checkpoint_id, claim, hold=True, takeover_from=takeover_from
+        )
+
+    def release_execution(self, execution: Execution, claim: Claim) -> None:
+        """Write the execution's fields (paused, finished, failed) and free ``claim``; commit."""
+        self._guarded_commit(execution, execution.head_checkpoint_id, claim, hold=False)
+
+    def move_head(self, execution: Execution, expected_head: str | None) -> None:
+        """Write the execution's fields (a new head) if its head is ``expected_head`` and no
+        runner holds a live claim; commit."""
+        self._guarded_commit(execution, expected_head, None, hold=False)
+
+    def renew_claim(self, execution_id: str, claim: Claim) -> bool:
+        """Extend ``claim``'s lease; False if the execution is no longer claimed by it."""
+        return self._set_claim(execution_id, claim, keep=True)
+
+    def drop_claim(self, execution_id: str, claim: Claim) -> None:
+        """Free the execution if ``claim`` still holds it (nothing else changes)."""
+        self._set_claim(execution_id, claim, keep=False)
+
+    def _set_claim(self, execution_id: str, claim: Claim, *, keep: bool) -> bool:
+        statement = claims.renew_statement(self.connection.dialect.name)
+        params = claims.renew_params(execution_id, claim, keep=keep)
+        return self._write_one(statement, params) == 1
+
+    def _guarded(
+        self, execution: Execution, expected_head: str | None, claim: Claim | None, *, hold: bool
+    ) -> None:
+        """The guarded execution write in the current transaction; refused: roll back, raise."""
+        statement = claims.guarded_update(self.connection.dialect.name)
+        params = claims.guard_params(execution, expected_head, claim, hold=hold)
+        if self.connection.execute(statement, params).rowcount == 0:
+            self.connection.rollback()
+            raise self._refusal(execution.id, claim)
+
+    def _guarded_commit(
+        self,
+        execution: Execution,
+        expected_head: str | None,
+        claim: Claim | None,
+        *,
+        hold: bool,
+        takeover_from: str | None = None,
+    ) -> None:
+        statement = claims.guarded_update(self.connection.dialect.name)
+        params = claims.guard_params(execution, expected_head, claim, hold=hold)
+        if takeover_from is not None:
+            params["owner"] = takeover_from
+        if self._write_one(statement, params) == 0:
+            raise self._refusal(execution.id, claim)
+
+    def _write_one(self, statement: Executable, params: dict[str, Any]) -> int:
+        """One statement, committed with what is pending: in autocommit mode (one round trip)
+        on PostgreSQL when nothing is; its row count."""
+        if self._one_statement_writes({}):
+            try:
+                return self._autocommit(statement, params)
+            except DBAPIError as exc:
+                raise StoreError(f"execution write failed: {_describe(exc)}") from exc
+        rowcount = int(self.connection.execute(statement, params).rowcount)
+        if rowcount == 0:  # refused: what is pending does not commit either
+            self.connection.rollback()
+        else:
+            self.commit()
+        return rowcount
+
+    def _refusal(self, execution_id: str, claim: Claim | None) -> Exception:
+        try:
+            return claims.refusal(self.connection, execution_id, claim)
+        finally:
+            self.connection.rollback()
 
     def _one_statement_writes(self, new_blobs: Mapping[str, str]) -> bool:
         """PostgreSQL, not too many values, and no transaction to join (SQLAlchemy cannot
@@ -151,8 +242,10 @@ class SqlUnitOfWork:
             and not conn.in_transaction()
         )
 
-    def _autocommit(self, statement: Executable, params: dict[str, Any]) -> int:
-        """Run one statement as its own transaction; its row count.
+    def _autocommit(
+        self, statement: Executable, params: dict[str, Any], *, scalar: bool = False
+    ) -> int:
+        """Run one statement as its own transaction; its row count (or its scalar result).
 
         A psycopg connection switches to and from autocommit locally, without a round trip.
         SQLAlchemy also restores the default when the connection goes back to the pool, and a
@@ -161,7 +254,8 @@ class SqlUnitOfWork:
         conn = self.connection
         conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
-            rowcount = conn.execute(statement, params).rowcount
+            result = conn.execute(statement, params)
+            rowcount = int(result.scalar_one() if scalar else result.rowcount)
             conn.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
         except BaseException:
             conn.rollback()

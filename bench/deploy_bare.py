@@ -1,4 +1,4 @@
-"""A bare Prefect flow shaped like the demo batch (40 tasks on 4 threads), for bench/deployment.py."""
+"""A bare Prefect flow shaped like the demo batch (40 tasks, 4 threads): bench/deployment.py."""
 
 from __future__ import annotations
 

@@ -41,12 +41,13 @@ def regression_test(
     """
     logger = get_run_logger()
     spec, base_dir = load_spec(spec_path)
-    if not spec.name:
+    name = spec.name
+    if not name:
         raise SpecError("name: a regression spec needs a name (its baseline is pinned by name)")
     app = sql_app(spec.database_url, audit=False)
     regressions = RegressionService(app)
     # Fail before running anything when there is nothing to compare with.
-    pinned = regressions.resolve_baseline(baseline, spec.name)
+    pinned = regressions.resolve_baseline(baseline, name)
     spec = spec.model_copy(update={"batch_id": spec.batch_id or new_batch_id(spec)})
     summary = run_batch(spec, Path(base_dir))
     batch_id = summary["batch_id"]
@@ -57,7 +58,7 @@ def regression_test(
         return Failed(message=f"regression run: {ran.message}", data={"batch": summary})
     verdict = regressions.compare(batch_id, pinned, spec.regression)
     create_markdown_artifact(
-        verdict.to_markdown(), key=slug(f"wtb-regression-{spec.name}"), description="WTB verdict"
+        verdict.to_markdown(), key=slug(f"wtb-regression-{name}"), description="WTB verdict"
     )
     result: dict[str, Any] = {"batch": summary, "baseline": pinned.id, **verdict.to_dict()}
     message = f"{verdict.status}: batch {batch_id} vs baseline {pinned.id}"
@@ -65,7 +66,7 @@ def regression_test(
         return Failed(message=f"{message}: {verdict.reason}", data=result)
     if bless_on_pass:
         regressions.bless_on_pass(
-            spec.name, verdict, note=f"blessed on pass against {pinned.id}", blessed_by="prefect"
+            name, verdict, note=f"blessed on pass against {pinned.id}", blessed_by="prefect"
         )
-        logger.info("pinned %s as the baseline of %r", batch_id, spec.name)
+        logger.info("pinned %s as the baseline of %r", batch_id, name)
     return Completed(message=message, data=result)

@@ -40,12 +40,9 @@ class MemoryStore:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: dict[tuple[str, str, str, int], BatchResult] = {}
-<<<<<<< HEAD
         self.baselines: list[Baseline] = []
-=======
         self.claims: dict[str, tuple[str, float]] = {}
         """Execution id -> (owner, lease end on the monotonic clock)."""
->>>>>>> exec-claims
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)

@@ -170,7 +170,7 @@ class PercentileLookup:
         low = math.floor(position)
         return cls(name, q, n, low, min(low + 1, n - 1), position - low)
 
-    def statement(self, batch_id: str, tag: int) -> Select[Any, Any, Any]:
+    def statement(self, batch_id: str, tag: int) -> Select[tuple[Any, Any, Any]]:
         """``(tag, value at low, value at high)``: the two ranks from the nearer end."""
         duration = RESULTS.c.duration_ms
         descending = self.low > self.n - 1 - self.high
@@ -197,7 +197,7 @@ def percentile_statements(batch_id: str, lookups: Sequence[PercentileLookup]) ->
     out: list[Any] = []
     for start in range(0, len(lookups), LOOKUPS_PER_STATEMENT):
         chunk = lookups[start : start + LOOKUPS_PER_STATEMENT]
-        parts: list[Select[Any, Any, Any]] = [
+        parts: list[Select[tuple[Any, Any, Any]]] = [
             lk.statement(batch_id, start + i) for i, lk in enumerate(chunk)
         ]
         out.append(parts[0] if len(parts) == 1 else union_all(*parts))

@@ -40,10 +40,16 @@ class LiveStack:
     database_url: str
     env: dict[str, str]
 
-    def wtb(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    @property
+    def broken_flag(self) -> Path:
+        return Path(self.env["WTB_TEST_BROKEN_FILE"])
+
+    def wtb(
+        self, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [WTB, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -75,6 +81,8 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3",
         "WTB_DATABASE_URL": database_url,
+        # tests/regression/workflows.py:gate answers wrong while this file exists.
+        "WTB_TEST_BROKEN_FILE": str(home / "broken"),
     }
     env.pop("PREFECT_API_URL", None)
     stack = LiveStack(f"http://127.0.0.1:{port}/api", home, database_url, env)

@@ -1,7 +1,8 @@
 """A tiny workflow for regression tests, importable by reference (``MODULE:gate``).
 
-``answer`` doubles ``n``; with ``WTB_TEST_BROKEN=1`` in the environment it gets every answer
-wrong: the same variant, code that regressed overnight (works in CLI subprocesses too).
+``answer`` doubles ``n``; with ``WTB_TEST_BROKEN=1`` in the environment, or while the file
+named by ``WTB_TEST_BROKEN_FILE`` exists (a switch for long-lived workers), it gets every
+answer wrong: the same variant, code that regressed overnight (works in CLI subprocesses too).
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from wtb_domain import END, GraphBuilder, NodeContext, Workflow
 
 GATE = "tests.regression.workflows:gate"
 BROKEN_ENV = "WTB_TEST_BROKEN"
+BROKEN_FILE_ENV = "WTB_TEST_BROKEN_FILE"
+
+
+def _broken() -> bool:
+    flag = os.environ.get(BROKEN_FILE_ENV)
+    return os.environ.get(BROKEN_ENV) == "1" or bool(flag and os.path.exists(flag))
 
 
 def answer(state: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     ctx.record("cost_usd", 0.01)
     n = int(state["n"])
-    broken = os.environ.get(BROKEN_ENV) == "1" or not ctx.params["right"]
+    broken = _broken() or not ctx.params["right"]
     return {"answer": str(2 * n + 1 if broken else 2 * n)}
 
 

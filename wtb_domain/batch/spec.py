@@ -7,6 +7,7 @@ field path, e.g. ``variants.retrieve[2].params.k: Input should be greater than 0
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +37,17 @@ def spec_error(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> Spec
     return SpecError("invalid batch spec: " + " | ".join(lines))
 
 
+LABEL_FORBIDDEN = re.compile(r"[,=#\x00-\x1f\x7f]")
+"""Characters a label may not hold: they break ``node=variant,...`` names and leaf keys."""
+
+
 class VariantChoice(BaseModel):
-    """One variant to try for a node: an existing variant, optionally with other params."""
+    """One variant to try for a node: an existing variant, optionally with other params.
+
+    ``label`` is a display name only (matrix rows, combination names, ``baseline:``); what runs
+    and what executions, checkpoints and results store is :attr:`key`: the variant's own name,
+    or an ad-hoc variant named after the variant and its params, e.g. ``keyword(k=1)``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     variant: str
@@ -49,15 +59,33 @@ class VariantChoice(BaseModel):
     def _from_name(cls, value: Any) -> Any:
         return {"variant": value} if isinstance(value, str) else value
 
+    @field_validator("label")
+    @classmethod
+    def _plain_label(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("a label must not be empty; remove it or name the choice")
+        bad = LABEL_FORBIDDEN.search(value)
+        if bad:
+            raise ValueError(
+                f"a label must not contain {bad.group()!r} (',', '=', '#' and control "
+                "characters break combination names like node=variant,...); rename it"
+            )
+        return value
+
     @property
-    def name(self) -> str:
-        """The name results use: the label, the variant, or variant plus its params."""
-        if self.label:
-            return self.label
+    def key(self) -> str:
+        """The variant that really runs: ``variant``, or ``variant(k=v,...)`` with params."""
         if self.params:
             args = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
             return f"{self.variant}({args})"
         return self.variant
+
+    @property
+    def name(self) -> str:
+        """The display name: the label, else :attr:`key`."""
+        return self.label or self.key
 
 
 class Case(BaseModel):

@@ -481,3 +481,50 @@ def test_a_labelled_batch_stores_the_variant_that_really_ran(tmp_path: Path) -> 
     assert results["a=x"].variant_config == {"a": "x"}
     assert app.database is not None
     app.database.dispose()
+
+
+# --- secrets stay out of names -------------------------------------------------------------------
+
+
+def test_secret_params_never_show_their_value_in_names() -> None:
+    spec = spec_dict(variants={"b": [{"variant": "x", "params": {"api_key": "sk-live-1", "n": 2}}]})
+    resolved = resolve(BatchSpec.parse(spec))
+    (combo,) = resolved.combinations
+    assert combo.name == "b=x(api_key=***,n=2)"
+    assert combo.selection == {"b": "x(api_key=***,n=2)"}
+    # the node still gets the real value
+    assert resolved.workflow.nodes["b"].variants["x(api_key=***,n=2)"].params["api_key"] == (
+        "sk-live-1"
+    )
+    nested = spec_dict(variants={"b": [{"variant": "x", "params": {"cfg": {"token": "t0p"}}}]})
+    assert "t0p" not in resolve(BatchSpec.parse(nested)).combinations[0].name
+
+
+def test_choices_that_differ_only_in_secret_params_need_labels() -> None:
+    two = [
+        {"variant": "x", "params": {"api_key": "sk-a"}},
+        {"variant": "x", "params": {"api_key": "sk-b"}},
+    ]
+    message = error_of(spec_dict(variants={"b": two}))
+    (line,) = detail_lines(message)
+    assert line.startswith("variants:") and "'b'" in line and "[0] and [1]" in line, line
+    assert "secret" in message and "label" in message
+    assert "sk-a" not in message and "sk-b" not in message
+    two[0]["label"] = "prod"
+    two[1]["label"] = "staging"
+    resolved = resolve(BatchSpec.parse(spec_dict(variants={"b": two})))
+    assert [(c.name, c.selection["b"]) for c in resolved.combinations] == [
+        ("b=prod", "x(api_key=***)~prod"),
+        ("b=staging", "x(api_key=***)~staging"),
+    ]
+    variants = resolved.workflow.nodes["b"].variants
+    assert variants["x(api_key=***)~staging"].params["api_key"] == "sk-b"
+
+
+def test_database_url_must_parse_and_its_error_shows_no_password() -> None:
+    with pytest.raises(SpecError) as info:
+        BatchSpec.parse(spec_dict(database_url="::not-a-url:hunter2"))
+    (line,) = detail_lines(str(info.value))
+    assert line.startswith("database_url:"), line
+    assert "hunter2" not in line
+    assert BatchSpec.parse(spec_dict(database_url="sqlite:///x.db")).database_url

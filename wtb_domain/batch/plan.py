@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wtb_domain.batch.environments import RayEnvironmentProvider
-from wtb_domain.batch.spec import BatchSpec, Case, field_path
+from wtb_domain.batch.spec import BatchSpec, Case, VariantChoice, field_path
 from wtb_domain.errors import SpecError, WtbError
 from wtb_domain.evaluation import WeightedEvaluator, build_evaluators, default_qa_evaluators
 from wtb_domain.workflow import NodeVariant, Workflow, load_workflow
@@ -168,7 +168,7 @@ def _variant_axes(
             base = node.variants[choice.variant]
             params = {**base.params, **(choice.params or {})}
             _check_params(node.param_schema, params, f"{path}.params")
-            key = choice.key
+            key = _run_name(node_name, choices, i)
             if key in axis.display:
                 raise SpecError(
                     f"{path}: node {node_name!r} lists variant {key!r} twice (as "
@@ -179,6 +179,28 @@ def _variant_axes(
             axis.keys.append(key)
             axis.display[key] = choice.name
     return extra, axes
+
+
+def _run_name(node: str, choices: Sequence[VariantChoice], i: int) -> str:
+    """The workflow variant name choice ``i`` runs as (what results and executions store).
+
+    Secret params are masked in it, so choices that differ only in secret params would share
+    a name: they must then have labels, and the name gets ``~label`` to tell them apart.
+    """
+    choice = choices[i]
+    twins = [
+        c
+        for c in choices
+        if c is not choice and c.key == choice.key and (c.params or {}) != (choice.params or {})
+    ]
+    if not twins:
+        return choice.key
+    if any(c.label is None for c in (choice, *twins)):
+        raise SpecError(
+            f"variants.{node}[{i}]: choices {choice.key!r} differ only in secret params, "
+            "whose values never appear in names; give each of them a label"
+        )
+    return f"{choice.key}~{choice.label}"
 
 
 def _check_params(schema: Any, params: Mapping[str, Any], path: str) -> None:

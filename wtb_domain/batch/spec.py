@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wtb_domain.errors import SpecError
+from wtb_domain.redaction import MASK, looks_secret, mask_url, redact
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -76,9 +77,15 @@ class VariantChoice(BaseModel):
 
     @property
     def key(self) -> str:
-        """The variant that really runs: ``variant``, or ``variant(k=v,...)`` with params."""
+        """The variant that really runs: ``variant``, or ``variant(k=v,...)`` with params.
+
+        A param whose key looks secret never shows its value: ``b(api_key=***)``.
+        """
         if self.params:
-            args = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
+            args = ",".join(
+                f"{k}={MASK if looks_secret(k) else json.dumps(redact(v), ensure_ascii=False)}"
+                for k, v in sorted(self.params.items())
+            )
             return f"{self.variant}({args})"
         return self.variant
 
@@ -166,6 +173,17 @@ class BatchSpec(BaseModel):
             return PRESETS[value]()
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str | None) -> str | None:
+        try:
+            mask_url(value)
+        except SpecError:
+            raise ValueError(
+                "not a database URL; use e.g. postgresql://user@host/db or sqlite:///wtb.db"
+            ) from None
+        return value
+
     @field_validator("variants")
     @classmethod
     def _non_empty(cls, value: dict[str, list[VariantChoice]]) -> dict[str, list[VariantChoice]]:
@@ -173,7 +191,15 @@ class BatchSpec(BaseModel):
             if not choices:
                 raise ValueError(f"node {node!r} lists no variants; remove it or add some")
             names = [c.name for c in choices]
-            if len(set(names)) != len(names):
+            for i, choice in enumerate(choices):
+                j = names.index(choice.name)
+                if j == i:
+                    continue
+                if (choices[j].params or {}) != (choice.params or {}):
+                    raise ValueError(
+                        f"node {node!r}: choices [{j}] and [{i}] ({choice.name!r}) differ only "
+                        "in secret params, whose values never appear in names; give each a label"
+                    )
                 raise ValueError(f"node {node!r} lists a variant twice: {names}")
         return value
 

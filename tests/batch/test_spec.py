@@ -278,7 +278,7 @@ def test_cases_file_errors(tmp_path: Path) -> None:
 
     (tmp_path / "bad.jsonl").write_text('{"id": "a", "input": {}}\nnot json\n')
     spec = BatchSpec.parse({"workflow": wf.LINEAR3, "cases_file": "bad.jsonl"})
-    with pytest.raises(SpecError, match=r"bad\.jsonl:2: not JSON"):
+    with pytest.raises(SpecError, match=r"bad\.jsonl:2: not valid JSON"):
         spec.load_cases(tmp_path)
 
     (tmp_path / "invalid.jsonl").write_text('{"id": "a"}\n')

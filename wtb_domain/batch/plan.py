@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wtb_domain.batch.environments import RayEnvironmentProvider
-from wtb_domain.batch.spec import BatchSpec, Case, VariantChoice, field_path
+from wtb_domain.batch.spec import MAX_COMBINATION, BatchSpec, Case, VariantChoice, field_path
 from wtb_domain.errors import SpecError, WtbError
 from wtb_domain.evaluation import WeightedEvaluator, build_evaluators, default_qa_evaluators
 from wtb_domain.workflow import NodeVariant, Workflow, load_workflow
@@ -259,6 +259,13 @@ def _combinations(spec: BatchSpec, workflow: Workflow, axes: dict[str, Axis]) ->
     names = [c.name for c in combos]
     if len(set(names)) != len(names):
         raise SpecError("combinations: the same combination is listed twice")
+    too_long = next((n for n in names if len(n) > MAX_COMBINATION), None)
+    if too_long is not None:
+        where = "variants" if spec.combinations is None else "combinations"
+        raise SpecError(
+            f"{where}: combination name {too_long[:60]!r}... is {len(too_long)} characters, "
+            f"more than the {MAX_COMBINATION} a result can store; give the choices short labels"
+        )
     return combos
 
 
@@ -276,7 +283,7 @@ def _leaf_envs(
                 variant = name
             if variant is None:
                 raise SpecError(f"environments.{node}.{name}: no such variant")
-            envs_by_variant.setdefault(node, {})[variant] = env
+            envs_by_variant.setdefault(node, {})[variant] = env.runtime_env()
     provider = RayEnvironmentProvider(spec.ray.runtime_env)
     out: dict[str, dict[str, Any] | None] = {}
     for leaf in leaves:

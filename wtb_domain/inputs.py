@@ -291,8 +291,9 @@ JsonYamlLoader.add_constructor("tag:yaml.org,2002:map", JsonYamlLoader._construc
 
 def load_yaml(text: str, source: str) -> Any:
     """Parse YAML (or JSON) text into JSON values; SpecError naming ``source`` and the line."""
-    loader = JsonYamlLoader(text)
+    loader: JsonYamlLoader | None = None
     try:
+        loader = JsonYamlLoader(text)  # reads the text: may refuse characters already
         value = loader.get_single_data()
     except _YamlInputError as exc:
         at = f":{exc.line}" if exc.line else ""
@@ -302,12 +303,19 @@ def load_yaml(text: str, source: str) -> Any:
         at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
         raise SpecError(f"{source}{at}: not valid YAML/JSON ({problem})") from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise SpecError(
+            f"{source}:{line}: character #x{exc.character:04x} is not allowed in YAML; remove it "
+            "(or write it as an escape in a double-quoted string)"
+        ) from None
     except yaml.YAMLError as exc:
         problem = " ".join(str(exc).split())
         raise SpecError(f"{source}: not valid YAML/JSON ({problem})") from None
     except RecursionError:
         raise SpecError(f"{source}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     check_json(value, source)
     return value

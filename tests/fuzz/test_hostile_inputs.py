@@ -336,3 +336,14 @@ def test_yaml_safe_dump_of_a_spec_round_trips(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
     spec, _ = load_spec(tmp_path / "s.yaml")
     assert spec == BatchSpec.parse(data)
+
+
+def test_a_spec_with_environments_round_trips_through_its_dump() -> None:
+    """What the flow sends its tasks (``model_dump(mode="json")``) parses back to the spec."""
+    env = {"pip": ["requests"], "env_vars": {"A": "1", "B": {"env": "B"}}, "working_dir": "."}
+    spec = BatchSpec.parse(base(variants={"a": ["x"]}, environments={"a": {"x": env}}))
+    dumped = spec.model_dump(mode="json")
+    assert dumped["environments"] == {"a": {"x": env}}
+    assert BatchSpec.parse(json.loads(json.dumps(dumped))) == spec
+    only_env = BatchSpec.parse(base(environments={"a": {"x": {"env_vars": {"A": "1"}}}}))
+    assert BatchSpec.parse(only_env.model_dump(mode="json")) == only_env

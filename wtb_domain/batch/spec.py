@@ -21,6 +21,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -243,6 +244,13 @@ class BatchSpec(BaseModel):
                 raise ValueError(f"unknown preset {value!r}; use one of {sorted(PRESETS)}")
             return PRESETS[value]()
         return value
+
+    @field_serializer("environments")
+    def _environments_without_nulls(
+        self, value: dict[str, dict[str, Environment]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Dump only what was given, so the dump parses back (``pip: null`` is refused)."""
+        return {node: {v: env.runtime_env() for v, env in by.items()} for node, by in value.items()}
 
     @field_validator("database_url")
     @classmethod

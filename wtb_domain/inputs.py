@@ -138,16 +138,23 @@ def check_json(value: Any, source: str) -> None:
             raise SpecError(f"{where}: a {type(item).__name__} is not a JSON value")
 
 
-def _check_str(text: str, where: str) -> None:
+def _str_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as stored JSON text, or None."""
     if "\x00" in text:
-        raise SpecError(f"{where}: text holds a NUL character (\\u0000); remove it")
+        return "text holds a NUL character (\\u0000); remove it"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise SpecError(
-            f"{where}: text holds a lone surrogate (like \\ud800), which is not Unicode text; "
-            "fix the escape"
-        ) from None
+        return (
+            "text holds a lone surrogate (like \\ud800), which is not Unicode text; fix the escape"
+        )
+    return None
+
+
+def _check_str(text: str, where: str) -> None:
+    problem = _str_problem(text)
+    if problem is not None:
+        raise SpecError(f"{where}: {problem}")
 
 
 # --- YAML ---------------------------------------------------------------------------------------
@@ -257,6 +264,13 @@ class JsonYamlLoader(yaml.SafeLoader):
             )
         return float(value)
 
+    def _construct_str(self, node: ScalarNode) -> str:
+        value = str(self.construct_scalar(node))
+        problem = _str_problem(value)
+        if problem is not None:
+            raise _YamlInputError(problem, _line(node))
+        return value
+
     def _construct_bool(self, node: ScalarNode) -> bool:
         value = str(self.construct_scalar(node)).lower()
         if value not in self.bool_values:
@@ -284,7 +298,7 @@ JsonYamlLoader.add_constructor("tag:yaml.org,2002:null", SafeConstructor.constru
 JsonYamlLoader.add_constructor("tag:yaml.org,2002:bool", JsonYamlLoader._construct_bool)
 JsonYamlLoader.add_constructor("tag:yaml.org,2002:int", JsonYamlLoader._construct_int)
 JsonYamlLoader.add_constructor("tag:yaml.org,2002:float", JsonYamlLoader._construct_float)
-JsonYamlLoader.add_constructor("tag:yaml.org,2002:str", SafeConstructor.construct_yaml_str)  # type: ignore[type-var]
+JsonYamlLoader.add_constructor("tag:yaml.org,2002:str", JsonYamlLoader._construct_str)
 JsonYamlLoader.add_constructor("tag:yaml.org,2002:seq", SafeConstructor.construct_sequence)  # type: ignore[type-var]
 JsonYamlLoader.add_constructor("tag:yaml.org,2002:map", JsonYamlLoader._construct_map)
 

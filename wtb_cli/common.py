@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -14,6 +12,7 @@ from rich.console import Console
 
 from wtb_domain import App, SpecError, WtbError, sql_app
 from wtb_domain.errors import RunError, StoreError
+from wtb_domain.inputs import load_json, read_text
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -41,22 +40,18 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def parse_json(value: str | None, option: str) -> Any:
-    """Parse a JSON argument, or ``@path`` to a JSON file."""
+    """Parse a JSON argument, or ``@path`` to a UTF-8 JSON file; SpecError on one line."""
     if value is None:
         return None
-    text = value
     if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise SpecError(f"{option}: file {path} does not exist")
-        text = path.read_text()
+        return load_json(read_text(value[1:], f"{option}: file"), f"{option} {value[1:]}")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            f"{option}: not valid JSON ({exc.msg} at column {exc.colno}); "
-            'quote it for the shell, e.g. --input \'{"question": "..."}\''
-        ) from None
+        return load_json(value, option)
+    except SpecError as exc:
+        if "not valid JSON (" not in str(exc):
+            raise
+        hint = """quote it for the shell, e.g. --input '{"question": "..."}'"""
+        raise SpecError(f"{exc}; {hint}") from None
 
 
 def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -64,8 +59,11 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
         node, sep, variant = item.partition("=")
+        node, variant = node.strip(), variant.strip()
         if not sep or not node or not variant:
             raise SpecError(f"{option}: expected NODE=VARIANT, got {item!r}")
+        if node in out and out[node] != variant:
+            raise SpecError(f"{option}: node {node!r} is given twice ({out[node]!r}, {variant!r})")
         out[node] = variant
     return out
 

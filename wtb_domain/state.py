@@ -12,18 +12,35 @@ from wtb_domain.errors import StateError
 
 
 def encode_value(value: Any, *, node: str | None, key: str) -> str:
-    """Canonical JSON of one state value; raises StateError naming the node and the key."""
+    """Canonical JSON of one state value; raises StateError naming the node and the key.
+
+    Refused: non-JSON values (sets, objects, NaN), nesting too deep to encode, and text that
+    is not Unicode (lone surrogates such as ``"\\ud800"``).
+    """
+    where = f"node {node!r} returned" if node else "input state has"
     try:
-        return json.dumps(
+        encoded = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
+    except RecursionError:
+        raise StateError(
+            f"{where} a value nested too deeply for key {key!r}; "
+            "flatten it (state values are JSON, stored and read back with bounded depth)"
+        ) from None
     except (TypeError, ValueError) as exc:
-        where = f"node {node!r} returned" if node else "input state has"
         raise StateError(
             f"{where} a non-JSON value for key {key!r} ({type(value).__name__}): {exc}. "
             "State values must be dict, list, str, int, float (finite), bool or None; "
             "convert sets/tuples/objects before returning them"
         ) from None
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StateError(
+            f"{where} text that is not Unicode for key {key!r} (a lone surrogate such as "
+            "\\ud800); decode bytes properly or drop the character"
+        ) from None
+    return encoded
 
 
 def content_hash(encoded: str) -> str:
@@ -36,10 +53,16 @@ def decode_value(encoded: str) -> Any:
 
 
 def check_keys(update: Mapping[str, Any], *, node: str | None) -> None:
+    where = f"node {node!r}" if node else "input state"
     for key in update:
         if not isinstance(key, str):
-            where = f"node {node!r}" if node else "input state"
             raise StateError(f"{where} has a non-string key {key!r}; state keys must be str")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StateError(
+                f"{where} has a key that is not Unicode text ({key!r}, a lone surrogate); rename it"
+            ) from None
 
 
 @dataclass(frozen=True)

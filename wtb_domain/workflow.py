@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -343,21 +345,36 @@ class GraphBuilder:
             )
 
 
+_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+MAX_REF_LENGTH = 512
+
+
 def load_workflow(ref: str) -> Workflow:
-    """Resolve ``package.module:attr`` to a Workflow (attr may be a Workflow or a factory)."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
+    """Resolve ``package.module:attr`` to a Workflow (attr may be a Workflow or a factory).
+
+    A factory is a Python function taking no arguments; other callables (builtins such as
+    ``sys:exit``, classes) are refused without being called. Every failure is a one-line
+    WorkflowError.
+    """
+    if not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH or not _REF.fullmatch(ref):
+        shown = repr(ref) if len(repr(ref)) <= 80 else repr(ref)[:77] + "..."
         raise WorkflowError(
-            f"workflow reference {ref!r} must look like 'package.module:attr' "
-            "(e.g. wtb_domain.demo.qa:workflow)"
+            f"workflow reference {shown} must look like 'package.module:attr' (absolute, "
+            f"at most {MAX_REF_LENGTH} characters; e.g. wtb_domain.demo.qa:workflow)"
         )
+    module_name, _, attr = ref.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise WorkflowError(
             f"workflow reference {ref!r}: module {exc.name!r} not found; "
             "check the spelling and that it is importable (installed or on PYTHONPATH)"
-        ) from exc
+        ) from None
+    except Exception as exc:  # the module itself is broken: say so in one line
+        raise WorkflowError(
+            f"workflow reference {ref!r}: importing module {module_name!r} failed "
+            f"({type(exc).__name__}: {_one_line(exc)}); fix the module"
+        ) from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -365,19 +382,47 @@ def load_workflow(ref: str) -> Workflow:
             f"workflow reference {ref!r}: module {module_name!r} has no attribute {attr!r}"
         ) from None
     if isinstance(obj, GraphBuilder):
-        obj = obj.build()
-    elif callable(obj) and not isinstance(obj, Workflow):
-        try:
-            obj = obj()
-        except TypeError as exc:
-            raise WorkflowError(
-                f"workflow reference {ref!r} points to a callable that is not a Workflow "
-                f"factory (calling it with no arguments failed: {exc})"
-            ) from exc
+        obj = _build(ref, obj)
+    elif inspect.isfunction(obj):
+        obj = _call_factory(ref, obj)
     if not isinstance(obj, Workflow):
         raise WorkflowError(
             f"workflow reference {ref!r} points to a {type(obj).__name__}, not a Workflow "
-            "(or a function returning one)"
+            "(or a GraphBuilder, or a Python function with no arguments returning one)"
         )
     obj.ref = ref
+    return obj
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _build(ref: str, builder: GraphBuilder) -> Workflow:
+    try:
+        return builder.build()
+    except WorkflowError as exc:
+        raise WorkflowError(f"workflow reference {ref!r}: {exc}") from None
+
+
+def _call_factory(ref: str, factory: Callable[..., Any]) -> Any:
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise WorkflowError(
+            f"workflow reference {ref!r} points to a function that needs arguments; "
+            "point it to a Workflow or a function with no arguments returning one"
+        ) from None
+    try:
+        obj = factory()
+    except WorkflowError as exc:
+        raise WorkflowError(f"workflow reference {ref!r}: {exc}") from None
+    except Exception as exc:
+        raise WorkflowError(
+            f"workflow reference {ref!r}: calling {factory.__qualname__}() failed "
+            f"({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+    if isinstance(obj, GraphBuilder):
+        obj = _build(ref, obj)
     return obj

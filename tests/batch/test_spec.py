@@ -93,11 +93,18 @@ def test_variant_choices_get_names_from_label_or_params() -> None:
         "retrieve=keyword(k=5)",
         "retrieve=bm25-narrow",
     ]
+    # what runs (and what executions and results store) never is the label
+    assert [c.selection for c in resolved.combinations] == [
+        {"retrieve": "keyword"},
+        {"retrieve": "keyword(k=5)"},
+        {"retrieve": "bm25(k=1)"},
+    ]
     variants = resolved.workflow.nodes["retrieve"].variants
     assert variants["keyword(k=5)"].params == {"k": 5}
+    assert "bm25-narrow" not in variants
     # an ad-hoc variant keeps the base variant's other params and its function
-    assert variants["bm25-narrow"].params == {"k": 1, "mode": "bm25"}
-    assert variants["bm25-narrow"].fn is variants["bm25"].fn
+    assert variants["bm25(k=1)"].params == {"k": 1, "mode": "bm25"}
+    assert variants["bm25(k=1)"].fn is variants["bm25"].fn
 
 
 def test_missing_spec_file_and_non_mapping_spec(tmp_path: Path) -> None:
@@ -271,7 +278,7 @@ def test_cases_file_errors(tmp_path: Path) -> None:
 
     (tmp_path / "bad.jsonl").write_text('{"id": "a", "input": {}}\nnot json\n')
     spec = BatchSpec.parse({"workflow": wf.LINEAR3, "cases_file": "bad.jsonl"})
-    with pytest.raises(SpecError, match=r"bad\.jsonl:2: not JSON"):
+    with pytest.raises(SpecError, match=r"bad\.jsonl:2: not valid JSON"):
         spec.load_cases(tmp_path)
 
     (tmp_path / "invalid.jsonl").write_text('{"id": "a"}\n')
@@ -361,3 +368,163 @@ def test_no_variants_at_all_runs_the_defaults() -> None:
     assert [c.name for c in resolved.combinations] == ["default"]
     assert resolved.combinations[0].selection == {}
     assert [leaf.key for leaf in resolved.leaves] == ["default#0", "default#1", "default#2"]
+
+
+# --- labels are display names only ---------------------------------------------------------------
+
+
+def schema_spec(*choices: Any, **extra: Any) -> dict[str, Any]:
+    return {"workflow": wf.SCHEMA, "variants": {"retrieve": list(choices)}, "cases": CASES, **extra}
+
+
+def test_a_label_naming_another_variant_is_an_error() -> None:
+    message = error_of(
+        schema_spec("keyword", {"variant": "keyword", "params": {"k": 1}, "label": "bm25"})
+    )
+    assert message.startswith("variants.retrieve[1].label:"), message
+    assert "'bm25'" in message and "variant" in message
+    # even when that variant is not listed in the spec
+    message = error_of(schema_spec({"variant": "keyword", "label": "bm25"}))
+    assert message.startswith("variants.retrieve[0].label:"), message
+
+
+def test_a_label_naming_its_own_variant_with_params_is_an_error() -> None:
+    message = error_of(schema_spec({"variant": "keyword", "params": {"k": 1}, "label": "keyword"}))
+    assert message.startswith("variants.retrieve[0].label:"), message
+    # a label equal to its own variant without params changes nothing, so it is fine
+    resolved = resolve(BatchSpec.parse(schema_spec({"variant": "keyword", "label": "keyword"})))
+    assert [c.name for c in resolved.combinations] == ["retrieve=keyword"]
+    assert resolved.combinations[0].selection == {"retrieve": "keyword"}
+
+
+@pytest.mark.parametrize("label", ["k,1", "k=1", "a#b", "tab\there", "new\nline", "  "])
+def test_labels_that_break_combination_names_are_errors(label: str) -> None:
+    with pytest.raises(SpecError) as info:
+        BatchSpec.parse(schema_spec({"variant": "keyword", "label": label}))
+    (line,) = detail_lines(str(info.value))
+    assert line.startswith("variants.retrieve[0].label:"), line
+
+
+def test_params_given_with_a_label_are_kept() -> None:
+    spec = schema_spec("keyword", {"variant": "keyword", "params": {"k": 1}, "label": "narrow"})
+    resolved = resolve(BatchSpec.parse(spec))
+    assert [c.name for c in resolved.combinations] == ["retrieve=keyword", "retrieve=narrow"]
+    assert resolved.combinations[1].selection == {"retrieve": "keyword(k=1)"}
+    assert resolved.workflow.nodes["retrieve"].variants["keyword(k=1)"].params == {"k": 1}
+
+
+def test_the_same_variant_twice_under_two_labels_is_an_error() -> None:
+    message = error_of(schema_spec("keyword", {"variant": "keyword", "label": "again"}))
+    assert message.startswith("variants.retrieve[1]:"), message
+    assert "twice" in message
+
+
+def test_labels_work_in_baseline_combinations_and_environments() -> None:
+    spec = schema_spec(
+        "keyword",
+        {"variant": "bm25", "params": {"k": 1}, "label": "narrow"},
+        baseline="retrieve=narrow",
+        environments={"retrieve": {"narrow": {"env_vars": {"X": "1"}}}},
+    )
+    resolved = resolve(BatchSpec.parse(spec))
+    assert resolved.spec.baseline == "retrieve=narrow"
+    envs = {leaf.combination.name: resolved.leaf_envs[leaf.key] for leaf in resolved.leaves}
+    assert envs == {"retrieve=keyword": None, "retrieve=narrow": {"env_vars": {"X": "1"}}}
+    spec["combinations"] = [{"retrieve": "narrow"}, {"retrieve": "bm25(k=1)"}]
+    del spec["baseline"]
+    message = error_of(spec)
+    assert message.startswith("combinations:") and "twice" in message
+    spec["combinations"] = [{"retrieve": "narrow"}, {"retrieve": "bm25"}]
+    resolved = resolve(BatchSpec.parse(spec))
+    assert [(c.name, c.selection) for c in resolved.combinations] == [
+        ("retrieve=narrow", {"retrieve": "bm25(k=1)"}),
+        ("retrieve=bm25", {"retrieve": "bm25"}),
+    ]
+
+
+def test_a_labelled_batch_stores_the_variant_that_really_ran(tmp_path: Path) -> None:
+    """Results, executions and checkpoints name the real variant and params, never the label."""
+    from wtb_domain import sql_app
+    from wtb_domain.batch.service import BatchService
+
+    app = sql_app(f"sqlite:///{tmp_path / 'wtb.db'}", audit=False)
+    service = BatchService(app)
+    spec = BatchSpec.parse(
+        {
+            "workflow": wf.LINEAR3,
+            "batch_id": "labelled",
+            "variants": {"a": ["x", {"variant": "x", "params": {"tag": "y"}, "label": "wide"}]},
+            "cases": [CASES[0]],
+            "evaluators": [{"type": "exact_match"}],
+        }
+    )
+    prepared = service.prepare(spec)
+    for group in prepared.groups:
+        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+    with app.uow() as uow:
+        results = {r.combination_name: r for r in uow.results.for_batch("labelled")}
+
+    assert set(results) == {"a=x", "a=wide"}  # the label is the display name
+    wide = results["a=wide"]
+    assert wide.variant_config == {"a": 'x(tag="y")'}
+    # the node saw the label's params: a ran with tag y
+    assert app.controller.state(wide.execution_id)["answer"] == "one|a:y-b:x-c:x"
+    assert app.controller.get(wide.execution_id).variants == {"a": 'x(tag="y")'}
+    variants_run = {
+        (cp.node, cp.variant)
+        for r in results.values()
+        for cp in app.controller.history(r.execution_id)
+        if cp.node is not None
+    }
+    assert ("a", 'x(tag="y")') in variants_run
+    assert not any("wide" in str(v) for _, v in variants_run)
+    assert results["a=x"].variant_config == {"a": "x"}
+    assert app.database is not None
+    app.database.dispose()
+
+
+# --- secrets stay out of names -------------------------------------------------------------------
+
+
+def test_secret_params_never_show_their_value_in_names() -> None:
+    spec = spec_dict(variants={"b": [{"variant": "x", "params": {"api_key": "sk-live-1", "n": 2}}]})
+    resolved = resolve(BatchSpec.parse(spec))
+    (combo,) = resolved.combinations
+    assert combo.name == "b=x(api_key=***,n=2)"
+    assert combo.selection == {"b": "x(api_key=***,n=2)"}
+    # the node still gets the real value
+    assert resolved.workflow.nodes["b"].variants["x(api_key=***,n=2)"].params["api_key"] == (
+        "sk-live-1"
+    )
+    nested = spec_dict(variants={"b": [{"variant": "x", "params": {"cfg": {"token": "t0p"}}}]})
+    assert "t0p" not in resolve(BatchSpec.parse(nested)).combinations[0].name
+
+
+def test_choices_that_differ_only_in_secret_params_need_labels() -> None:
+    two = [
+        {"variant": "x", "params": {"api_key": "sk-a"}},
+        {"variant": "x", "params": {"api_key": "sk-b"}},
+    ]
+    message = error_of(spec_dict(variants={"b": two}))
+    (line,) = detail_lines(message)
+    assert line.startswith("variants:") and "'b'" in line and "[0] and [1]" in line, line
+    assert "secret" in message and "label" in message
+    assert "sk-a" not in message and "sk-b" not in message
+    two[0]["label"] = "prod"
+    two[1]["label"] = "staging"
+    resolved = resolve(BatchSpec.parse(spec_dict(variants={"b": two})))
+    assert [(c.name, c.selection["b"]) for c in resolved.combinations] == [
+        ("b=prod", "x(api_key=***)~prod"),
+        ("b=staging", "x(api_key=***)~staging"),
+    ]
+    variants = resolved.workflow.nodes["b"].variants
+    assert variants["x(api_key=***)~staging"].params["api_key"] == "sk-b"
+
+
+def test_database_url_must_parse_and_its_error_shows_no_password() -> None:
+    with pytest.raises(SpecError) as info:
+        BatchSpec.parse(spec_dict(database_url="::not-a-url:hunter2"))
+    (line,) = detail_lines(str(info.value))
+    assert line.startswith("database_url:"), line
+    assert "hunter2" not in line
+    assert BatchSpec.parse(spec_dict(database_url="sqlite:///x.db")).database_url

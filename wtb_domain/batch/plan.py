@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wtb_domain.batch.environments import RayEnvironmentProvider
-from wtb_domain.batch.spec import BatchSpec, Case, field_path
+from wtb_domain.batch.spec import MAX_COMBINATION, BatchSpec, Case, VariantChoice, field_path
 from wtb_domain.errors import SpecError, WtbError
 from wtb_domain.evaluation import WeightedEvaluator, build_evaluators, default_qa_evaluators
 from wtb_domain.workflow import NodeVariant, Workflow, load_workflow
@@ -21,7 +21,11 @@ from wtb_domain.workflow import NodeVariant, Workflow, load_workflow
 
 @dataclass(frozen=True)
 class Combination:
-    """One choice of variant per varied node; ``variants`` maps node -> workflow variant name."""
+    """One choice of variant per varied node.
+
+    ``name`` is for display and ``baseline:`` (it uses labels); ``variants`` maps node -> the
+    workflow variant that runs (what executions, checkpoints and results store).
+    """
 
     name: str
     variants: tuple[tuple[str, str], ...]
@@ -104,7 +108,7 @@ def resolve(spec: BatchSpec) -> ResolvedBatch:
         else default_qa_evaluators()
     )
     resolved = ResolvedBatch(spec, workflow, combos, evaluators)
-    resolved.leaf_envs = _leaf_envs(spec, workflow, resolved.leaves)
+    resolved.leaf_envs = _leaf_envs(spec, workflow, resolved.leaves, axes)
     return resolved
 
 
@@ -116,15 +120,36 @@ def _node_or_error(workflow: Workflow, node: str, path: str) -> None:
         )
 
 
+@dataclass
+class Axis:
+    """The choices of one varied node: the variants that run and their display names."""
+
+    keys: list[str] = field(default_factory=list)
+    """Workflow variant names, in the spec's order (ad-hoc ones like ``keyword(k=1)``)."""
+    display: dict[str, str] = field(default_factory=dict)
+    """Variant name -> display name (its label, or the variant name itself)."""
+
+    def lookup(self, name: str) -> str | None:
+        """The variant name a display name (label) or variant name refers to."""
+        if name in self.display:
+            return name
+        return next((k for k, shown in self.display.items() if shown == name), None)
+
+
 def _variant_axes(
     spec: BatchSpec, workflow: Workflow
-) -> tuple[dict[str, dict[str, NodeVariant]], dict[str, list[str]]]:
+) -> tuple[dict[str, dict[str, NodeVariant]], dict[str, Axis]]:
+    """Ad-hoc variants to add and, per varied node, what runs and what it is called.
+
+    A label is a display name only: it may not shadow another variant of the node (that
+    would make results name a variant that did not run), and it never names what runs.
+    """
     extra: dict[str, dict[str, NodeVariant]] = {}
-    axes: dict[str, list[str]] = {}
+    axes: dict[str, Axis] = {}
     for node_name, choices in spec.variants.items():
         _node_or_error(workflow, node_name, f"variants.{node_name}")
         node = workflow.nodes[node_name]
-        axes[node_name] = []
+        axis = axes[node_name] = Axis()
         for i, choice in enumerate(choices):
             path = f"variants.{node_name}[{i}]"
             if choice.variant not in node.variants:
@@ -133,15 +158,49 @@ def _variant_axes(
                     f"{path}.variant: node {node_name!r} has no variant {choice.variant!r}; "
                     f"known: {known}"
                 )
+            own_plain = choice.label == choice.variant and not choice.params
+            if choice.label is not None and choice.label in node.variants and not own_plain:
+                raise SpecError(
+                    f"{path}.label: {choice.label!r} is the name of a variant of node "
+                    f"{node_name!r}; results would name a variant that did not run. "
+                    "Pick a label that is not a variant name"
+                )
             base = node.variants[choice.variant]
             params = {**base.params, **(choice.params or {})}
             _check_params(node.param_schema, params, f"{path}.params")
-            if choice.name != choice.variant:
-                extra.setdefault(node_name, {})[choice.name] = NodeVariant(
-                    choice.name, base.fn, params
+            key = _run_name(node_name, choices, i)
+            if key in axis.display:
+                raise SpecError(
+                    f"{path}: node {node_name!r} lists variant {key!r} twice (as "
+                    f"{axis.display[key]!r} and {choice.name!r}); remove one"
                 )
-            axes[node_name].append(choice.name)
+            if key != choice.variant:
+                extra.setdefault(node_name, {})[key] = NodeVariant(key, base.fn, params)
+            axis.keys.append(key)
+            axis.display[key] = choice.name
     return extra, axes
+
+
+def _run_name(node: str, choices: Sequence[VariantChoice], i: int) -> str:
+    """The workflow variant name choice ``i`` runs as (what results and executions store).
+
+    Secret params are masked in it, so choices that differ only in secret params would share
+    a name: they must then have labels, and the name gets ``~label`` to tell them apart.
+    """
+    choice = choices[i]
+    twins = [
+        c
+        for c in choices
+        if c is not choice and c.key == choice.key and (c.params or {}) != (choice.params or {})
+    ]
+    if not twins:
+        return choice.key
+    if any(c.label is None for c in (choice, *twins)):
+        raise SpecError(
+            f"variants.{node}[{i}]: choices {choice.key!r} differ only in secret params, "
+            "whose values never appear in names; give each of them a label"
+        )
+    return f"{choice.key}~{choice.label}"
 
 
 def _check_params(schema: Any, params: Mapping[str, Any], path: str) -> None:
@@ -159,12 +218,11 @@ def combination_name(selection: Mapping[str, str], order: Sequence[str]) -> str:
     return ",".join(f"{node}={selection[node]}" for node in order) or "default"
 
 
-def _combinations(
-    spec: BatchSpec, workflow: Workflow, axes: dict[str, list[str]]
-) -> list[Combination]:
+def _combinations(spec: BatchSpec, workflow: Workflow, axes: dict[str, Axis]) -> list[Combination]:
+    """Every combination to run; names use display names, variants the names that run."""
     if spec.combinations is None:
         order = [n for n in workflow.nodes if n in axes]
-        product = itertools.product(*(axes[n] for n in order))
+        product = itertools.product(*(axes[n].keys for n in order))
         selections = [dict(zip(order, values, strict=True)) for values in product]
     else:
         if not spec.combinations:
@@ -173,34 +231,64 @@ def _combinations(
         order = [n for n in workflow.nodes if n in named]
         selections = []
         for i, combo in enumerate(spec.combinations):
-            for node, variant in combo.items():
+            chosen: dict[str, str] = {}
+            for node, name in combo.items():
                 _node_or_error(workflow, node, f"combinations[{i}].{node}")
-                if variant not in workflow.nodes[node].variants:
+                axis = axes.get(node)
+                variant = axis.lookup(name) if axis is not None else None
+                if variant is None and name in workflow.nodes[node].variants:
+                    variant = name
+                if variant is None:
                     raise SpecError(
-                        f"combinations[{i}].{node}: no variant {variant!r}; "
+                        f"combinations[{i}].{node}: no variant {name!r}; "
                         f"known: {', '.join(workflow.nodes[node].variants)}"
                     )
-            selections.append({n: combo.get(n, workflow.nodes[n].default) for n in order})
-    combos = [Combination(combination_name(s, order), tuple(s.items())) for s in selections]
+                chosen[node] = variant
+            selections.append({n: chosen.get(n, workflow.nodes[n].default) for n in order})
+
+    def shown(node: str, variant: str) -> str:
+        axis = axes.get(node)
+        return axis.display.get(variant, variant) if axis is not None else variant
+
+    combos = [
+        Combination(
+            combination_name({n: shown(n, v) for n, v in s.items()}, order), tuple(s.items())
+        )
+        for s in selections
+    ]
     names = [c.name for c in combos]
     if len(set(names)) != len(names):
         raise SpecError("combinations: the same combination is listed twice")
+    too_long = next((n for n in names if len(n) > MAX_COMBINATION), None)
+    if too_long is not None:
+        where = "variants" if spec.combinations is None else "combinations"
+        raise SpecError(
+            f"{where}: combination name {too_long[:60]!r}... is {len(too_long)} characters, "
+            f"more than the {MAX_COMBINATION} a result can store; give the choices short labels"
+        )
     return combos
 
 
 def _leaf_envs(
-    spec: BatchSpec, workflow: Workflow, leaves: list[Leaf]
+    spec: BatchSpec, workflow: Workflow, leaves: list[Leaf], axes: dict[str, Axis]
 ) -> dict[str, dict[str, Any] | None]:
+    """Each leaf's runtime env; ``environments`` may name a variant or a choice's label."""
+    envs_by_variant: dict[str, dict[str, dict[str, Any]]] = {}
     for node, by_variant in spec.environments.items():
         _node_or_error(workflow, node, f"environments.{node}")
-        for variant in by_variant:
-            if variant not in workflow.nodes[node].variants:
-                raise SpecError(f"environments.{node}.{variant}: no such variant")
+        for name, env in by_variant.items():
+            axis = axes.get(node)
+            variant = axis.lookup(name) if axis is not None else None
+            if variant is None and name in workflow.nodes[node].variants:
+                variant = name
+            if variant is None:
+                raise SpecError(f"environments.{node}.{name}: no such variant")
+            envs_by_variant.setdefault(node, {})[variant] = env.runtime_env()
     provider = RayEnvironmentProvider(spec.ray.runtime_env)
     out: dict[str, dict[str, Any] | None] = {}
     for leaf in leaves:
         envs = [
-            spec.environments.get(node, {}).get(variant, {})
+            envs_by_variant.get(node, {}).get(variant, {})
             for node, variant in leaf.combination.variants
         ]
         out[leaf.key] = provider.runtime_env([e for e in envs if e])

@@ -6,14 +6,29 @@ field path, e.g. ``variants.retrieve[2].params.k: Input should be greater than 0
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from wtb_domain.errors import SpecError
+from wtb_domain.inputs import check_json, load_json, load_yaml, read_text
+from wtb_domain.redaction import MASK, looks_secret, mask_url, redact
 from wtb_domain.regression.policy import RegressionPolicy
 
 
@@ -37,35 +52,125 @@ def spec_error(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> Spec
     return SpecError("invalid batch spec: " + " | ".join(lines))
 
 
+MAX_NAME = 255
+"""Longest name, label, case id or variant name (PostgreSQL columns are VARCHAR(255))."""
+MAX_REF = 512
+"""Longest workflow reference (VARCHAR(512))."""
+MAX_COMBINATION = 512
+"""Longest combination name, ``node=variant,...`` (VARCHAR(512))."""
+
+LABEL_FORBIDDEN = re.compile(r"[,=#\x00-\x1f\x7f]")
+"""Characters a label may not hold: they break ``node=variant,...`` names and leaf keys."""
+
+
 class VariantChoice(BaseModel):
-    """One variant to try for a node: an existing variant, optionally with other params."""
+    """One variant to try for a node: an existing variant, optionally with other params.
+
+    ``label`` is a display name only (matrix rows, combination names, ``baseline:``); what runs
+    and what executions, checkpoints and results store is :attr:`key`: the variant's own name,
+    or an ad-hoc variant named after the variant and its params, e.g. ``keyword(k=1)``.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    variant: str
+    variant: StrictStr = Field(min_length=1, max_length=MAX_NAME)
     params: dict[str, Any] | None = None
-    label: str | None = None
+    label: StrictStr | None = Field(None, max_length=MAX_NAME)
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"variant": value} if isinstance(value, str) else value
 
+    @field_validator("label")
+    @classmethod
+    def _plain_label(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("a label must not be empty; remove it or name the choice")
+        bad = LABEL_FORBIDDEN.search(value)
+        if bad:
+            raise ValueError(
+                f"a label must not contain {bad.group()!r} (',', '=', '#' and control "
+                "characters break combination names like node=variant,...); rename it"
+            )
+        return value
+
+    @property
+    def key(self) -> str:
+        """The variant that really runs: ``variant``, or ``variant(k=v,...)`` with params.
+
+        A param whose key looks secret never shows its value: ``b(api_key=***)``.
+        """
+        if self.params:
+            args = ",".join(
+                f"{k}={MASK if looks_secret(k) else json.dumps(redact(v), ensure_ascii=False)}"
+                for k, v in sorted(self.params.items())
+            )
+            key = f"{self.variant}({args})"
+            if len(key) > MAX_NAME:  # long params: a readable prefix and a digest of them all
+                digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+                key = f"{key[: MAX_NAME - 16]}...~{digest}"
+            return key
+        return self.variant
+
     @property
     def name(self) -> str:
-        """The name results use: the label, the variant, or variant plus its params."""
-        if self.label:
-            return self.label
-        if self.params:
-            args = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
-            return f"{self.variant}({args})"
-        return self.variant
+        """The display name: the label, else :attr:`key`."""
+        return self.label or self.key
 
 
 class Case(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str
+    id: StrictStr = Field(min_length=1, max_length=MAX_NAME)
     input: dict[str, Any]
     expected: dict[str, Any] | None = None
+
+
+class SecretRef(BaseModel):
+    """An env var value read from a Prefect Secret block on the worker: ``{secret: NAME}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret: StrictStr = Field(min_length=1)
+
+
+class EnvRef(BaseModel):
+    """An env var value read from the worker's own environment: ``{env: NAME}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    env: StrictStr = Field(min_length=1)
+
+
+class Environment(BaseModel):
+    """Where one variant runs on Ray: extra pip packages, env vars, other ``runtime_env`` keys."""
+
+    model_config = ConfigDict(extra="allow")
+    pip: list[StrictStr] | None = Field(None, min_length=1)
+    env_vars: dict[StrictStr, StrictStr | SecretRef | EnvRef] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in ("pip", "env_vars"):
+                if key in value and value[key] is None:
+                    raise ValueError(
+                        f"{key}: is empty; list {'packages' if key == 'pip' else 'variables'} "
+                        f"under it or remove the key"
+                    )
+        return value
+
+    @field_validator("pip")
+    @classmethod
+    def _named_packages(cls, value: list[str] | None) -> list[str] | None:
+        for package in value or []:
+            if not package.strip():
+                raise ValueError("a package name is empty; remove it")
+        return value
+
+    def runtime_env(self) -> dict[str, Any]:
+        """The plain mapping the environment provider merges."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class RayConfig(BaseModel):
@@ -73,11 +178,11 @@ class RayConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     ray_address: str | None = Field(None, description="None starts a local Ray per flow run")
-    num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray")
-    num_cpus_per_task: float = Field(1.0, gt=0)
-    memory_per_task_gb: float | None = Field(None, gt=0)
-    max_pending_tasks: int = Field(100, gt=0)
-    max_retries: int = Field(3, ge=0)
+    num_cpus: StrictInt | None = Field(None, gt=0, description="CPUs of a local Ray")
+    num_cpus_per_task: StrictFloat = Field(1.0, gt=0)
+    memory_per_task_gb: StrictFloat | None = Field(None, gt=0)
+    max_pending_tasks: StrictInt = Field(100, gt=0)
+    max_retries: StrictInt = Field(3, ge=0)
     runtime_env: dict[str, Any] | None = None
 
     @classmethod
@@ -110,25 +215,27 @@ class BatchSpec(BaseModel):
     """A batch test: every variant combination x case x repeat of one workflow."""
 
     model_config = ConfigDict(extra="forbid")
-    workflow: str = Field(description="Workflow reference, package.module:attr")
-    batch_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    name: str | None = None
+    workflow: StrictStr = Field(
+        max_length=MAX_REF, description="Workflow reference, package.module:attr"
+    )
+    batch_id: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    name: StrictStr | None = Field(None, max_length=MAX_NAME)
     variants: dict[str, list[VariantChoice]] = Field(default_factory=dict)
     combinations: list[dict[str, str]] | None = None
     cases: list[Case] | None = None
     cases_file: str | None = None
-    repeats: int = Field(1, ge=1, le=1000)
+    repeats: StrictInt = Field(1, ge=1, le=1000)
     nondeterministic_nodes: list[str] = Field(default_factory=list)
     evaluators: list[dict[str, Any]] | None = None
-    pass_threshold: float = Field(0.5, ge=0, le=1)
-    baseline: str | None = None
+    pass_threshold: StrictFloat = Field(0.5, ge=0, le=1)
+    baseline: StrictStr | None = Field(None, max_length=MAX_COMBINATION)
     runner: Literal["threadpool", "ray"] = "threadpool"
-    max_workers: int = Field(4, ge=1, le=1024)
+    max_workers: StrictInt = Field(4, ge=1, le=1024)
     ray: RayConfig = Field(default_factory=RayConfig.local)
-    environments: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
-    database_url: str | None = None
-    prefix_sharing: bool = True
-    fail_on_error: bool = False
+    environments: dict[str, dict[str, Environment]] = Field(default_factory=dict)
+    database_url: StrictStr | None = None
+    prefix_sharing: StrictBool = True
+    fail_on_error: StrictBool = False
     regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
 
     @field_validator("ray", mode="before")
@@ -140,6 +247,24 @@ class BatchSpec(BaseModel):
             return PRESETS[value]()
         return value
 
+    @field_serializer("environments")
+    def _environments_without_nulls(
+        self, value: dict[str, dict[str, Environment]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Dump only what was given, so the dump parses back (``pip: null`` is refused)."""
+        return {node: {v: env.runtime_env() for v, env in by.items()} for node, by in value.items()}
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str | None) -> str | None:
+        try:
+            mask_url(value)
+        except SpecError:
+            raise ValueError(
+                "not a database URL; use e.g. postgresql://user@host/db or sqlite:///wtb.db"
+            ) from None
+        return value
+
     @field_validator("variants")
     @classmethod
     def _non_empty(cls, value: dict[str, list[VariantChoice]]) -> dict[str, list[VariantChoice]]:
@@ -147,12 +272,22 @@ class BatchSpec(BaseModel):
             if not choices:
                 raise ValueError(f"node {node!r} lists no variants; remove it or add some")
             names = [c.name for c in choices]
-            if len(set(names)) != len(names):
+            for i, choice in enumerate(choices):
+                j = names.index(choice.name)
+                if j == i:
+                    continue
+                if (choices[j].params or {}) != (choice.params or {}):
+                    raise ValueError(
+                        f"node {node!r}: choices [{j}] and [{i}] ({choice.name!r}) differ only "
+                        "in secret params, whose values never appear in names; give each a label"
+                    )
                 raise ValueError(f"node {node!r} lists a variant twice: {names}")
         return value
 
     @classmethod
     def parse(cls, data: Any) -> BatchSpec:
+        """Validate ``data`` (JSON-like); SpecError naming every bad field path, on one line."""
+        check_json(data, "spec")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -173,33 +308,33 @@ class BatchSpec(BaseModel):
 
 
 def read_cases(path: str, base_dir: Path | None = None) -> list[Case]:
+    """The cases of a JSONL file (one ``{"id", "input", "expected"}`` object per line)."""
     file = Path(path)
     if not file.is_absolute() and base_dir is not None:
         file = base_dir / file
-    if not file.is_file():
-        raise SpecError(f"cases_file: {file} does not exist")
+    text = read_text(file, "cases_file:")
     cases = []
-    for n, line in enumerate(file.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        data = load_json(line, f"cases_file {file}:{n}")
         try:
-            cases.append(Case.model_validate(json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"cases_file {file}:{n}: not JSON ({exc.msg})") from None
+            cases.append(Case.model_validate(data))
         except ValidationError as exc:
             raise spec_error(exc, (f"cases_file:{n}",)) from None
     return cases
 
 
 def load_spec(path: str | Path) -> tuple[BatchSpec, Path]:
-    """Read a YAML or JSON spec file; returns the spec and its directory (for cases_file)."""
+    """Read a YAML or JSON spec file; returns the spec and its directory (for cases_file).
+
+    ``.json`` files are read as JSON, others as YAML restricted to JSON types (no anchors,
+    aliases, duplicate keys, dates or tags); see :mod:`wtb_domain.inputs`.
+    """
     file = Path(path)
-    if not file.is_file():
-        raise SpecError(f"spec file {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"spec file {file} is not valid YAML/JSON: {exc}") from None
+    text = read_text(file, "spec file")
+    source = f"spec file {file}"
+    data = load_json(text, source) if file.suffix.lower() == ".json" else load_yaml(text, source)
     if not isinstance(data, dict):
         raise SpecError(f"spec file {file} must hold a mapping (workflow:, variants:, cases: ...)")
     return BatchSpec.parse(data), file.parent.resolve()

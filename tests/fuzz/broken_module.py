@@ -1,0 +1,3 @@
+"""A module that fails on import, for the workflow-reference tests."""
+
+raise ImportError("this module is broken on purpose")

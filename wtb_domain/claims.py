@@ -85,11 +85,31 @@ def forget(claim: Claim) -> None:
 
 
 def abandoned_here(owner: str) -> bool:
-    """True if ``owner`` is a claim of this very process whose run is over: a run that gave
-    up (the store failed, so its claim could not be released). Its execution can be taken
-    over at once; claims of other processes are only taken over when their lease expires."""
+    """True if ``owner``'s run is known to be over without waiting for its lease.
+
+    That is a claim of this very process whose run is over (it gave up: the store failed, so
+    its claim could not be released), or a claim of a process of this host that no longer
+    exists (killed: ``wtb batch run --batch-id X`` after a crash resumes at once). Claims of
+    other hosts are only taken over when their lease expires.
+    """
     with _active_lock:
-        return owner.startswith(_process_prefix()) and owner not in _active
+        if owner.startswith(_process_prefix()):
+            return owner not in _active
+    return _dead_on_this_host(owner)
+
+
+def _dead_on_this_host(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class ExecutionClaimed(ExecutionError):

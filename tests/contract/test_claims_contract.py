@@ -259,3 +259,35 @@ def test_a_claim_this_process_gave_up_is_taken_over_at_once(
         make_app().controller.resume(eid)
     forget(live)  # its run is over
     assert make_app().controller.resume(eid).status is Status.COMPLETED
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_claim_of_a_dead_process_of_this_host_is_taken_over_at_once(
+    app: App, make_app: Callable[[], App], tmp_path: Path
+) -> None:
+    """A runner killed on this host (SIGKILL, OOM) blocks nobody for its lease; a live
+    process of this host, or any process of another host, still does until it expires."""
+    import os
+    import socket
+
+    eid = paused_five(app, tmp_path / "calls.log")
+    host = socket.gethostname()
+    with app.uow() as uow:
+        uow.claim_execution(
+            app.controller.get(eid), Claim(f"{host}:{os.getppid()}:aliveparent0", 60.0)
+        )
+    with pytest.raises(ExecutionClaimed):
+        make_app().controller.resume(eid)
+    with app.uow() as uow:
+        uow.drop_claim(eid, Claim(f"{host}:{os.getppid()}:aliveparent0", 60.0))
+        uow.claim_execution(app.controller.get(eid), Claim(f"{host}:{_dead_pid()}:dead0", 60.0))
+    assert make_app().controller.resume(eid).status is Status.COMPLETED

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wtb_domain.errors import SpecError
+from wtb_domain.evaluation.budget import MAX_TIMEOUT_S
 
 DEFAULT_FIELD = "answer"
 
@@ -80,14 +81,22 @@ def as_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+class ScoreTypeError(TypeError):
+    """An evaluator returned something other than a number."""
+
+    def __init__(self, who: str, returned: str) -> None:
+        super().__init__(f"evaluator {who!r} returned {returned}, expected a float")
+        self.returned = returned
+
+
 def clamp_score(value: Any, who: str) -> float:
     """Convert an evaluator's return value to a score in ``[0, 1]`` (NaN becomes 0).
 
     Raises:
-        TypeError: The value is not a number.
+        ScoreTypeError: The value is not a number (a ``TypeError``).
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"evaluator {who!r} returned {type(value).__name__}, expected a float")
+        raise ScoreTypeError(who, type(value).__name__)
     if math.isnan(value):
         return 0.0
     return min(1.0, max(0.0, float(value)))
@@ -121,3 +130,13 @@ def against_reference(
     if isinstance(reference, list) and not isinstance(actual, list):
         return max((score(actual, ref) for ref in reference), default=0.0)
     return score(actual, reference)
+
+
+def check_timeout(value: Any, option: str) -> None:
+    """Check a time budget in seconds: a finite number > 0 and at most :data:`MAX_TIMEOUT_S`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{option}: expected a number of seconds, e.g. 5, got {value!r}")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise SpecError(
+            f"{option}: must be > 0 and at most {MAX_TIMEOUT_S:g} seconds, got {value!r}"
+        )

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wtb_domain.errors import SpecError
-from wtb_domain.evaluation.base import DEFAULT_FIELD, Evaluator
+from wtb_domain.evaluation.base import DEFAULT_FIELD, Evaluator, check_timeout
+from wtb_domain.evaluation.budget import DEFAULT_REGEX_TIMEOUT_S
 from wtb_domain.evaluation.run_metrics import DEFAULT_COST_METRIC, Cost, Latency
 from wtb_domain.evaluation.scoring import WeightedEvaluator
 from wtb_domain.evaluation.structured import JsonKeys, JsonSchema
@@ -36,7 +37,8 @@ class _Options:
         self.config = config
         self.where = where
         self.kind = kind
-        self.used = {"type", "weight"}
+        self.used = {"type", "weight", "timeout_s"}
+        self.timeout_s: float | None = None
 
     def get(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
         self.used.add(key)
@@ -113,6 +115,7 @@ def _build_regex(o: _Options) -> Evaluator:
         ignore_case=o.flag("ignore_case", False),
         full_match=o.flag("full_match", False),
         name=o.name(),
+        timeout_s=o.timeout_s or DEFAULT_REGEX_TIMEOUT_S,
     )
 
 
@@ -205,7 +208,9 @@ def build_evaluator(config: Mapping[str, Any], where: str = "evaluator") -> Weig
 
     Args:
         config: ``type`` (one of :data:`EVALUATOR_TYPES`), optional ``name`` (defaults to the
-            type) and ``weight`` (default 1, must be >= 0), plus the type's options.
+            type), ``weight`` (default 1, must be >= 0) and ``timeout_s`` (the time budget of
+            one call, default 5 s, 1 s for ``regex``; see :mod:`.budget`), plus the type's
+            options.
         where: The config's path, used as the prefix of error messages.
 
     Raises:
@@ -222,7 +227,14 @@ def build_evaluator(config: Mapping[str, Any], where: str = "evaluator") -> Weig
     weight = options.number("weight", 1.0)
     if not 0 <= weight < math.inf:
         raise SpecError(f"{where}.weight: must be a finite number >= 0 (0 disables), got {weight}")
-    return WeightedEvaluator(_BUILDERS[kind](options), weight)
+    timeout = options.get("timeout_s", None, (int, float), "a number of seconds, e.g. 5")
+    if timeout is not None:
+        try:
+            check_timeout(timeout, "timeout_s")
+        except SpecError as exc:
+            raise SpecError(f"{where}.{exc}") from None
+        options.timeout_s = float(timeout)
+    return WeightedEvaluator(_BUILDERS[kind](options), weight, options.timeout_s)
 
 
 def build_evaluators(configs: Sequence[Mapping[str, Any]]) -> list[WeightedEvaluator]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation.base import RunInfo
@@ -36,6 +36,7 @@ class Latency:
     target_ms: float
     max_ms: float
     name: str = "latency"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_range(self.target_ms, self.max_ms, "target_ms", "max_ms")
@@ -61,6 +62,7 @@ class Cost:
     max_cost: float
     metric: str = DEFAULT_COST_METRIC
     name: str = "cost"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_range(self.budget, self.max_cost, "budget", "max_cost")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation.base import DEFAULT_FIELD, RunInfo, check_field, lookup, output_value
@@ -38,6 +38,7 @@ class JsonKeys:
     field: str = DEFAULT_FIELD
     parse_json: bool = True
     name: str = "json_keys"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)
@@ -179,6 +180,7 @@ class JsonSchema:
     field: str = DEFAULT_FIELD
     parse_json: bool = True
     name: str = "json_schema"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)

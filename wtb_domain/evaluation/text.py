@@ -9,7 +9,9 @@ import string
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+import regex
 
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation.base import (
@@ -18,8 +20,10 @@ from wtb_domain.evaluation.base import (
     against_reference,
     as_text,
     check_field,
+    check_timeout,
     output_value,
 )
+from wtb_domain.evaluation.budget import DEFAULT_REGEX_TIMEOUT_S
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -85,6 +89,7 @@ class ExactMatch:
     normalize: bool = True
     value: Any = None
     name: str = "exact_match"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)
@@ -112,6 +117,7 @@ class Contains:
     value: Any = None
     case_sensitive: bool = False
     name: str = "contains"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)
@@ -131,22 +137,30 @@ class Contains:
 
 @dataclass(frozen=True)
 class Regex:
-    """1.0 when ``pattern`` matches the output text (``re.search``, or whole text if
-    ``full_match``); does not use ``expected``."""
+    """1.0 when ``pattern`` matches the output text (``search``, or whole text if
+    ``full_match``); does not use ``expected``.
+
+    Matching uses the ``regex`` package (``re``-compatible syntax) with ``timeout=timeout_s``:
+    a catastrophically backtracking pattern stops after the budget and raises
+    ``TimeoutError``, which the score card records as this evaluator timing out.
+    """
 
     pattern: str
     field: str = DEFAULT_FIELD
     ignore_case: bool = False
     full_match: bool = False
     name: str = "regex"
-    _compiled: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
+    timeout_s: float = DEFAULT_REGEX_TIMEOUT_S
+    runs_user_code: ClassVar[bool] = False
+    _compiled: regex.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_field(self.field)
-        flags = re.IGNORECASE if self.ignore_case else 0
+        check_timeout(self.timeout_s, "timeout_s")
+        flags = regex.IGNORECASE if self.ignore_case else 0
         try:
-            compiled = re.compile(self.pattern, flags)
-        except (re.error, TypeError) as exc:
+            compiled = regex.compile(self.pattern, flags)
+        except (regex.error, TypeError, ValueError) as exc:
             raise SpecError(
                 f"pattern: invalid regex {self.pattern!r}: {exc}; fix the pattern "
                 "(escape literal characters such as ( [ . with a backslash)"
@@ -156,12 +170,16 @@ class Regex:
     def evaluate(
         self, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo
     ) -> float:
-        """Score 1.0 when the pattern matches, else 0.0."""
+        """Score 1.0 when the pattern matches, else 0.0.
+
+        Raises:
+            TimeoutError: Matching took longer than ``timeout_s``.
+        """
         found, actual = output_value(output, run, self.field)
         if not found:
             return 0.0
         match = self._compiled.fullmatch if self.full_match else self._compiled.search
-        return float(match(as_text(actual)) is not None)
+        return float(match(as_text(actual), timeout=self.timeout_s) is not None)
 
 
 def _as_number(value: Any) -> float | None:
@@ -189,6 +207,7 @@ class NumericTolerance:
     rel_tol: float = 0.0
     value: Any = None
     name: str = "numeric"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)
@@ -216,6 +235,7 @@ class TokenF1:
 
     field: str = DEFAULT_FIELD
     name: str = "token_f1"
+    runs_user_code: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_field(self.field)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation.base import (
@@ -22,17 +23,38 @@ from wtb_domain.evaluation.base import (
     output_value,
 )
 
+# Standard library and C builtins: never a scorer, and some (os:system, subprocess:run,
+# shutil:rmtree, sys:exit, builtins:eval) are dangerous to call with user data.
+_REFUSED_MODULES = frozenset(sys.stdlib_module_names) | {"builtins", "__builtin__"}
+_EXAMPLE = "e.g. 'my_pkg.scorers:score'"
+
+
+def _refused_module(module_name: str | None) -> bool:
+    if not module_name:
+        return True
+    return module_name.partition(".")[0] in _REFUSED_MODULES
+
 
 def load_callable(ref: str) -> Callable[..., Any]:
     """Import ``"package.module:function"`` with importlib (never eval).
 
+    Standard-library and builtin modules are refused before anything is imported.
+
     Raises:
-        SpecError: The reference is malformed, the module or attribute is missing, or the
-            attribute is not callable. The message has no field prefix; callers add one.
+        SpecError: The reference is malformed, names a standard-library module, the module or
+            attribute is missing, or the attribute is not callable. The message has no field
+            prefix; callers add one.
     """
+    if not isinstance(ref, str):
+        raise SpecError(f"expected an import path such as 'my_pkg.scorers:score', got {ref!r}")
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise SpecError(f"{ref!r} must look like 'package.module:function'")
+    if _refused_module(module_name):
+        raise SpecError(
+            f"{ref!r}: {module_name!r} is a standard-library or builtin module, not allowed as "
+            f"an evaluator; point to a function in your own module, {_EXAMPLE}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -40,41 +62,120 @@ def load_callable(ref: str) -> Callable[..., Any]:
             f"{ref!r}: module {exc.name!r} not found; check the spelling and that it is "
             "importable (installed or on PYTHONPATH)"
         ) from exc
-    except ImportError as exc:
-        raise SpecError(f"{ref!r}: importing module {module_name!r} failed: {exc}") from exc
-    obj = module
+    except Exception as exc:  # the user's module failed while importing: say so, one line
+        raise SpecError(
+            f"{ref!r}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise SpecError(f"{ref!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise SpecError(f"{ref!r} points to a {type(obj).__name__}, not a function")
-    return obj
+    return obj  # type: ignore[no-any-return]
 
 
-def _resolve(target: Callable[..., Any] | str, option: str) -> Callable[..., Any]:
-    if isinstance(target, str):
-        try:
-            return load_callable(target)
-        except SpecError as exc:
-            raise SpecError(f"{option}: {exc}") from exc.__cause__
-    if not callable(target):
-        raise SpecError(f"{option}: expected a callable or an import path, got {target!r}")
-    return target
+def user_callable(obj: Any, shown: str) -> Callable[..., Any]:
+    """Check that ``obj`` is user code and return what to call.
+
+    Accepted: a Python function, a class (instantiated once, with no arguments; its instances
+    are called), or an instance of a class with ``__call__``, defined in a module outside the
+    standard library. C builtins (``os.system``, ``print``), ``functools.partial`` and other
+    standard-library callables are refused.
+
+    Raises:
+        SpecError: Without a field prefix; callers add one.
+    """
+    if inspect.isfunction(obj) or inspect.isclass(obj):
+        origin = obj.__module__
+    elif callable(obj) and not inspect.isbuiltin(obj) and not inspect.isroutine(obj):
+        origin = type(obj).__module__
+    else:
+        origin = None
+    if _refused_module(origin):
+        builtin_of = getattr(obj, "__module__", None) if origin is None else None
+        where = f"from {origin!r}" if origin else f"a builtin (of {builtin_of or 'C code'!r})"
+        raise SpecError(
+            f"{shown} is {where}, not a function of your own; point to a function defined "
+            f"in your module, {_EXAMPLE}"
+        )
+    if not inspect.isclass(obj):
+        return obj  # type: ignore[no-any-return]
+    try:
+        inspect.signature(obj).bind()
+    except (TypeError, ValueError):
+        raise SpecError(
+            f"{shown} is a class whose constructor needs arguments; WTB creates it with none "
+            "(give every __init__ parameter a default) or point to a function"
+        ) from None
+    if not any("__call__" in vars(klass) for klass in obj.__mro__[:-1]):
+        raise SpecError(f"{shown} is a class without __call__; add one or point to a function")
+    try:
+        instance = obj()
+    except Exception as exc:
+        raise SpecError(f"{shown}(): creating it failed: {type(exc).__name__}: {exc}") from exc
+    return cast("Callable[..., Any]", instance)
+
+
+def check_signature(fn: Callable[..., Any], shown: str, params: Sequence[str], **kw: Any) -> None:
+    """Check that ``fn`` can be called with ``params`` positionally (and ``kw`` by keyword).
+
+    Raises:
+        SpecError: Naming the expected signature.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # not introspectable (rare for Python code): let the call decide
+    try:
+        signature.bind(*params, **kw)
+    except TypeError as exc:
+        wanted = ", ".join([*params, *(f"{k}=..." for k in kw)])
+        raise SpecError(
+            f"{shown} cannot be called as ({wanted}): {exc}; give it that signature"
+        ) from None
+
+
+def _resolve(
+    target: Callable[..., Any] | str, option: str, params: Sequence[str], **kw: Any
+) -> Callable[..., Any]:
+    shown = repr(target) if isinstance(target, str) else getattr(target, "__qualname__", "it")
+    try:
+        if isinstance(target, str):
+            found = load_callable(target)
+        elif callable(target):
+            found = target
+        else:
+            raise SpecError(f"expected a callable or an import path, got {target!r}")
+        fn = user_callable(found, shown)
+        check_signature(fn, shown, params, **kw)
+    except SpecError as exc:
+        raise SpecError(f"{option}: {exc}") from exc.__cause__
+    return fn
 
 
 @dataclass(frozen=True)
 class Custom:
     """A user function ``fn(output, expected, run) -> float``, given directly or as an import
-    path ``"package.module:function"``. Its result is clamped to ``[0, 1]``; exceptions it
-    raises propagate."""
+    path ``"package.module:function"`` (checked when built: see :func:`user_callable` and
+    :func:`check_signature`). Its result is clamped to ``[0, 1]``; exceptions it raises
+    propagate to :func:`~wtb_domain.evaluation.score_execution`, which records them on the
+    score card. Scoring runs it within its time budget (see :mod:`.budget`)."""
 
     function: CustomFn | str
     name: str = "custom"
+    runs_user_code: ClassVar[bool] = True
     _fn: Callable[..., Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_fn", _resolve(self.function, "function"))
+        fn = _resolve(self.function, "function", ("output", "expected", "run"))
+        object.__setattr__(self, "_fn", fn)
+
+    @property
+    def budget_key(self) -> object:
+        """What a hung call is tracked by (see :func:`~.budget.call_isolated`)."""
+        return self._fn if inspect.isfunction(self._fn) else type(self._fn)
 
     def evaluate(
         self, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo
@@ -112,12 +213,13 @@ class LlmJudge:
     field: str = DEFAULT_FIELD
     question_field: str = "question"
     name: str = "llm_judge"
+    runs_user_code: ClassVar[bool] = True
     _fn: Callable[..., Any] = dataclasses.field(init=False, repr=False, compare=False)
     _takes_rubric: bool = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_field(self.field)
-        fn = _resolve(self.judge, "judge")
+        fn = _resolve(self.judge, "judge", ("question", "output_text", "expected_text"))
         takes_rubric = _accepts_rubric(fn)
         if self.rubric and not takes_rubric:
             raise SpecError(
@@ -126,6 +228,11 @@ class LlmJudge:
             )
         object.__setattr__(self, "_fn", fn)
         object.__setattr__(self, "_takes_rubric", takes_rubric)
+
+    @property
+    def budget_key(self) -> object:
+        """What a hung call is tracked by (see :func:`~.budget.call_isolated`)."""
+        return self._fn if inspect.isfunction(self._fn) else type(self._fn)
 
     def evaluate(
         self, output: Mapping[str, Any], expected: Mapping[str, Any] | None, run: RunInfo

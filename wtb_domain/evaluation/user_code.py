@@ -29,7 +29,8 @@ _REFUSED_MODULES = frozenset(sys.stdlib_module_names) | {"builtins", "__builtin_
 _EXAMPLE = "e.g. 'my_pkg.scorers:score'"
 
 
-def _refused_module(module_name: str | None) -> bool:
+def is_refused_module(module_name: str | None) -> bool:
+    """True for a standard-library or builtin module (or no module at all)."""
     if not module_name:
         return True
     return module_name.partition(".")[0] in _REFUSED_MODULES
@@ -50,7 +51,7 @@ def load_callable(ref: str) -> Callable[..., Any]:
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise SpecError(f"{ref!r} must look like 'package.module:function'")
-    if _refused_module(module_name):
+    if is_refused_module(module_name):
         raise SpecError(
             f"{ref!r}: {module_name!r} is a standard-library or builtin module, not allowed as "
             f"an evaluator; point to a function in your own module, {_EXAMPLE}"
@@ -93,7 +94,7 @@ def user_callable(obj: Any, shown: str) -> Callable[..., Any]:
         origin = type(obj).__module__
     else:
         origin = None
-    if _refused_module(origin):
+    if is_refused_module(origin):
         builtin_of = getattr(obj, "__module__", None) if origin is None else None
         where = f"from {origin!r}" if origin else f"a builtin (of {builtin_of or 'C code'!r})"
         raise SpecError(

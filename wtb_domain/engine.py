@@ -156,7 +156,8 @@ class Engine:
         if execution.head_checkpoint_id is None:
             raise WorkflowError(f"execution {execution.id} has no checkpoint to continue from")
         cp = uow.checkpoints.get(execution.head_checkpoint_id)
-        assert cp.state is not None
+        if cp.state is None:
+            raise StateError(f"checkpoint {cp.id} of execution {execution.id} has no stored state")
         return _Head(cp, cp.state)
 
     def _run_node(

@@ -16,7 +16,7 @@ from functools import partial
 
 from wtb_domain.batch.plan import Leaf
 from wtb_domain.controller import ExecutionController
-from wtb_domain.errors import NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import Execution, Status
 from wtb_domain.workflow import Workflow
 
@@ -110,7 +110,11 @@ class VariantTree:
             yield Finished(execution, leaves)
             return
         node = self._at_split(execution)
-        assert node is not None and execution.head_checkpoint_id is not None
+        if node is None or execution.head_checkpoint_id is None:
+            raise ExecutionError(
+                f"execution {execution.id} stopped at {execution.paused_at!r}, not at a variant "
+                "split with a head checkpoint; rerun the batch id to resume it"
+            )
         for branch, group in self._partition(leaves, node).items():
             child_id = derived_id(execution.id, node, branch)
             head = execution.head_checkpoint_id

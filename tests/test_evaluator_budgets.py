@@ -327,3 +327,27 @@ def test_os_system_is_refused_when_the_batch_is_resolved_before_any_task() -> No
 def test_built_in_evaluators_keep_scoring_inline() -> None:
     card = score_execution([ExactMatch()], {"answer": "a"}, {"answer": "a"}, OK)
     assert (card.scores, card.errors, card.passed) == ({"exact_match": 1.0}, {}, True)
+
+
+def test_methods_and_callable_objects_of_user_modules_are_accepted(scorers: Any) -> None:
+    scorers_src = Path(scorers.__file__)
+    scorers_src.write_text(
+        scorers_src.read_text() + "\n\nscorer = Scorer(bonus=0.5)\nbound = scorer.__call__\n"
+    )
+    sys.modules.pop("budget_scorers", None)
+    for attr, expected in (("bound", 1.0), ("scorer", 1.0)):
+        (built,) = build_evaluators([{"type": "custom", "function": f"budget_scorers:{attr}"}])
+        card = score_execution([built], {}, None, OK)
+        assert card.scores == {"custom": expected}, attr
+
+
+def test_a_custom_evaluator_calling_exit_fails_its_result_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exiting_scorers.py").write_text(
+        "import sys\n\ndef score(output, expected, run):\n    sys.exit(3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    built = build_evaluators([{"type": "custom", "function": "exiting_scorers:score"}])
+    card = score_execution(built, {}, None, OK)
+    assert card.errors == {"custom": "evaluator custom[0] raised SystemExit: 3"}

@@ -186,7 +186,7 @@ def _score_one(
         return 0.0, str(exc)
     except ScoreTypeError as exc:
         return 0.0, f"returned {exc.returned}, expected a number in [0, 1]"
-    except Exception as exc:  # a user evaluator's bug fails this result, not the batch
+    except (Exception, SystemExit) as exc:  # a user evaluator's bug fails this result only
         return 0.0, f"raised {type(exc).__name__}: {exc}"
 
 

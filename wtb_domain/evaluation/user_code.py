@@ -77,23 +77,30 @@ def load_callable(ref: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def _origin(obj: Any) -> str | None:
+    """The module that defines ``obj``'s code (``None`` for C builtins)."""
+    if inspect.isfunction(obj) or inspect.isclass(obj):
+        return str(obj.__module__)
+    if inspect.ismethod(obj):  # a bound method of a user object: its function's module
+        return _origin(obj.__func__)
+    if callable(obj) and not inspect.isbuiltin(obj) and not inspect.isroutine(obj):
+        return str(type(obj).__module__)
+    return None
+
+
 def user_callable(obj: Any, shown: str) -> Callable[..., Any]:
     """Check that ``obj`` is user code and return what to call.
 
-    Accepted: a Python function, a class (instantiated once, with no arguments; its instances
-    are called), or an instance of a class with ``__call__``, defined in a module outside the
-    standard library. C builtins (``os.system``, ``print``), ``functools.partial`` and other
-    standard-library callables are refused.
+    Accepted: a Python function, a bound method, a class (instantiated once, with no
+    arguments; its instances are called), or an instance of a class with ``__call__``, defined
+    in a module outside the standard library.
+    C builtins (``os.system``, ``print``), ``functools.partial`` and other standard-library
+    callables are refused.
 
     Raises:
         SpecError: Without a field prefix; callers add one.
     """
-    if inspect.isfunction(obj) or inspect.isclass(obj):
-        origin = obj.__module__
-    elif callable(obj) and not inspect.isbuiltin(obj) and not inspect.isroutine(obj):
-        origin = type(obj).__module__
-    else:
-        origin = None
+    origin = _origin(obj)
     if is_refused_module(origin):
         builtin_of = getattr(obj, "__module__", None) if origin is None else None
         where = f"from {origin!r}" if origin else f"a builtin (of {builtin_of or 'C code'!r})"

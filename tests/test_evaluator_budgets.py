@@ -351,3 +351,44 @@ def test_a_custom_evaluator_calling_exit_fails_its_result_only(
     built = build_evaluators([{"type": "custom", "function": "exiting_scorers:score"}])
     card = score_execution(built, {}, None, OK)
     assert card.errors == {"custom": "evaluator custom[0] raised SystemExit: 3"}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_hung_custom_evaluator_and_a_catastrophic_regex_do_not_hang_the_prefect_flow(
+    scorers: Any, tmp_path: Path
+) -> None:
+    from flows.batch_test import run_batch
+
+    url = f"sqlite:///{tmp_path / 'wtb.db'}"
+    spec = BatchSpec.parse(
+        {
+            "workflow": wf.LINEAR3,
+            "batch_id": "budgets-flow",
+            "variants": {"a": ["x", "y"]},
+            "cases": [{"id": f"c{n}", "input": {"q": EVIL}} for n in (1, 2)],
+            "evaluators": [
+                {"type": "token_f1"},
+                {"type": "regex", "field": "q", "pattern": EXPLOSIVE, "timeout_s": 0.5},
+                {"type": "custom", "function": "budget_scorers:hang", "timeout_s": 0.5},
+            ],
+            "max_workers": 2,
+            "database_url": url,
+        }
+    )
+    start = time.monotonic()
+    summary = run_batch(spec)
+    assert time.monotonic() - start < 60
+    assert summary["state"] == "Completed", summary
+    assert (summary["done"], summary["failed"]) == (4, 4)
+    results = results_of_batch(url, "budgets-flow")
+    assert len(results) == 4
+    for r in results:
+        assert r.error is not None
+        assert r.error.startswith("evaluator regex[1] timed out after 0.5 s; evaluator custom[2] ")
+    timed_out = [r for r in results if "custom[2] timed out after 0.5 s" in (r.error or "")]
+    assert 1 <= len(timed_out) <= 2  # one per worker at most; later calls fail fast (busy)
+
+
+def results_of_batch(url: str, batch_id: str) -> list[Any]:
+    with sql_app(url, audit=False).uow() as uow:
+        return list(uow.results.for_batch(batch_id))

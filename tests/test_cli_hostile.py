@@ -157,12 +157,13 @@ def test_db_upgrade_to_an_unknown_revision_is_one_line(db: str) -> None:
     assert "0001_core" in line
 
 
+@pytest.mark.parametrize("older", ["0001", "0001_core", "base", "-1"])
 def test_db_upgrade_to_an_older_revision_says_newer_and_changes_nothing(
-    db: str, tmp_path: Path
+    db: str, tmp_path: Path, older: str
 ) -> None:
     assert wtb("db", "upgrade", "--db", db).exit_code == 0
-    line = one_error_line(wtb("db", "upgrade", "0001", "--db", db))
-    assert f"is at revision {head_revision()}, newer than 0001" in line
+    line = one_error_line(wtb("db", "upgrade", "--db", db, "--", older))
+    assert f"is at revision {head_revision()}, newer than {older}" in line
     assert "does not downgrade, nothing was changed" in line
     with sqlite3.connect(tmp_path / "wtb.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
@@ -171,6 +172,12 @@ def test_db_upgrade_to_an_older_revision_says_newer_and_changes_nothing(
     again = wtb("db", "upgrade", "head", "--db", db)
     assert again.exit_code == 0
     assert f"is at {head_revision()}" in again.stdout
+
+
+@pytest.mark.parametrize("revision", ["", "  "])
+def test_db_upgrade_to_an_empty_revision_is_one_line(db: str, revision: str) -> None:
+    line = one_error_line(wtb("db", "upgrade", revision, "--db", db))
+    assert line == "error: revision: empty; use head or a revision id such as 0001"
 
 
 def test_db_upgrade_step_by_step_reports_the_revision_reached(db: str) -> None:

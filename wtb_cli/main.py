@@ -214,10 +214,13 @@ def db_upgrade(
     from alembic.util import CommandError
 
     check_database_url(db)
+    if not revision.strip():
+        raise SpecError("revision: empty; use head or a revision id such as 0001")
     database = Database(db, migrate=False)
     current, target = _revisions(database, revision)
+    backwards = revision.strip() == "base" or revision.strip().startswith("-")
     newer = current is not None and target is not None and current != target
-    if newer and target in _ancestors(str(current)):
+    if current is not None and (backwards or (newer and target in _ancestors(current))):
         raise fail(
             f"database {database.safe_url} is at revision {current}, newer than {revision}; "
             "`wtb db upgrade` does not downgrade, nothing was changed"
@@ -229,7 +232,8 @@ def db_upgrade(
             f"revision: {exc}; use head or one of {', '.join(_known_revisions())}"
         ) from None
     after, _ = _revisions(database, "head")
-    console.print(f"database {escape(database.safe_url)} is at {escape(str(after))}")
+    reached = after or "base (no migration applied)"
+    console.print(f"database {escape(database.safe_url)} is at {escape(reached)}")
 
 
 def _script() -> ScriptDirectory:

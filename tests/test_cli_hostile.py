@@ -221,3 +221,16 @@ def test_user_code_that_exits_is_one_line_and_exit_2(
     sys.modules.pop("exiting_workflows", None)
     line = one_error_line(wtb("run", "exiting_workflows:workflow", "--input", "{}", "--db", db))
     assert "user code called exit(0)" in line
+
+
+def test_a_stdlib_custom_evaluator_is_refused_before_a_batch_runs(tmp_path: Path, db: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    evaluators = [{"type": "exact_match"}, {"type": "custom", "function": "os:system"}]
+    spec.write_text(
+        yaml.safe_dump(
+            {"workflow": wf.LINEAR3, "cases": [{"id": "c", "input": {}}], "evaluators": evaluators}
+        )
+    )
+    line = one_error_line(wtb("batch", "run", str(spec), "--db", db))
+    assert line.startswith("error: evaluators[1].function: 'os:system': ")
+    assert not (tmp_path / "wtb.db").exists()  # refused before any batch was registered

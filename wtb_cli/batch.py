@@ -16,6 +16,7 @@ from rich.text import Text
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
 from wtb_domain.batch.parity import compare_results
+from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec, load_spec
 from wtb_domain.comparison import ComparisonMatrix
@@ -154,6 +155,7 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
 def run_spec(
     spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
 ) -> dict[str, Any]:
+    resolve(spec)  # workflow, variants, evaluators: a SpecError here, before Prefect starts
     _quiet_prefect()
     if spec.batch_id is None:
         spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})

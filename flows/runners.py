@@ -70,7 +70,7 @@ def prefect_api_for_ray() -> Iterator[str]:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **WORKER_ENV, "PREFECT_HOME": str(home)}
     log = (home / "server.log").open("ab")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - sys.executable with fixed arguments, no shell
         [
             sys.executable,
             "-m",

@@ -249,7 +249,10 @@ def test_custom_evaluator_by_import_path(scorer_module: str) -> None:
     ("ref", "fragment"),
     [
         ("no_such_pkg.scorers:fn", "module 'no_such_pkg' not found"),
-        ("json:no_such_function", "module 'json' has no attribute 'no_such_function'"),
+        (
+            "wtb_domain.demo.qa:no_such_function",
+            "module 'wtb_domain.demo.qa' has no attribute 'no_such_function'",
+        ),
         ("json.dumps", "must look like 'package.module:function'"),
     ],
 )

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from wtb_cli.common import app_for, console, user_errors
+from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
 from wtb_domain.batch.parity import compare_results
+from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec, load_spec
 from wtb_domain.comparison import ComparisonMatrix
@@ -41,9 +44,18 @@ def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
     return BatchSpec.parse({**spec.model_dump(), **update})
 
 
-def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
+def check_format(fmt: str) -> None:
+    """Refuse an unknown ``--format`` before any work is done.
+
+    Raises:
+        SpecError: Naming the option and the formats.
+    """
     if fmt not in FORMATS:
-        raise SpecError(f"--format: use one of {', '.join(FORMATS)}")
+        raise SpecError(f"--format: unknown format {fmt[:40]!r}; use one of {', '.join(FORMATS)}")
+
+
+def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
+    check_format(fmt)
     if fmt == "markdown":
         console.print(matrix.to_markdown(), markup=False, highlight=False)
     elif fmt == "csv":
@@ -59,7 +71,7 @@ def _rich_matrix(matrix: ComparisonMatrix) -> None:
     best = {p.combination: p for p in matrix.vs_best}
     first = matrix.stats[0].name if matrix.stats else ""
     axes = " / ".join(part.split("=")[0] for part in first.split(",")) or "combination"
-    table = Table(title=f"comparison matrix: {matrix.batch_id}")
+    table = Table(title=f"comparison matrix: {escape(matrix.batch_id)}")
     headers = [
         "#",
         axes,
@@ -76,12 +88,12 @@ def _rich_matrix(matrix: ComparisonMatrix) -> None:
     if matrix.baseline:
         headers.append("vs baseline")
     for col in headers:
-        table.add_column(col, justify="left" if col == axes else "right", no_wrap=True)
+        table.add_column(Text(col), justify="left" if col == axes else "right", no_wrap=True)
     for s in matrix.stats:
         label = " / ".join(part.split("=", 1)[-1] for part in s.name.split(","))
         row = [
             str(s.rank),
-            label,
+            escape(label),
             str(s.n),
             str(s.n_failed),
             f"{s.mean_score:.3f}",
@@ -97,7 +109,7 @@ def _rich_matrix(matrix: ComparisonMatrix) -> None:
         table.add_row(*row)
     console.print(table)
     if matrix.baseline:
-        console.print(f"baseline: {matrix.baseline}", highlight=False)
+        console.print(f"baseline: {escape(matrix.baseline)}", highlight=False)
     console.print(
         "vs best / vs baseline: paired sign-flip test over cases, Holm-adjusted p, "
         f"alpha {matrix.alpha}",
@@ -126,7 +138,7 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=quiet) as bar:
-        task = bar.add_task(f"batch {batch_id}", total=None, failed=0)
+        task = bar.add_task(f"batch {escape(batch_id)}", total=None, failed=0)
         while True:
             alive = runner.running(batch_id)
             progress = runner.get_progress(batch_id)
@@ -143,6 +155,7 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
 def run_spec(
     spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
 ) -> dict[str, Any]:
+    resolve(spec)  # workflow, variants, evaluators: a SpecError here, before Prefect starts
     _quiet_prefect()
     if spec.batch_id is None:
         spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})
@@ -150,13 +163,15 @@ def run_spec(
     if summary.get("done"):
         show_matrix(BatchService(app_for(spec.database_url)).matrix(str(spec.batch_id)), fmt)
     console.print(
-        f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
-        f"{summary.get('total')} results, {summary.get('failed')} failed, "
-        f"{summary.get('node_executions')} node runs",
+        escape(
+            f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
+            f"{summary.get('total')} results, {summary.get('failed')} failed, "
+            f"{summary.get('node_executions')} node runs"
+        ),
         highlight=False,
     )
     for error in summary.get("errors") or []:
-        console.print(f"[red]task error:[/red] {error}", highlight=False)
+        console.print(f"[red]task error:[/red] {one_line(error)}", highlight=False)
     return summary
 
 
@@ -173,6 +188,8 @@ def batch_run(
     db: DbOpt = None,
 ) -> None:
     """Run a batch spec as a Prefect flow and print the comparison matrix."""
+    check_format(fmt)
+    check_database_url(db)
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(
         spec,
@@ -182,6 +199,7 @@ def batch_run(
         database_url=db,
         prefix_sharing=False if no_prefix_sharing else None,
     )
+    check_database_url(spec.database_url, "database_url")
     summary = run_spec(spec, base_dir, fmt, quiet)
     if summary.get("state") != "Completed":
         raise typer.Exit(1)
@@ -195,9 +213,11 @@ def batch_status(batch_id: str, db: DbOpt = None) -> None:
     batch = service.status(batch_id)
     p = service.progress(batch_id)
     console.print(
-        f"batch {batch.id} ({batch.workflow_ref}): {batch.status.value}"
-        f"{' (cancel requested)' if batch.cancel_requested else ''}\n"
-        f"  {p.done} of {p.total} results, {p.failed} failed, {p.pending} pending",
+        escape(
+            f"batch {batch.id} ({batch.workflow_ref}): {batch.status.value}"
+            f"{' (cancel requested)' if batch.cancel_requested else ''}\n"
+            f"  {p.done} of {p.total} results, {p.failed} failed, {p.pending} pending"
+        ),
         highlight=False,
     )
 
@@ -207,7 +227,10 @@ def batch_status(batch_id: str, db: DbOpt = None) -> None:
 def batch_cancel(batch_id: str, db: DbOpt = None) -> None:
     """Ask a running batch to stop after the executions in progress."""
     running = BatchService(app_for(db)).cancel(batch_id)
-    console.print(f"cancel requested for {batch_id}" + ("" if running else " (not running)"))
+    console.print(
+        escape(f"cancel requested for {batch_id}" + ("" if running else " (not running)")),
+        highlight=False,
+    )
 
 
 def matrix_command(
@@ -217,6 +240,7 @@ def matrix_command(
     db: DbOpt = None,
 ) -> None:
     """Show the comparison matrix of a batch."""
+    check_format(fmt)
     show_matrix(BatchService(app_for(db)).matrix(batch_id, baseline), fmt)
 
 
@@ -226,8 +250,10 @@ def parity_command(
     db: DbOpt = None,
 ) -> None:
     """Run a spec on ThreadPool (with and without prefix sharing) and on Ray; compare."""
+    check_database_url(db)
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(spec, database_url=db)
+    check_database_url(spec.database_url, "database_url")
     stem = f"parity-{new_id()[:12]}"
     variants: dict[str, dict[str, Any]] = {
         "threadpool": {"runner": "threadpool"},
@@ -239,7 +265,7 @@ def parity_command(
     results = {}
     for label, changes in variants.items():
         run = spec.model_copy(update={**changes, "batch_id": f"{stem}-{label}"})
-        console.print(f"running {label} ...")
+        console.print(f"running {escape(label)} ...")
         run_spec(run, base_dir, "table", quiet=True)
         with service.app.uow() as uow:
             results[label] = uow.results.for_batch(str(run.batch_id))
@@ -248,15 +274,18 @@ def parity_command(
         report = compare_results("threadpool", results["threadpool"], label, results[label])
         if report.ok:
             console.print(
-                f"[green]parity ok[/green]: threadpool == {label} ({report.compared} results)"
+                f"[green]parity ok[/green]: threadpool == {escape(label)} "
+                f"({report.compared} results)"
             )
             continue
         failed = True
-        console.print(f"[red]parity FAILED[/red]: threadpool vs {label}")
+        console.print(f"[red]parity FAILED[/red]: threadpool vs {escape(label)}")
         for line in report.missing[:20]:
-            console.print(f"  missing: {line}", highlight=False)
+            console.print(f"  missing: {escape(str(line))}", highlight=False)
         for d in report.differences[:20]:
-            console.print(f"  {d.key}: {d.field}: {d.left!r} != {d.right!r}", highlight=False)
+            console.print(
+                escape(f"  {d.key}: {d.field}: {d.left!r} != {d.right!r}"), highlight=False
+            )
     if failed:
         raise typer.Exit(1)
 
@@ -266,6 +295,8 @@ def demo_command(
     db: DbOpt = None,
 ) -> None:
     """Run the shipped QA demo batch (27 variant combinations x 40 questions)."""
+    check_format(fmt)
+    check_database_url(db)
     spec, base_dir = load_spec(DEMO_SPEC)
     spec = _overrides(spec, database_url=db)
     summary = run_spec(spec.model_copy(update={"batch_id": f"demo-{new_id()[:12]}"}), base_dir, fmt)

@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wtb_domain import App, SpecError, WtbError, sql_app
 from wtb_domain.errors import RunError, StoreError
@@ -22,19 +23,38 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def one_line(text: object) -> str:
+    """User text for a one-line message: markup escaped, line breaks flattened."""
+    return escape(" ".join(str(text).splitlines()))
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: <message>`` (escaped, one line) and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {one_line(message)}", highlight=False)
+    return typer.Exit(code)
+
+
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn WtbError into a one-line message and exit code 2 (1 for store failures)."""
+    """Turn WtbError into a one-line message and exit code 2 (1 for store failures).
+
+    A ``SystemExit`` raised by user code the command imported or ran (``wtb run sys:exit``)
+    is a user error too: one line and exit 2, never a silent exit 0.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except (StoreError, RunError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
+            raise fail(str(exc), 1) from None
         except WtbError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), 2) from None
+        except SystemExit as exc:
+            raise fail(
+                f"user code called exit({exc.code!r}) while the command ran; a workflow or "
+                "evaluator reference must point to your own code, not to an exit function",
+                2,
+            ) from None
 
     return wrapper
 
@@ -68,5 +88,54 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
+def check_database_url(url: str | None, option: str = "--db / WTB_DATABASE_URL") -> None:
+    """Refuse a database URL SQLAlchemy cannot use, before anything connects (one line).
+
+    Raises:
+        SpecError: Not a URL, an unknown database type or a driver that is not installed; the
+            message shows the URL with its password masked.
+    """
+    if url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    hint = "use e.g. sqlite:///path/wtb.db or postgresql+psycopg://user@host/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise SpecError(f"{option}: not a database URL; {hint}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise SpecError(
+            f"{option}: {shown!r} has an unknown database type {parsed.drivername!r}; {hint}"
+        ) from None
+    except ImportError as exc:
+        raise SpecError(
+            f"{option}: the driver for {parsed.drivername!r} is not installed ({exc}); {hint}"
+        ) from None
+
+
+def check_workflow_ref(ref: str | None, option: str) -> None:
+    """Refuse a standard-library or builtin workflow reference (``sys:exit``) before importing.
+
+    Raises:
+        SpecError: Naming the option.
+    """
+    from wtb_domain.evaluation.user_code import is_refused_module
+
+    if ref is None or ":" not in ref:
+        return  # the domain's loader explains a malformed reference
+    module_name = ref.partition(":")[0]
+    if module_name and is_refused_module(module_name):
+        raise SpecError(
+            f"{option}: {ref!r} is in the standard library, not a workflow; use your own "
+            "module's workflow, e.g. wtb_domain.demo.qa:workflow"
+        )
+
+
 def app_for(database_url: str | None) -> App:
+    check_database_url(database_url)
     return sql_app(database_url)

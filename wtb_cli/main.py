@@ -3,28 +3,65 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from wtb_cli import render
-from wtb_cli.common import app_for, console, parse_json, parse_pairs, user_errors
+from wtb_cli.common import (
+    app_for,
+    check_database_url,
+    check_workflow_ref,
+    console,
+    fail,
+    parse_json,
+    parse_pairs,
+    user_errors,
+)
 from wtb_domain import SpecError
 from wtb_domain.adapters.sql.database import Database
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 
 
+def metrics_port(value: str) -> int:
+    """``WTB_METRICS_PORT`` as a TCP port (1-65535).
+
+    Raises:
+        SpecError: Naming the variable.
+    """
+    text = value.strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SpecError(
+            f"WTB_METRICS_PORT: expected a TCP port between 1 and 65535, got {value[:40]!r}; "
+            "set it to e.g. 9464 or unset it"
+        )
+    return int(text)
+
+
 @app.callback()
+@user_errors
 def main() -> None:
     """Serve Prometheus metrics on WTB_METRICS_PORT while a command runs, when it is set."""
     port = os.environ.get("WTB_METRICS_PORT")
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(int(port), addr=os.environ.get("WTB_METRICS_ADDR", "127.0.0.1"))
+        number = metrics_port(port)
+        addr = os.environ.get("WTB_METRICS_ADDR", "127.0.0.1")
+        try:
+            start_http_server(number, addr=addr)
+        except OSError as exc:
+            raise SpecError(
+                f"WTB_METRICS_PORT: cannot serve metrics on {addr}:{number} ({exc.strerror}); "
+                "choose a free port or unset it"
+            ) from None
 
 
 DbOpt = Annotated[
@@ -53,6 +90,7 @@ def run(
     db: DbOpt = None,
 ) -> None:
     """Run a workflow from an input state, with a checkpoint after every node."""
+    check_workflow_ref(workflow, "workflow")
     state = parse_json(input, "--input")
     if not isinstance(state, dict):
         raise SpecError('--input: must be a JSON object, e.g. {"question": "..."}')
@@ -73,6 +111,7 @@ def run(
 @user_errors
 def resume(execution_id: str, workflow: WorkflowOpt = None, db: DbOpt = None) -> None:
     """Continue a paused execution (also from another process or machine)."""
+    check_workflow_ref(workflow, "--workflow")
     e = app_for(db).controller.resume(execution_id, workflow)
     _show(db, e.id)
 
@@ -81,6 +120,7 @@ def resume(execution_id: str, workflow: WorkflowOpt = None, db: DbOpt = None) ->
 @user_errors
 def step(execution_id: str, workflow: WorkflowOpt = None, db: DbOpt = None) -> None:
     """Run one node of a paused execution and pause again."""
+    check_workflow_ref(workflow, "--workflow")
     e = app_for(db).controller.step(execution_id, workflow)
     _show(db, e.id)
 
@@ -129,6 +169,7 @@ def fork(
     db: DbOpt = None,
 ) -> None:
     """Start a new execution from a checkpoint, optionally with edited state or variants."""
+    check_workflow_ref(workflow, "--workflow")
     patch = parse_json(set_state, "--set")
     if patch is not None and not isinstance(patch, dict):
         raise SpecError('--set: must be a JSON object, e.g. {"question": "..."}')
@@ -152,6 +193,7 @@ def replay(
     db: DbOpt = None,
 ) -> None:
     """Rerun NODE with VARIANT from a checkpoint (a new, forked execution)."""
+    check_workflow_ref(workflow, "--workflow")
     e = app_for(db).controller.replay(checkpoint_id, node, variant, workflow=workflow)
     _show(db, e.id)
 
@@ -168,10 +210,66 @@ def diff(checkpoint_a: str, checkpoint_b: str, db: DbOpt = None) -> None:
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head", db: DbOpt = None
 ) -> None:
-    """Apply migrations (also done automatically on first use)."""
+    """Apply migrations (also done automatically on first use). Never downgrades."""
+    from alembic.util import CommandError
+
+    check_database_url(db)
+    if not revision.strip():
+        raise SpecError("revision: empty; use head or a revision id such as 0001")
     database = Database(db, migrate=False)
-    database.upgrade(revision)
-    console.print(f"database {database.safe_url} is at {revision}")
+    current, target = _revisions(database, revision)
+    backwards = revision.strip() == "base" or revision.strip().startswith("-")
+    newer = current is not None and target is not None and current != target
+    if current is not None and (backwards or (newer and target in _ancestors(current))):
+        raise fail(
+            f"database {database.safe_url} is at revision {current}, newer than {revision}; "
+            "`wtb db upgrade` does not downgrade, nothing was changed"
+        )
+    try:
+        database.upgrade(revision)
+    except CommandError as exc:
+        raise SpecError(
+            f"revision: {exc}; use head or one of {', '.join(_known_revisions())}"
+        ) from None
+    after, _ = _revisions(database, "head")
+    reached = after or "base (no migration applied)"
+    console.print(f"database {escape(database.safe_url)} is at {escape(reached)}")
+
+
+def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    from wtb_domain.adapters.sql.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _known_revisions() -> list[str]:
+    return sorted(r.revision for r in _script().walk_revisions())
+
+
+def _ancestors(revision: str) -> set[str]:
+    return {r.revision for r in _script().walk_revisions(base="base", head=revision)}
+
+
+def _revisions(database: Database, revision: str) -> tuple[str | None, str | None]:
+    """The database's current revision and ``revision`` resolved (``None`` if unknown)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    from wtb_domain.errors import StoreError
+
+    try:
+        with database.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StoreError(f"cannot reach database {database.safe_url}: {exc.orig}") from None
+    try:
+        found = _script().get_revision(revision)
+    except CommandError:
+        return current, None
+    return current, found.revision if found is not None else None
 
 
 from wtb_cli import batch as _batch  # noqa: E402

@@ -84,7 +84,7 @@ def healthy(api_url: str) -> bool:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> int:
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - our interpreter, Prefect's CLI
             [sys.executable, "-m", "prefect", *args],
             env=env,
             cwd=cwd,
@@ -115,7 +115,7 @@ def _alive(pid: int | None) -> bool:
 
 def _prefect(args: list[str], env: dict[str, str], cwd: Path) -> str:
     """Run a ``prefect`` CLI command; its output, or a WtbError with the tail of it."""
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - our interpreter, Prefect's CLI
         [sys.executable, "-m", "prefect", "--no-prompt", *args],
         env=env,
         cwd=cwd,

@@ -1,11 +1,17 @@
-"""Rich rendering of executions, histories, checkpoints and diffs."""
+"""Rich rendering of executions, histories, checkpoints and diffs.
+
+Every piece of user text (ids, states, labels, variants, error messages) is escaped with
+``rich.markup.escape`` or passed as a ``Text``: ``[/bold]`` in an input prints as itself.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from wtb_cli.common import console
 from wtb_domain import Checkpoint, Execution, StateDiff
@@ -14,27 +20,40 @@ STYLE = {"completed": "green", "failed": "red", "paused": "yellow", "running": "
 
 
 def short(value: Any, width: int = 80) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    """Compact JSON of a value, cut to ``width`` characters (not escaped)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _e(value: Any) -> str:
+    return escape(str(value))
 
 
 def execution(e: Execution, state: dict[str, Any] | None = None) -> None:
     color = STYLE.get(e.status.value, "white")
-    console.print(f"execution [bold]{e.id}[/bold]  [{color}]{e.status.value}[/{color}]")
+    console.print(
+        f"execution [bold]{_e(e.id)}[/bold]  [{color}]{_e(e.status.value)}[/{color}]",
+        highlight=False,
+    )
     if e.paused_at:
-        console.print(f"  at: {e.paused_at}")
-    console.print(f"  head checkpoint: {e.head_checkpoint_id}")
+        console.print(f"  at: {_e(e.paused_at)}", highlight=False)
+    console.print(f"  head checkpoint: {_e(e.head_checkpoint_id)}", highlight=False)
     if e.variants:
-        console.print(f"  variants: {e.variants}")
+        console.print(f"  variants: {_e(e.variants)}", highlight=False)
     if e.parent_execution_id:
-        console.print(f"  forked from: {e.parent_execution_id} @ {e.forked_from_checkpoint_id}")
+        console.print(
+            f"  forked from: {_e(e.parent_execution_id)} @ {_e(e.forked_from_checkpoint_id)}",
+            highlight=False,
+        )
     if e.metrics:
-        console.print(f"  metrics: {e.metrics}")
+        console.print(f"  metrics: {_e(e.metrics)}", highlight=False)
     if e.error_type:
-        console.print(f"  [red]error: {e.error_type}: {e.error_message}[/red]", highlight=False)
+        console.print(
+            f"  [red]error: {_e(e.error_type)}: {_e(e.error_message)}[/red]", highlight=False
+        )
     if state is not None:
         for key, value in state.items():
-            console.print(f"  state.{key} = {short(value)}", highlight=False)
+            console.print(f"  state.{_e(key)} = {_e(short(value))}", highlight=False)
 
 
 def history(checkpoints: list[Checkpoint], head: str | None) -> None:
@@ -43,25 +62,35 @@ def history(checkpoints: list[Checkpoint], head: str | None) -> None:
         table.add_column(col)
     for cp in checkpoints:
         marker = " *" if cp.id == head else ""
-        table.add_row(
+        writes = cp.metadata.get("writes", cp.metadata.get("patched", []))
+        cells = (
             cp.id + marker,
             str(cp.step),
             cp.node or "",
             cp.variant or "",
             cp.source.value,
             (cp.parent_id or "")[:12],
-            ",".join(cp.metadata.get("writes", cp.metadata.get("patched", []))),
+            ",".join(str(w) for w in writes) if isinstance(writes, list) else str(writes),
             str(cp.metadata.get("duration_ms", "")),
         )
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
     console.print("* = head")
 
 
 def checkpoint(cp: Checkpoint) -> None:
-    console.print(f"checkpoint [bold]{cp.id}[/bold] of execution {cp.execution_id}")
-    console.print(f"  step {cp.step}, node {cp.node}, variant {cp.variant}, source {cp.source}")
-    console.print(f"  parent {cp.parent_id}, created {cp.created_at.isoformat()}")
-    console.print(f"  metadata {json.dumps(cp.metadata)}", highlight=False)
+    console.print(
+        f"checkpoint [bold]{_e(cp.id)}[/bold] of execution {_e(cp.execution_id)}",
+        highlight=False,
+    )
+    console.print(
+        f"  step {cp.step}, node {_e(cp.node)}, variant {_e(cp.variant)}, source {_e(cp.source)}",
+        highlight=False,
+    )
+    console.print(
+        f"  parent {_e(cp.parent_id)}, created {cp.created_at.isoformat()}", highlight=False
+    )
+    console.print(f"  metadata {_e(json.dumps(cp.metadata, default=str))}", highlight=False)
     console.print_json(json.dumps(cp.state, ensure_ascii=False))
 
 
@@ -70,10 +99,11 @@ def diff(d: StateDiff) -> None:
         console.print("no difference")
         return
     for key, value in d.added.items():
-        console.print(f"[green]+ {key}[/green] = {short(value)}", highlight=False)
+        console.print(f"[green]+ {_e(key)}[/green] = {_e(short(value))}", highlight=False)
     for key, value in d.removed.items():
-        console.print(f"[red]- {key}[/red] = {short(value)}", highlight=False)
+        console.print(f"[red]- {_e(key)}[/red] = {_e(short(value))}", highlight=False)
     for key, (before, after) in d.changed.items():
         console.print(
-            f"[yellow]~ {key}[/yellow]: {short(before)} -> {short(after)}", highlight=False
+            f"[yellow]~ {_e(key)}[/yellow]: {_e(short(before))} -> {_e(short(after))}",
+            highlight=False,
         )

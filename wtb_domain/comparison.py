@@ -191,7 +191,7 @@ def bootstrap_ci(
         raise ValueError(f"resamples must be >= 1, got {resamples}")
     if len(sample) == 1 or min(sample) == max(sample):
         return sample[0], sample[0]
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - seeded resampling for statistics, not secrets
     size = len(sample)
     means = [math.fsum(rng.choices(sample, k=size)) / size for _ in range(resamples)]
     tail = (1 - confidence) / 2 * 100
@@ -239,7 +239,7 @@ def paired_test(
 
 
 def _monte_carlo(values: Sequence[float], threshold: float, draws: int, seed: int) -> float:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - seeded Monte Carlo for a p-value, not secrets
     tables = [_signed_sums(values[i : i + 8]) for i in range(0, len(values), 8)]
     widths = [len(table).bit_length() - 1 for table in tables]
     hits = 0

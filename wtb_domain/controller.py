@@ -171,7 +171,8 @@ class ExecutionController:
                     f"execution {execution_id} is {execution.status.value}; only a paused or "
                     "failed execution can be edited (fork a completed one instead)"
                 )
-            assert execution.head_checkpoint_id is not None
+            if execution.head_checkpoint_id is None:
+                raise ExecutionError(f"execution {execution_id} has no checkpoint to edit yet")
             head = uow.checkpoints.get(execution.head_checkpoint_id)
             encoded = encode_update(head.manifest, state_patch, node=None)
             cp = self._new_checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -26,6 +27,8 @@ from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 from wtb_domain.state import encode_update
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
+
+_log = logging.getLogger(__name__)
 
 LATENCY_METRIC = "latency_ms"
 """Sum of node run times along the checkpoint lineage, kept in every execution's metrics."""
@@ -183,8 +186,8 @@ class Engine:
         try:
             with self._uow() as uow:
                 uow.drop_claim(execution_id, claim)
-        except Exception:  # the store is failing: the lease expires on its own
-            pass
+        except Exception as exc:  # the store is failing: the lease expires on its own
+            _log.debug("could not drop the claim on %s: %s", execution_id, exc)
 
     def _loop(
         self,
@@ -233,7 +236,8 @@ class Engine:
         if execution.head_checkpoint_id is None:
             raise WorkflowError(f"execution {execution.id} has no checkpoint to continue from")
         cp = uow.checkpoints.get(execution.head_checkpoint_id)
-        assert cp.state is not None
+        if cp.state is None:
+            raise StateError(f"checkpoint {cp.id} of execution {execution.id} has no stored state")
         return _Head(cp, cp.state)
 
     def _run_node(

@@ -323,7 +323,8 @@ class GraphBuilder:
         )
 
     def _check_reachable(self) -> None:
-        assert self._entry is not None
+        if self._entry is None:
+            raise WorkflowError("no entry node; call set_entry(<node>) before build()")
         seen = {self._entry}
         queue = deque([self._entry])
         while queue:

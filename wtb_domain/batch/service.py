@@ -178,6 +178,8 @@ class BatchService:
             RunInfo(latency, dict(execution.metrics), error),
             pass_threshold=resolved.spec.pass_threshold,
         )
+        # An evaluator that timed out or raised fails this result (with its reason), not the batch.
+        error = error or card.error
         return [
             BatchResult(
                 batch_test_id=batch_id,

@@ -119,7 +119,11 @@ class VariantTree:
             yield Finished(execution, leaves)
             return
         node = self._at_split(execution)
-        assert node is not None and execution.head_checkpoint_id is not None
+        if node is None or execution.head_checkpoint_id is None:
+            raise ExecutionError(
+                f"execution {execution.id} stopped at {execution.paused_at!r}, not at a variant "
+                "split with a head checkpoint; rerun the batch id to resume it"
+            )
         for branch, group in self._partition(leaves, node).items():
             child_id = derived_id(execution.id, node, branch)
             head = execution.head_checkpoint_id

@@ -8,7 +8,7 @@ from typing import Any
 
 from wtb_domain.bootstrap import App
 from wtb_domain.comparison import result_rows
-from wtb_domain.errors import NotFoundError, SpecError, WtbError
+from wtb_domain.errors import NotFoundError, SpecError, StoreError, WtbError
 from wtb_domain.model import Baseline, BatchResult, BatchStatus, BatchTest
 from wtb_domain.regression.model import Verdict, WorstCase, incomparable
 from wtb_domain.regression.policy import RegressionPolicy
@@ -64,7 +64,8 @@ class RegressionService:
             uow.baselines.add(baseline)
             uow.commit()
             current = uow.baselines.current(name)
-        assert current is not None
+        if current is None:
+            raise StoreError(f"baseline {name!r} was written but cannot be read back")
         return current
 
     def bless_on_pass(

@@ -126,7 +126,11 @@ class BaselineRow(Base):
 
 def pg_only(index: Index) -> Index:
     """An index created on PostgreSQL only (named ``pgx_*`` so comparisons can skip it)."""
-    assert index.name is not None and index.name.startswith("pgx_")
+    name = str(index.name or "")
+    if not name.startswith("pgx_"):
+        raise ValueError(
+            f"PostgreSQL-only index {name!r} must be named pgx_* (schema checks skip those)"
+        )
     return index.ddl_if(dialect="postgresql")
 
 

@@ -80,7 +80,7 @@ def test_run_refuses_a_non_utf8_input_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("ref", "words"),
     [
-        ("sys:exit", ("not a Workflow",)),
+        ("sys:exit", ("sys:exit", "standard library")),
         (".relative:workflow", ("package.module:attr",)),
         ("tests.fuzz.broken_module:workflow", ("importing module",)),
     ],

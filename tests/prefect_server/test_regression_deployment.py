@@ -67,4 +67,4 @@ def test_nightly_regression_against_a_pinned_baseline(api: LiveStack, tmp_path: 
 
     shown = api.wtb("baseline", "show", name, "--format", "json")
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["current"]["batch_test_id"] == baseline_id
+    assert json.loads(shown.stdout)["current"] == baseline_id

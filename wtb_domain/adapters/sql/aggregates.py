@@ -258,8 +258,7 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
                 raise StoreError(
                     f"the rollups of batch {batch_id!r} do not match its results (combination "
                     f"{lookup.name!r}: results were written or deleted around "
-                    "SqlResults.add_many); recompute them with "
-                    "wtb_domain.adapters.sql.rollups.rebuild(connection, batch_id)"
+                    "SqlResults.add_many); recompute them with `wtb doctor --repair`"
                 )
             at[lookup.name, lookup.q] = lookup.interpolate(float(low), float(high))
     out: dict[str, CombinationAggregate] = {}

@@ -1,0 +1,299 @@
+"""``wtb doctor``: each kind of corruption, made with raw SQL on SQLite and PostgreSQL, is
+found with its count and, where that is safe, repaired."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from tests.batch.test_flow import linear_spec
+from tests.contract.workflows import LINEAR
+from wtb_cli.main import app as cli
+from wtb_domain import sql_app
+from wtb_domain.adapters.sql.database import database_for
+from wtb_domain.adapters.sql.integrity import SqlIntegrityView
+from wtb_domain.batch.service import BatchService
+from wtb_domain.bootstrap import App
+from wtb_domain.errors import StoreError
+from wtb_domain.integrity import INTERRUPTED, IntegrityChecker, Report, default_checks
+from wtb_domain.model import Status
+
+BATCH = "doc-batch"
+CLEAN = {
+    "checkpoint_parents",
+    "execution_heads",
+    "missing_blobs",
+    "orphan_blobs",
+    "result_executions",
+    "rollups",
+    "stuck_running",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'wtb.db'}"
+        return
+    dbs = request.getfixturevalue("pg_databases")
+    created = dbs.create()
+    yield created
+    database_for(created).dispose()
+    dbs.drop(created)
+
+
+@pytest.fixture
+def wtb(url: str) -> App:
+    """Two plain executions and a small batch (results, rollups) in a fresh database."""
+    app = sql_app(url, audit=False)
+    app.controller.run(LINEAR, {"x": 1})
+    app.controller.run(LINEAR, {"x": 2})
+    service = BatchService(app)
+    prepared = service.prepare(linear_spec(url, BATCH), workers=1)
+    for group in prepared.groups:
+        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+    service.finish(BATCH)
+    return app
+
+
+def engine(app: App) -> Engine:
+    assert app.database is not None
+    return app.database.engine
+
+
+def sql(app: App, statement: str, **params: Any) -> list[Any]:
+    with engine(app).begin() as conn:
+        result = conn.execute(text(statement), params)
+        return list(result) if result.returns_rows else []
+
+
+def check(app: App, repair: bool = False, **kwargs: Any) -> Report:
+    checker = IntegrityChecker(default_checks(**kwargs))
+    return checker.run(SqlIntegrityView(engine(app)), repair=repair)
+
+
+def by_name(report: Report) -> dict[str, Any]:
+    return {f.check: f for f in report.findings}
+
+
+def problems(report: Report) -> dict[str, int]:
+    return {f.check: f.count for f in report.findings if f.count}
+
+
+def test_a_healthy_database_is_clean_and_the_outbox_check_waits_for_its_table(wtb: App) -> None:
+    report = check(wtb)
+    assert report.clean and report.exit_code == 0
+    found = by_name(report)
+    assert {name for name, f in found.items() if not f.skipped} == CLEAN
+    assert all(found[name].count == 0 for name in CLEAN)
+    assert found["outbox"].skipped and "no outbox table" in found["outbox"].note
+
+
+def test_broken_chains_are_found_and_reported_only(wtb: App) -> None:
+    first, second = (r[0] for r in sql(wtb, "SELECT id FROM wtb_executions ORDER BY id")[:2])
+    node_cp = sql(
+        wtb,
+        "SELECT id FROM wtb_checkpoints WHERE execution_id = :e AND parent_id IS NOT NULL "
+        "ORDER BY step DESC",
+        e=first,
+    )[0][0]
+    other_cp = sql(wtb, "SELECT id FROM wtb_checkpoints WHERE execution_id = :e", e=second)[0][0]
+    sql(wtb, "UPDATE wtb_checkpoints SET parent_id = 'gone' WHERE id = :c", c=node_cp)
+    sql(wtb, "UPDATE wtb_executions SET head_checkpoint_id = :c WHERE id = :e", c=other_cp, e=first)
+    sql(wtb, "INSERT INTO wtb_state_blobs (hash, data, size) VALUES ('f00d', '1', 1)")
+    sql(wtb, "INSERT INTO wtb_state_blobs (hash, data, size) VALUES ('beef', '2', 1)")
+
+    report = check(wtb, repair=True)
+    assert problems(report) == {"checkpoint_parents": 1, "execution_heads": 1, "orphan_blobs": 2}
+    found = by_name(report)
+    assert found["checkpoint_parents"].samples[0].startswith(f"{node_cp}: parent gone missing")
+    assert f"belongs to execution {second}" in found["execution_heads"].samples[0]
+    assert found["orphan_blobs"].remaining == 2  # never deleted
+    assert "concurrent writer" in found["orphan_blobs"].note
+    assert report.exit_code == 1
+
+
+def test_a_missing_blob_and_results_of_unknown_executions_are_found(wtb: App) -> None:
+    # The blob of one checkpoint's "x" value: every checkpoint that refers to it is counted.
+    (manifest,) = sql(wtb, "SELECT manifest FROM wtb_checkpoints ORDER BY id")[0]
+    if isinstance(manifest, str):
+        manifest = json.loads(manifest)
+    digest = manifest["x"]
+    refs = sum(
+        (json.loads(m) if isinstance(m, str) else m).get("x") == digest
+        for (m,) in sql(wtb, "SELECT manifest FROM wtb_checkpoints")
+    )
+    sql(wtb, "DELETE FROM wtb_state_blobs WHERE hash = :h", h=digest)
+    result_id = sql(wtb, "SELECT min(id) FROM wtb_batch_test_results")[0][0]
+    sql(wtb, "UPDATE wtb_batch_test_results SET execution_id = 'ghost' WHERE id = :i", i=result_id)
+
+    report = check(wtb, repair=True)
+    assert problems(report) == {"missing_blobs": refs, "result_executions": 1}
+    found = by_name(report)
+    assert "execution ghost missing" in found["result_executions"].samples[0]
+    assert found["result_executions"].samples[0].startswith(BATCH)
+    assert report.exit_code == 1
+
+
+def matrix_dict(app: App) -> dict[str, Any]:
+    return BatchService(app).matrix(BATCH).to_dict()
+
+
+def test_stale_rollups_are_found_and_rebuilt_from_the_results(wtb: App) -> None:
+    before = matrix_dict(wtb)
+    count = "SELECT count(*) FROM {} WHERE case_id = :c"
+    c1_rollups = sql(wtb, count.format("wtb_result_rollups"), c="c1")[0][0]
+    c2_metric_rollups = sql(wtb, count.format("wtb_metric_rollups"), c="c2")[0][0]
+    assert c1_rollups > 1 and c2_metric_rollups > 1
+    sql(
+        wtb,
+        "UPDATE wtb_result_rollups SET n = n + 1, score_mean = score_mean + 0.5 "
+        "WHERE case_id = 'c1'",
+    )
+    sql(wtb, "DELETE FROM wtb_metric_rollups WHERE case_id = 'c2'")
+    sql(
+        wtb,
+        "INSERT INTO wtb_result_rollups VALUES (:b, 'phantom', 'c1', 1, 0, 1, 1.0, 0.0)",
+        b=BATCH,
+    )
+    with pytest.raises(StoreError, match="wtb doctor --repair"):
+        matrix_dict(wtb)  # the phantom combination has no results to take percentiles of
+
+    found = check(wtb)
+    stale = by_name(found)["rollups"]
+    assert stale.count == stale.remaining == c1_rollups + 1 + c2_metric_rollups
+    details = [p.detail for p in SqlIntegrityView(engine(wtb)).stale_rollups()]
+    assert "phantom / c1: rollup without results" in details
+    assert sum("c2 / " in d and "rollup missing" in d for d in details) == c2_metric_rollups
+    assert sum(" / c1: n " in d for d in details) == c1_rollups  # n 3 != 2, ...
+    assert stale.note == "repairable with --repair" and found.exit_code == 1
+
+    repaired = check(wtb, repair=True)
+    stale = by_name(repaired)["rollups"]
+    assert (stale.repaired, stale.remaining) == (1, 0)  # one batch rebuilt
+    assert repaired.clean and repaired.exit_code == 0
+    assert matrix_dict(wtb) == before
+    assert check(wtb).clean
+
+
+def test_dead_runs_are_marked_interrupted_and_resume(wtb: App) -> None:
+    ids = [r[0] for r in sql(wtb, "SELECT id FROM wtb_executions ORDER BY id")[:3]]
+    expired, unclaimed, live = ids
+    sql(
+        wtb,
+        "UPDATE wtb_executions SET status = 'running', claimed_by = 'host-a:1:dead', "
+        "claim_expires_at = '2000-01-01 00:00:00' WHERE id = :e",
+        e=expired,
+    )
+    sql(wtb, "UPDATE wtb_executions SET status = 'running' WHERE id = :e", e=unclaimed)
+    sql(
+        wtb,
+        "UPDATE wtb_executions SET status = 'running', claimed_by = 'host-b:2:alive', "
+        "claim_expires_at = '2999-01-01 00:00:00' WHERE id = :e",
+        e=live,
+    )
+
+    stuck = by_name(check(wtb))["stuck_running"]
+    assert stuck.count == 2
+    details = dict(x.split(": ", 1) for x in stuck.samples)
+    assert details.keys() == {expired, unclaimed}
+    assert details[unclaimed] == "running without a claim"
+    assert details[expired].startswith("running, claim of host-a:1:dead expired at 2000-01-01")
+
+    report = check(wtb, repair=True)
+    stuck = by_name(report)["stuck_running"]
+    assert (stuck.repaired, stuck.remaining) == (2, 0) and report.clean
+    for execution_id in (expired, unclaimed):
+        e = wtb.controller.get(execution_id)
+        assert e.status is Status.FAILED and e.error_type == INTERRUPTED
+        assert "wtb resume" in (e.error_message or "")
+    assert wtb.controller.get(live).status is Status.RUNNING  # a live claim is left alone
+    plain = next(i for i in (expired, unclaimed) if i not in _batch_executions(wtb))
+    assert wtb.controller.resume(plain).status is Status.COMPLETED
+
+
+def _batch_executions(app: App) -> set[str]:
+    return {r[0] for r in sql(app, "SELECT execution_id FROM wtb_batch_test_results")}
+
+
+OUTBOX_DDL = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS wtb_outbox (id INTEGER PRIMARY KEY, "
+    "event_id VARCHAR(64), event_type VARCHAR(64), payload TEXT, "
+    "created_at DATETIME, published_at DATETIME)",
+    "postgresql": "CREATE TABLE IF NOT EXISTS wtb_outbox (id BIGSERIAL PRIMARY KEY, "
+    "event_id VARCHAR(64), event_type VARCHAR(64), payload JSONB, "
+    "created_at TIMESTAMPTZ, published_at TIMESTAMPTZ)",
+}
+
+
+def test_an_undrained_outbox_is_found_and_requeued_to_the_relay(wtb: App) -> None:
+    sql(wtb, OUTBOX_DDL[engine(wtb).dialect.name])
+    insert = (
+        "INSERT INTO wtb_outbox (event_id, event_type, payload, created_at, published_at) "
+        "VALUES (:e, :t, '{}', :c, :p)"
+    )
+    old, recent = "2000-01-01 00:00:00", "2999-01-01 00:00:00"  # recent: within the grace
+    sql(wtb, insert, e="e1", t="ExecutionCompleted", c=old, p=None)
+    sql(wtb, insert, e="e2", t="NodeCompleted", c=old, p=None)
+    sql(wtb, insert, e="e3", t="NodeCompleted", c=old, p=old)
+    sql(wtb, insert, e="e4", t="NodeCompleted", c=recent, p=None)
+
+    outbox = by_name(check(wtb, repair=True))["outbox"]
+    assert (outbox.count, outbox.remaining, outbox.repairable) == (2, 2, False)
+    assert "no outbox relay" in outbox.note
+
+    published: list[str] = []
+
+    def relay() -> int:  # a fake relay: publishes every pending row
+        rows = sql(wtb, "SELECT event_id FROM wtb_outbox WHERE published_at IS NULL")
+        published.extend(r[0] for r in rows)
+        sql(wtb, "UPDATE wtb_outbox SET published_at = :p WHERE published_at IS NULL", p=old)
+        return len(rows)
+
+    report = check(wtb, repair=True, outbox_relay=relay)
+    outbox = by_name(report)["outbox"]
+    assert (outbox.count, outbox.repaired, outbox.remaining) == (2, 3, 0)
+    assert sorted(published) == ["e1", "e2", "e4"] and report.clean
+
+
+def run_cli(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["doctor", *args])
+
+
+def test_cli_exit_codes_and_json(wtb: App, url: str) -> None:
+    clean = run_cli("--db", url, "--format", "json")
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.output)["clean"] is True
+
+    sql(wtb, "UPDATE wtb_result_rollups SET n_passed = n_passed + 7 WHERE case_id = 'c2'")
+    sql(
+        wtb,
+        "UPDATE wtb_executions SET status = 'running' WHERE id = "
+        "(SELECT min(id) FROM wtb_executions)",
+    )
+    found = run_cli("--db", url, "--format", "json")
+    assert found.exit_code == 1
+    data = json.loads(found.output)
+    counts = {f["check"]: f["count"] for f in data["findings"] if f["count"]}
+    assert counts.keys() == {"rollups", "stuck_running"} and counts["stuck_running"] == 1
+    assert data["remaining"] == data["problems"] > 1
+
+    table = run_cli("--db", url)
+    assert table.exit_code == 1 and "problems remain" in table.output
+
+    fixed = run_cli("--db", url, "--repair")
+    assert fixed.exit_code == 0, fixed.output
+    assert "0 remaining: clean" in fixed.output
+    assert run_cli("--db", url).exit_code == 0
+
+
+def test_cli_refuses_an_unknown_format_in_one_line(tmp_path: Path) -> None:
+    out = run_cli("--db", f"sqlite:///{tmp_path / 'x.db'}", "--format", "yaml")
+    assert out.exit_code == 2
+    assert "--format: unknown format 'yaml'; use one of table, json" in out.output

@@ -23,6 +23,7 @@ from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService, PreparedBatch
 from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.errors import RunError
+from wtb_domain.metrics import push_if_configured
 from wtb_domain.model import BatchStatus
 
 MAX_ERROR_CHARS = 300
@@ -118,6 +119,7 @@ def batch_test(
     )
     nodes, errors = _submit_all(prepared, parsed)
     summary = service.finish(prepared.batch_id, errors, nodes)
+    push_if_configured()  # the flow process's own metrics (tasks pushed theirs)
     if publish_artifacts:
         publish_matrix(service, prepared.batch_id)
     result = summary.to_dict()

@@ -10,12 +10,20 @@ from prefect.cache_policies import NO_CACHE
 
 from wtb_domain import sql_app
 from wtb_domain.batch.service import BatchService
+from wtb_domain.metrics import push_if_configured
 
 
 @task(name="wtb-variant-tree", cache_policy=NO_CACHE, persist_result=False)
 def run_case_group(
     payload: dict[str, Any], case: dict[str, Any], leaf_keys: list[str]
 ) -> dict[str, Any]:
-    """Run one case's variant tree (or a slice of it); results go straight to the store."""
-    service = BatchService(sql_app(payload.get("database_url"), audit=False))
-    return asdict(service.run_group(payload, case, leaf_keys))
+    """Run one case's variant tree (or a slice of it); results go straight to the store.
+
+    With ``WTB_PUSHGATEWAY_URL`` set, the worker's metrics are pushed when the task ends
+    (grouped by worker: Ray workers and Prefect workers do not overwrite each other).
+    """
+    try:
+        service = BatchService(sql_app(payload.get("database_url"), audit=False))
+        return asdict(service.run_group(payload, case, leaf_keys))
+    finally:
+        push_if_configured()

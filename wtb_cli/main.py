@@ -291,3 +291,7 @@ app.command("regress")(user_errors(_regress.regress_command))
 from wtb_cli.doctor import doctor_command  # noqa: E402
 
 app.command("doctor")(user_errors(doctor_command))
+
+from wtb_cli.metrics_cmd import metrics_app  # noqa: E402
+
+app.add_typer(metrics_app, name="metrics")

@@ -1,23 +1,45 @@
-"""Prometheus metrics fed by the message bus (executions, node runs, node latency).
+"""Prometheus metrics: executions, node runs, checkpoint writes, batch results, DB errors.
 
-``bootstrap`` subscribes one :class:`PrometheusMetrics` per process; expose them with
-``prometheus_client.start_http_server(port)`` (the CLI and flows do when ``WTB_METRICS_PORT``
-is set) or scrape a Prefect worker's registry.
+``bootstrap`` builds one :class:`PrometheusMetrics` per process (the default registry) and
+subscribes it to the bus; recording is an in-memory increment, never a network call. Expose
+them with ``wtb metrics serve --port`` (or ``WTB_METRICS_PORT`` while a command runs), or,
+from batch workers (Prefect, Ray), push them to a Pushgateway at the end of each task when
+``WTB_PUSHGATEWAY_URL`` is set (:func:`push_if_configured`): grouped by a worker id
+(host, process and a random part), so no worker's samples replace another's.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import push_to_gateway
 
 from wtb_domain import events as ev
 
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120)
+WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+PUSHGATEWAY_ENV = "WTB_PUSHGATEWAY_URL"
+PUSH_JOB = "wtb"
+PUSH_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PrometheusMetrics:
-    """Bus subscriber counting executions by outcome and timing node runs."""
+    """The process's metrics; as a bus subscriber it counts executions and times node runs."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
         self.executions = Counter(
             "wtb_executions_total", "Executions by outcome", ["outcome"], registry=registry
         )
@@ -29,20 +51,130 @@ class PrometheusMetrics:
         )
         self.node_seconds = Histogram(
             "wtb_node_duration_seconds",
-            "Node run time",
-            ["node"],
+            "Node run time by node and variant",
+            ["node", "variant"],
             buckets=NODE_BUCKETS,
             registry=registry,
+        )
+        self.checkpoint_write_seconds = Histogram(
+            "wtb_checkpoint_write_seconds",
+            "Time to store a checkpoint and move the head (one commit)",
+            buckets=WRITE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_results = Counter(
+            "wtb_batch_results_total",
+            "Batch results stored, by batch and outcome (passed, failed, error)",
+            ["batch", "outcome"],
+            registry=registry,
+        )
+        self.batch_in_flight = Gauge(
+            "wtb_batch_in_flight",
+            "Batch task groups running in this process",
+            registry=registry,
+        )
+        self.db_errors = Counter(
+            "wtb_db_errors_total", "Database errors raised by the driver", registry=registry
         )
 
     def __call__(self, event: ev.Event) -> None:
         match event:
             case ev.NodeCompleted(node=node, variant=variant, duration_ms=ms):
                 self.node_runs.labels(node, variant).inc()
-                self.node_seconds.labels(node).observe(ms / 1000.0)
+                self.node_seconds.labels(node, variant).observe(ms / 1000.0)
             case ev.ExecutionCompleted():
                 self.executions.labels("completed").inc()
             case ev.ExecutionFailed():
                 self.executions.labels("failed").inc()
             case ev.ExecutionPaused():
                 self.executions.labels("paused").inc()
+
+    def timed_write(self, write: Callable[[], T]) -> T:
+        """Run a checkpoint write, observing its time (also when it fails)."""
+        started = time.perf_counter()
+        try:
+            return write()
+        finally:
+            self.checkpoint_write_seconds.observe(time.perf_counter() - started)
+
+    @contextmanager
+    def batch_task(self) -> Iterator[None]:
+        """A batch task group running in this process (``wtb_batch_in_flight``)."""
+        self.batch_in_flight.inc()
+        try:
+            yield
+        finally:
+            self.batch_in_flight.dec()
+
+    def results_stored(self, batch_id: str, outcomes: Sequence[str]) -> None:
+        for outcome in outcomes:
+            self.batch_results.labels(batch_id, outcome).inc()
+
+    def db_error(self, *_: Any) -> None:
+        """A SQLAlchemy ``handle_error`` listener."""
+        self.db_errors.inc()
+
+
+_worker: tuple[int, str] | None = None
+_push_lock = threading.Lock()
+
+
+def worker_id() -> str:
+    """This process's push group: host, pid and a random part (a new one after a fork, and
+    a reused pid never takes over a dead worker's samples)."""
+    global _worker
+    pid = os.getpid()
+    if _worker is None or _worker[0] != pid:
+        _worker = (pid, f"{socket.gethostname()}-{pid}-{uuid.uuid4().hex[:8]}")
+    return _worker[1]
+
+
+def grouping_key() -> dict[str, str]:
+    return {"worker": worker_id()}
+
+
+def push_if_configured(
+    registry: CollectorRegistry = REGISTRY, env: Mapping[str, str] | None = None
+) -> bool:
+    """Push the registry to ``WTB_PUSHGATEWAY_URL`` (if set) under this worker's group.
+
+    A PUT of the process's cumulative values: every push replaces only this worker's previous
+    one. Pushes of one process are serialised, so a later push never carries older values.
+    A failing gateway is logged, never fails the task. True if pushed.
+    """
+    url = (env if env is not None else os.environ).get(PUSHGATEWAY_ENV, "").strip()
+    if not url:
+        return False
+    with _push_lock:
+        try:
+            push_to_gateway(
+                url,
+                job=PUSH_JOB,
+                registry=registry,
+                grouping_key=grouping_key(),
+                timeout=PUSH_TIMEOUT_S,
+            )
+        except Exception as exc:  # the gateway is down or refuses: metrics must not fail work
+            log.warning("could not push metrics to %s: %s", url, exc)
+            return False
+    return True
+
+
+def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> Any:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the HTTP server
+    (``shutdown()`` stops it).
+
+    Raises:
+        SpecError: The port is not free or the address is not this machine's.
+    """
+    from prometheus_client import start_http_server
+
+    from wtb_domain.errors import SpecError
+
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        raise SpecError(
+            f"--port: cannot serve metrics on {addr}:{port} ({exc.strerror}); choose a free port"
+        ) from None
+    return server

@@ -69,6 +69,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
+def _outcome(result: BatchResult) -> str:
+    """``wtb_batch_results_total``'s outcome: error (the run or an evaluator failed), passed
+    or failed (scored below the pass threshold)."""
+    if not result.success:
+        return "error"
+    return "passed" if result.passed else "failed"
+
+
 @lru_cache(maxsize=16)
 def _resolve_cached(payload_json: str) -> ResolvedBatch:
     return resolve(BatchSpec.parse(json.loads(payload_json)))
@@ -122,6 +130,12 @@ class BatchService:
         self, payload: dict[str, Any], case: dict[str, Any], leaf_keys: Sequence[str]
     ) -> GroupOutcome:
         """Run one task group: the pending leaves of one case, as a shared-prefix tree."""
+        with self.app.metrics.batch_task():
+            return self._run_group(payload, case, leaf_keys)
+
+    def _run_group(
+        self, payload: dict[str, Any], case: dict[str, Any], leaf_keys: Sequence[str]
+    ) -> GroupOutcome:
         resolved = _resolve_cached(json.dumps(payload, sort_keys=True))
         spec = resolved.spec
         batch_id = payload["batch_id"]
@@ -143,7 +157,10 @@ class BatchService:
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
             results = self._score(resolved, batch_id, the_case, finished, outcome.worker_id)
-            outcome.recorded += self.app.retry(functools.partial(self._record, results))
+            recorded = self.app.retry(functools.partial(self._record, results))
+            if recorded == len(results):  # a retried write whose first commit landed: 0
+                self.app.metrics.results_stored(batch_id, [_outcome(r) for r in results])
+            outcome.recorded += recorded
             outcome.executions += 1
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run

@@ -295,3 +295,7 @@ app.command("doctor")(user_errors(doctor_command))
 from wtb_cli.metrics_cmd import metrics_app  # noqa: E402
 
 app.add_typer(metrics_app, name="metrics")
+
+
+if __name__ == "__main__":
+    app()

@@ -82,7 +82,7 @@ def test_metrics_endpoint_is_scraped_and_parsed_over_loopback() -> None:
 
 def test_wtb_metrics_serve_serves_until_stopped() -> None:
     port = free_port()
-    proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+    proc = subprocess.Popen(
         [sys.executable, "-m", "wtb_cli.main", "metrics", "serve", "--port", str(port)],
         env={**os.environ, "PYTHONPATH": os.getcwd()},
         stdout=subprocess.PIPE,

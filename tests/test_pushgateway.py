@@ -48,7 +48,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(reason)
     port = free_port()
     log = (tmp_path_factory.mktemp("pushgateway") / "log").open("wb")
-    proc = subprocess.Popen(  # noqa: S603 - the packaged binary, fixed arguments
+    proc = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -78,9 +78,9 @@ def pushed(url: str, name: str, **labels: str) -> dict[str, float]:
     body = httpx.get(f"{url}/metrics", timeout=5).text
     for family in text_string_to_metric_families(body):
         for s in family.samples:
-            if s.name == name and s.labels.get("job") == "wtb":
-                if all(s.labels.get(k) == v for k, v in labels.items()):
-                    by_worker[s.labels["worker"]] += s.value
+            wanted = s.name == name and s.labels.get("job") == "wtb"
+            if wanted and all(s.labels.get(k) == v for k, v in labels.items()):
+                by_worker[s.labels["worker"]] += s.value
     return dict(by_worker)
 
 
@@ -114,7 +114,7 @@ def test_separate_worker_processes_each_push_their_own_group(
             )
         )
         procs.append(
-            subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            subprocess.Popen(
                 [sys.executable, "-c", WORKER_SCRIPT, str(args)],
                 env=env,
                 stdout=subprocess.PIPE,

@@ -38,8 +38,9 @@ print(json.dumps(run_case_group.fn(args["payload"], args["case"], args["leaf_key
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh gateway per test (it is ready in well under a second)."""
     binary = shutil.which(BINARY) or ("/usr/bin/" + BINARY)
     if not os.access(binary, os.X_OK):
         reason = f"{BINARY} not installed: apt-get install -y {BINARY}"
@@ -170,3 +171,25 @@ def test_a_threadpool_batch_counts_every_node_run_once(
     assert mine == local()
     results = pushed(pushgateway, "wtb_batch_results_total", batch="push-threads")
     assert results == {worker_id(): summary["total"]}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_ray_batch_counts_every_node_run_once_across_ray_workers(
+    pushgateway: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray workers (processes of a fresh local Ray) push one group each."""
+    from flows.batch_test import run_batch
+
+    monkeypatch.setenv(PUSHGATEWAY_ENV, pushgateway)  # local Ray inherits the environment
+    url = f"sqlite:///{tmp_path / 'wtb.db'}"
+    summary = run_batch(linear_spec(url, "push-ray", runner="ray", ray="testing"))
+    assert summary["status"] == "completed", summary
+    ran = node_checkpoints(url)
+    workers = {
+        w: n for w, n in pushed(pushgateway, "wtb_node_runs_total").items() if w != worker_id()
+    }
+    assert workers and all(f"-{os.getpid()}-" not in w for w in workers)
+    # only Ray workers ran nodes (this process ran none of this batch's)
+    assert sum(workers.values()) == ran == summary["node_executions"]
+    results = pushed(pushgateway, "wtb_batch_results_total", batch="push-ray")
+    assert worker_id() not in results and sum(results.values()) == summary["total"]

@@ -36,6 +36,7 @@ class MemoryStore:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: dict[tuple[str, str, str, int], BatchResult] = {}
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -48,6 +49,7 @@ class _Staged:
         self.audit: list[AuditEntry] = []
         self.batches: dict[str, BatchTest] = {}
         self.results: list[BatchResult] = []
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -204,6 +206,36 @@ class MemoryResults:
         return build_matrix(result_rows(self.for_batch(batch_id)), batch_id, baseline=baseline)
 
 
+class MemoryCases:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add_many(self, batch_id: str, cases: Sequence[Mapping[str, Any]]) -> None:
+        staged = self._staged.cases.setdefault(batch_id, {})
+        existing = self._store.cases.get(batch_id, {})
+        for case in cases:
+            if case["id"] in staged or case["id"] in existing:
+                raise ExecutionError(f"batch {batch_id!r} has case {case['id']!r} already")
+            staged[case["id"]] = copy.deepcopy(
+                {"id": case["id"], "input": case["input"], "expected": case.get("expected")}
+            )
+
+    def _merged(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        return {**self._store.cases.get(batch_id, {}), **self._staged.cases.get(batch_id, {})}
+
+    def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
+        found = self._merged(batch_id).get(case_id)
+        if found is None:
+            raise NotFoundError(f"batch {batch_id!r} has no case {case_id!r}")
+        return copy.deepcopy(found)
+
+    def ids(self, batch_id: str) -> list[str]:
+        return list(self._merged(batch_id))
+
+    def count(self, batch_id: str) -> int:
+        return len(self._merged(batch_id))
+
+
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
@@ -215,6 +247,7 @@ class MemoryUnitOfWork:
         self.audit = MemoryAudit(store, self._staged)
         self.batches = MemoryBatches(store, self._staged)
         self.results = MemoryResults(store, self._staged)
+        self.cases = MemoryCases(store, self._staged)
 
     def __enter__(self) -> Self:
         return self
@@ -241,6 +274,8 @@ class MemoryUnitOfWork:
             store.batches.update(staged.batches)
             for r in staged.results:
                 store.results.setdefault(_result_key(r), r)
+            for batch_id, cases in staged.cases.items():
+                store.cases.setdefault(batch_id, {}).update(cases)
         self.rollback()
 
     def start_execution(
@@ -263,3 +298,4 @@ class MemoryUnitOfWork:
         self._staged.audit.clear()
         self._staged.batches.clear()
         self._staged.results.clear()
+        self._staged.cases.clear()

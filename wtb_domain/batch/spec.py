@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wtb_domain.errors import SpecError
+from wtb_domain.redaction import looks_secret
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -55,7 +56,11 @@ class VariantChoice(BaseModel):
         if self.label:
             return self.label
         if self.params:
-            args = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
+            # secrets-specref: a secret-looking param keeps its value out of the name
+            args = ",".join(
+                f"{k}={'***' if looks_secret(k) else json.dumps(v)}"
+                for k, v in sorted(self.params.items())
+            )
             return f"{self.variant}({args})"
         return self.variant
 
@@ -126,6 +131,9 @@ class BatchSpec(BaseModel):
     ray: RayConfig = Field(default_factory=RayConfig.local)
     environments: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     database_url: str | None = None
+    # secrets-specref: a Prefect Secret block holding the database password (workers that
+    # have neither WTB_DATABASE_URL with the password nor PGPASSWORD/.pgpass read it there)
+    database_password_secret: str | None = None
     prefix_sharing: bool = True
     fail_on_error: bool = False
 

@@ -10,6 +10,7 @@ from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
     save_node_params,
@@ -47,6 +48,7 @@ class SqlUnitOfWork:
     audit: SqlAudit
     batches: SqlBatches
     results: SqlResults
+    cases: SqlCases
 
     connection: Connection
 
@@ -60,6 +62,7 @@ class SqlUnitOfWork:
         self.audit = SqlAudit(self.connection)
         self.batches = SqlBatches(self.connection)
         self.results = SqlResults(self.connection)
+        self.cases = SqlCases(self.connection)
         return self
 
     def __exit__(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from wtb_domain import App, sql_app
 from wtb_domain.batch.credentials import DatabaseRef, resolve_database_url
@@ -15,7 +15,7 @@ def prefect_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        block = Secret.load(name)
+        block = cast("Secret[Any]", Secret.load(name))  # sync context: the block itself
     except ValueError as exc:  # Prefect: "Unable to find block document named ..."
         raise WtbError(
             f"Prefect Secret block {name!r} not found ({exc}); create it with "

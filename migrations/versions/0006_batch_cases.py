@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("input", Json, nullable=False),
         sa.Column("expected", Json, nullable=True),
     )
-    op.create_index(
-        "ix_wtb_batch_cases_position", "wtb_batch_cases", ["batch_test_id", "position"]
-    )
+    op.create_index("ix_wtb_batch_cases_position", "wtb_batch_cases", ["batch_test_id", "position"])
 
 
 def downgrade() -> None:

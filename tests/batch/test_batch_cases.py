@@ -180,9 +180,7 @@ def test_flow_runs_a_spec_over_512_kb_and_its_parameters_stay_small(sqlite_url: 
         "huge-inline",
         sqlite_url,
         n=N_FLOW,
-        cases=[
-            {"id": f"case-{i:05d}", "input": {"q": f"{i}", "pad": pad}} for i in range(N_FLOW)
-        ],
+        cases=[{"id": f"case-{i:05d}", "input": {"q": f"{i}", "pad": pad}} for i in range(N_FLOW)],
         max_workers=4,
     )
     assert len(spec.model_dump_json()) > 600_000
@@ -196,7 +194,9 @@ def test_flow_runs_a_spec_over_512_kb_and_its_parameters_stay_small(sqlite_url: 
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)),
+            flow_run_filter=FlowRunFilter(
+                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)
+            ),
             limit=200,
         )
     ours = [r for r in runs if r.parameters.get("batch_id") == "huge-inline"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from wtb_domain import END, GraphBuilder, NodeContext, Workflow
-from wtb_domain.state import State
 
+State = Mapping[str, Any]
 ENV_NAMES = ("WTB_SEC_LITERAL_KEY", "WTB_SEC_FROM_BLOCK", "WTB_SEC_FROM_ENV")
 WORKFLOW = "tests.security.workflows:vault"
 

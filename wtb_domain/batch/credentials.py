@@ -112,7 +112,10 @@ def resolve_database_url(
         password = secret_loader(ref.password_secret)
         return parsed.set(password=password).render_as_string(hide_password=False)
     if _pgpass_available(env):
-        return parsed.set(password=None).render_as_string(hide_password=False)
+        bare = URL.create(
+            parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database
+        ).update_query_dict(dict(parsed.query))
+        return bare.render_as_string(hide_password=False)
     raise StoreError(
         f"no password for database {ref.url} on this worker: set WTB_DATABASE_URL to that URL "
         "with its password, or PGPASSWORD / ~/.pgpass, or name a Prefect Secret block in the "

@@ -156,11 +156,11 @@ class BatchService:
             uow.commit()
         hash_ = spec_hash(stored)
         remember_overlay(batch_id, hash_, overlay)
-        return Registration(batch_id, hash_, total, self.database_ref(spec.database_password_secret))
+        return Registration(
+            batch_id, hash_, total, self.database_ref(spec.database_password_secret)
+        )
 
-    def load(
-        self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None
-    ) -> BatchSpec:
+    def load(self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None) -> BatchSpec:
         """The spec of a registered batch, its secrets restored (``secrets`` or this
         process's memory); StateError if the batch was registered again with another spec."""
         with self.app.uow() as uow:

@@ -34,6 +34,7 @@ SPEC = {
     },
     "cases": [{"id": "c1", "input": {"q": "one"}}],
     "database_url": "postgresql+psycopg://wtb:hunter2@db.example:5433/wtb",
+    "database_password_secret": "wtb-db-password",
 }
 
 
@@ -86,12 +87,17 @@ def test_stored_spec_has_no_secret_and_the_overlay_restores_it() -> None:
     assert stored["environments"]["a"]["y"]["env_vars"]["FROM_BLOCK"] == {"secret": "blk"}
     assert stored["environments"]["a"]["y"]["env_vars"]["PLAIN"] == "visible"
     assert "hunter2" not in repr(overlay)  # the database password never travels
+    assert stored["database_password_secret"] == "wtb-db-password"  # a name, kept
     restored = spec_from_stored(stored, overlay)
     assert restored.variants["a"][1].params == {"api_key": "sk-1", "k": 2}
     assert restored.environments["a"]["y"]["env_vars"]["OPENAI_API_KEY"] == "sk-2"
     # without the overlay (another process): a clear error, not a silent "***"
     with pytest.raises(SpecError, match=r"variants\.a\.1\.params\.api_key: its literal secret"):
         spec_from_stored(stored, {})
+    plain = BatchSpec.parse({**SPEC, "variants": {}, "environments": {}})
+    stored_plain, overlay_plain = stored_spec(plain, "b2", cases)
+    assert overlay_plain == {}
+    assert spec_from_stored(stored_plain, {}).database_password_secret == "wtb-db-password"
 
 
 def test_overlay_round_trip() -> None:

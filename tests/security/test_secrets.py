@@ -339,3 +339,16 @@ def _artifacts_text() -> str:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(limit=200)
     return "\n".join(f"{a.key} {a.description} {a.data}" for a in found)
+
+
+@pytest.mark.usefixtures("blocks")
+def test_secret_blocks_resolve_and_a_missing_one_is_one_clear_line() -> None:
+    from tasks.secrets import prefect_secret
+    from wtb_domain.errors import WtbError
+
+    assert prefect_secret(ENV_BLOCK) == BLOCK_VALUE
+    with pytest.raises(WtbError) as info:
+        prefect_secret(f"no-such-block-{TOKEN}")
+    message = str(info.value)
+    assert message.startswith(f"Prefect Secret block 'no-such-block-{TOKEN}' not found")
+    assert "\n" not in message

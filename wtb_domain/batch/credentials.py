@@ -174,7 +174,9 @@ def missing_secrets(redacted: Any, overlay: Mapping[str, Any]) -> list[str]:
     """Paths whose literal secret was redacted and that the overlay does not restore."""
     return [
         ".".join(str(p) for p in json.loads(raw))
-        for raw, value in secret_overlay(redacted, skip=(("database_url",),)).items()
+        for raw, value in secret_overlay(
+            redacted, skip=(("database_url",), ("database_password_secret",))
+        ).items()
         if MASK in str(value) and raw not in overlay
     ]
 

@@ -20,6 +20,8 @@ from wtb_domain.redaction import redact
 
 STORED_META = ("cases_count", "cases_digest")
 DATABASE_URL_PATH = (("database_url",),)
+# A Secret block's *name* (its key looks secret, its value is not): stored as given.
+NAMES_NOT_SECRETS = ("database_password_secret",)
 
 _lock = threading.Lock()
 _live_overlays: dict[tuple[str, str], dict[str, Any]] = {}
@@ -45,8 +47,11 @@ def stored_spec(
     URL's password masked) and the secret literals it lacks, by path."""
     data = spec.model_dump(mode="json", exclude={"cases"})
     data["batch_id"] = batch_id
-    overlay = secret_overlay(data, skip=DATABASE_URL_PATH)
+    skip = DATABASE_URL_PATH + tuple((name,) for name in NAMES_NOT_SECRETS)
+    overlay = secret_overlay(data, skip=skip)
     stored: dict[str, Any] = redact(data)
+    for name in NAMES_NOT_SECRETS:
+        stored[name] = data.get(name)
     stored["cases_count"] = len(cases)
     stored["cases_digest"] = cases_digest(cases)
     return stored, overlay

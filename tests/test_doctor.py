@@ -57,7 +57,7 @@ def wtb(url: str) -> App:
     service = BatchService(app)
     prepared = service.prepare(linear_spec(url, BATCH), workers=1)
     for group in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+        service.run_group(prepared.payload, group.case_id, list(group.leaf_keys))
     service.finish(BATCH)
     return app
 

@@ -34,7 +34,7 @@ WORKER_SCRIPT = """
 import json, sys
 from tasks.batch import run_case_group
 args = json.loads(open(sys.argv[1]).read())
-print(json.dumps(run_case_group.fn(args["payload"], args["case"], args["leaf_keys"])))
+print(json.dumps(run_case_group.fn(args["payload"], args["case_id"], args["leaf_keys"])))
 """
 
 
@@ -109,7 +109,7 @@ def test_separate_worker_processes_each_push_their_own_group(
             json.dumps(
                 {
                     "payload": prepared.payload,
-                    "case": prepared.cases[group.case_id],
+                    "case_id": group.case_id,
                     "leaf_keys": list(group.leaf_keys),
                 }
             )

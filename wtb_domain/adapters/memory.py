@@ -43,6 +43,7 @@ class MemoryStore:
         self.baselines: list[Baseline] = []
         self.claims: dict[str, tuple[str, float]] = {}
         """Execution id -> (owner, lease end on the monotonic clock)."""
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -56,6 +57,7 @@ class _Staged:
         self.batches: dict[str, BatchTest] = {}
         self.results: list[BatchResult] = []
         self.baselines: list[Baseline] = []
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -240,6 +242,36 @@ class MemoryBaselines:
         return rows[0] if rows else None
 
 
+class MemoryCases:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add_many(self, batch_id: str, cases: Sequence[Mapping[str, Any]]) -> None:
+        staged = self._staged.cases.setdefault(batch_id, {})
+        existing = self._store.cases.get(batch_id, {})
+        for case in cases:
+            if case["id"] in staged or case["id"] in existing:
+                raise ExecutionError(f"batch {batch_id!r} has case {case['id']!r} already")
+            staged[case["id"]] = copy.deepcopy(
+                {"id": case["id"], "input": case["input"], "expected": case.get("expected")}
+            )
+
+    def _merged(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        return {**self._store.cases.get(batch_id, {}), **self._staged.cases.get(batch_id, {})}
+
+    def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
+        found = self._merged(batch_id).get(case_id)
+        if found is None:
+            raise NotFoundError(f"batch {batch_id!r} has no case {case_id!r}")
+        return copy.deepcopy(found)
+
+    def ids(self, batch_id: str) -> list[str]:
+        return list(self._merged(batch_id))
+
+    def count(self, batch_id: str) -> int:
+        return len(self._merged(batch_id))
+
+
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
@@ -252,6 +284,7 @@ class MemoryUnitOfWork:
         self.batches = MemoryBatches(store, self._staged)
         self.results = MemoryResults(store, self._staged)
         self.baselines = MemoryBaselines(store, self._staged)
+        self.cases = MemoryCases(store, self._staged)
 
     def __enter__(self) -> Self:
         return self
@@ -279,6 +312,8 @@ class MemoryUnitOfWork:
             for r in staged.results:
                 store.results.setdefault(_result_key(r), r)
             store.baselines.extend(staged.baselines)
+            for batch_id, cases in staged.cases.items():
+                store.cases.setdefault(batch_id, {}).update(cases)
         self.rollback()
 
     def start_execution(
@@ -375,3 +410,4 @@ class MemoryUnitOfWork:
         self._staged.batches.clear()
         self._staged.results.clear()
         self._staged.baselines.clear()
+        self._staged.cases.clear()

@@ -17,6 +17,7 @@ from wtb_domain.ports import (
     AuditLog,
     BaselineRepository,
     BatchRepository,
+    CaseRepository,
     CheckpointStore,
     ExecutionRepository,
     ResultRepository,
@@ -52,6 +53,10 @@ class TimedUnitOfWork:
     @property
     def baselines(self) -> BaselineRepository:
         return self._inner.baselines
+
+    @property
+    def cases(self) -> CaseRepository:
+        return self._inner.cases
 
     def __enter__(self) -> Self:
         self._inner.__enter__()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wtb_domain.adapters.sql import claims
 from wtb_domain.adapters.sql.baselines import SqlBaselines
+from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
     save_node_params,
@@ -51,6 +52,7 @@ class SqlUnitOfWork:
     batches: SqlBatches
     results: SqlResults
     baselines: SqlBaselines
+    cases: SqlCases
 
     connection: Connection
 
@@ -65,6 +67,7 @@ class SqlUnitOfWork:
         self.batches = SqlBatches(self.connection)
         self.results = SqlResults(self.connection)
         self.baselines = SqlBaselines(self.connection)
+        self.cases = SqlCases(self.connection)
         return self
 
     def __exit__(

@@ -115,7 +115,7 @@ class Engine:
         self._uow = uow_factory
         self._retry = retry
         self._lease_s = lease_s
-        self._max_state = max_state_bytes() if max_state is None else max_state
+        self.max_state = max_state_bytes() if max_state is None else max_state
         self._heartbeat = Heartbeat(uow_factory)
 
     def new_claim(self) -> Claim:
@@ -279,7 +279,7 @@ class Engine:
                     "return a dict of the state keys it changes (or None)"
                 )
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
-            check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self._max_state)
+            check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:
             return self._fail(uow, claim, execution, name, exc, "")
         except Exception as exc:  # the node's own error: recorded, the run stops here

@@ -56,9 +56,9 @@ def check_state_size(
     if total <= before:  # the update did not make the state bigger
         return
     key = max(update_sizes, key=lambda k: update_sizes[k] - sizes.get(k, 0))
-    where = f"node {node!r}" if node else "the input state"
+    where = f"node {node!r} made the state" if node else "the input state is"
     raise StateError(
-        f"{where} made the state {total} bytes (key {key!r}: {update_sizes[key]} bytes), over "
+        f"{where} {total} bytes (key {key!r}: {update_sizes[key]} bytes), over "
         f"the limit of {limit} bytes ({MAX_STATE_ENV}); store large data outside the state "
         "(a file or object store) and keep a reference, or raise the limit"
     )

@@ -24,7 +24,7 @@ FAULTS = f"{MODULE}:faults"
 NODE_LOG_ENV = "WTB_NODE_LOG"
 CHAIN_NODES = ("a", "b", "c")
 CHAIN_SLEEP_S = 0.1
-HANG_S = 60.0
+HANG_S = 300.0
 
 
 def log_call(ctx: NodeContext) -> None:

@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 
 
-def cli_env(home: Path, api_url: str, log: Path) -> dict[str, str]:
+def cli_env(home: Path, api_url: str, log: Path, gate: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(
         {
@@ -43,15 +43,24 @@ def cli_env(home: Path, api_url: str, log: Path) -> dict[str, str]:
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]),
             wf.NODE_LOG_ENV: str(log),
+            wf.GATE_ENV: str(gate),
         }
     )
     return env
 
 
 def start_cli(
-    home: Path, spec_file: Path, batch_id: str, db_url: str, api_url: str, log: Path, out: Path
+    home: Path,
+    spec_file: Path,
+    batch_id: str,
+    db_url: str,
+    api_url: str,
+    log: Path,
+    gate: Path,
+    out: Path,
 ) -> subprocess.Popen[bytes]:
-    """``wtb batch run SPEC --batch-id X --db URL --quiet`` in its own process group."""
+    """``wtb batch run SPEC --batch-id X --db URL --quiet`` in its own process group; its
+    nodes log to ``log`` and wait for the file ``gate`` to exist."""
     command = [
         *(sys.executable, "-c", "from wtb_cli.main import app; app()"),
         *("batch", "run", str(spec_file), "--batch-id", batch_id, "--db", db_url, "--quiet"),
@@ -59,7 +68,7 @@ def start_cli(
     return subprocess.Popen(
         command,
         cwd=home,
-        env=cli_env(home, api_url, log),
+        env=cli_env(home, api_url, log, gate),
         stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -2,9 +2,11 @@
 
 Per store: one uninterrupted run of the spec (in process) gives the reference results and how
 long the work takes; then 10 trials, each a ``wtb batch run SPEC --batch-id X`` subprocess
-killed (SIGKILL, whole process group) ``Random(SEED)``-chosen seconds after it registered the
-batch, anywhere across the work's duration, and rerun with the same batch id to completion.
-After each rerun (see :func:`tests.reliability.harness.check_after_rerun`):
+killed (SIGKILL, whole process group) ``Random(SEED)``-chosen seconds into its work, anywhere
+across the work's duration, and rerun with the same batch id to completion. The processes
+boot ahead of their trial (booting takes longer than the work) and wait at their first node
+for a gate file; the delay counts from the moment the test opens the gate. After each rerun
+(see :func:`tests.reliability.harness.check_after_rerun`):
 
 * the results equal the uninterrupted run's (combination, case, repeat, success, score,
   metrics), one per leaf, and the batch is ``completed``;
@@ -13,10 +15,9 @@ After each rerun (see :func:`tests.reliability.harness.check_after_rerun`):
 * one checkpoint per (execution, step), every parent in the same execution or the fork
   source, the head is the last checkpoint, nothing left running or claimed.
 
-Reruns go through ``BatchService`` in this process (as a flow's tasks would), except the last
-trial's, which is a second ``wtb batch run`` (the real flow resuming). The next trial's CLI
-starts while the previous one is checked, to keep the suite within CI's budget.
-``WTB_RELIABILITY_SEED`` picks other moments.
+Reruns go through ``BatchService`` in this process (as a flow's tasks call it), except the
+first trial's, which is a second ``wtb batch run`` (the real flow resuming) running while the
+other trials go on. ``WTB_RELIABILITY_SEED`` picks other moments.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SPEC: dict[str, Any] = {
     "evaluators": [{"type": "exact_match"}, {"type": "token_f1"}],
     "max_workers": h.WORKERS,
 }
+AHEAD = 2
+"""``wtb batch run`` processes booting at once (each waits at its gate once registered)."""
 REGISTER_TIMEOUT_S = 120
 RERUN_TIMEOUT_S = 180
 
@@ -99,55 +102,60 @@ def test_killed_batches_rerun_to_the_uninterrupted_results(
 
     moments = kill_moments(work_s)
 
-    def start(i: int) -> subprocess.Popen[bytes]:
+    def start(i: int, out: str = "run") -> subprocess.Popen[bytes]:
         return h.start_cli(
             tmp_path, spec_file, f"kill-{run}-{i}", store_url, prefect_api_url,
-            tmp_path / f"calls-{i}.log", tmp_path / f"run-{i}.out",
+            tmp_path / f"calls-{i}.log", tmp_path / f"gate-{i}", tmp_path / f"{out}-{i}.out",
         )  # fmt: skip
 
-    figures = []
-    nxt = start(0)
-    for i, delay in enumerate(moments):
-        batch_id, log = f"kill-{run}-{i}", tmp_path / f"calls-{i}.log"
-        proc = nxt
-        deadline = time.monotonic() + REGISTER_TIMEOUT_S
-        while not db.registered(batch_id):
-            assert proc.poll() is None, (tmp_path / f"run-{i}.out").read_text()[-3000:]
-            assert time.monotonic() < deadline, f"batch {batch_id} not registered in time"
-            time.sleep(0.02)
-        time.sleep(delay)
-        alive = proc.poll() is None
-        h.kill(proc)
-        assert alive, f"trial {i}: the run ended before the kill {delay} s in"
-        at_kill = h.AtKill(proc.pid, db.result_count(batch_id), db.finished_nodes(batch_id))
-        status = db.batch_status(batch_id)  # "completed": killed while printing the matrix
-        assert status in ("running", "completed"), status
-        if i + 1 < KILLS:
-            nxt = start(i + 1)  # boots while this trial is rerun and checked
-
-        if i + 1 < KILLS:
+    figures: dict[int, dict[str, Any]] = {}
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    cli_rerun: subprocess.Popen[bytes] | None = None
+    first: tuple[h.AtKill, dict[str, Any]] | None = None
+    try:
+        for i, delay in enumerate(moments):
+            for j in range(i, min(i + AHEAD, KILLS)):  # boot ahead; they wait at their gate
+                procs.setdefault(j, start(j))
+            batch_id, log, proc = f"kill-{run}-{i}", tmp_path / f"calls-{i}.log", procs.pop(i)
+            deadline = time.monotonic() + REGISTER_TIMEOUT_S
+            while not db.registered(batch_id):
+                assert proc.poll() is None, (tmp_path / f"run-{i}.out").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"batch {batch_id} not registered in time"
+                time.sleep(0.02)
+            (tmp_path / f"gate-{i}").touch()
+            opened = time.monotonic()
+            time.sleep(max(0.0, opened + delay - time.monotonic()))
+            alive = proc.poll() is None
+            h.kill(proc)
+            assert alive, f"trial {i}: the run ended before the kill {delay} s in"
+            at_kill = h.AtKill(proc.pid, db.result_count(batch_id), db.finished_nodes(batch_id))
+            status = db.batch_status(batch_id)  # "completed": killed while printing the matrix
+            assert status in ("running", "completed"), status
+            facts = {"delay_s": delay, "status_at_kill": status}
+            if i == 0:  # the real flow resumes it, while the other trials go on
+                cli_rerun = start(0, "rerun")
+                first = (at_kill, facts)
+                continue
             monkeypatch.setenv(wf.NODE_LOG_ENV, str(log))
             h.run_in_process(
                 BatchSpec.parse({**SPEC, "batch_id": batch_id, "database_url": store_url})
             )
-        else:
-            rerun = h.start_cli(
-                tmp_path, spec_file, batch_id, store_url, prefect_api_url, log,
-                tmp_path / f"rerun-{i}.out",
-            )  # fmt: skip
-            try:
-                code = rerun.wait(RERUN_TIMEOUT_S)
-            finally:
-                h.kill(rerun)
-            output = (tmp_path / f"rerun-{i}.out").read_text()
-            assert code == 0, output[-3000:]
-            assert f"batch {batch_id}: completed - 24 of 24 results, 0 failed" in output
-        checked = h.check_after_rerun(db, batch_id, ref, at_kill, log)
-        figures.append({"delay_s": delay, "status_at_kill": status, **checked})
-        print(f"trial {i}: {figures[-1]}", flush=True)
+            figures[i] = {**facts, **h.check_after_rerun(db, batch_id, ref, at_kill, log)}
+            print(f"trial {i}: {figures[i]}", flush=True)
+
+        assert cli_rerun is not None and first is not None
+        code = cli_rerun.wait(RERUN_TIMEOUT_S)
+        output = (tmp_path / "rerun-0.out").read_text()
+        assert code == 0, output[-3000:]
+        assert f"batch kill-{run}-0: completed - 24 of 24 results, 0 failed" in output
+        checked = h.check_after_rerun(db, f"kill-{run}-0", ref, first[0], tmp_path / "calls-0.log")
+        figures[0] = {**first[1], **checked}
+        print(f"trial 0 (rerun by wtb batch run): {figures[0]}", flush=True)
+    finally:
+        for p in [*procs.values(), *([cli_rerun] if cli_rerun else [])]:
+            h.kill(p)
 
     print(f"kills on {store_url.split(':')[0]}: work {work_s:.2f} s, moments {moments}")
-    # the moments spread over the run: some kills before any result, some after several
-    assert any(f["results_at_kill"] == 0 for f in figures), figures
-    assert any(0 < f["results_at_kill"] < 24 for f in figures), figures
-    assert sum(f["status_at_kill"] == "running" for f in figures) >= 3, figures
+    # the moments spread over the work: some kills before any result, some after several
+    spread = [f["results_at_kill"] for f in figures.values()]
+    assert 0 in spread and any(0 < n < 24 for n in spread), figures

@@ -22,8 +22,10 @@ MODULE = "tests.reliability.workflows"
 CHAIN = f"{MODULE}:chain"
 FAULTS = f"{MODULE}:faults"
 NODE_LOG_ENV = "WTB_NODE_LOG"
+GATE_ENV = "WTB_NODE_GATE"
+GATE_POLL_S = 0.02
 CHAIN_NODES = ("a", "b", "c")
-CHAIN_SLEEP_S = 0.1
+CHAIN_SLEEP_S = 0.06
 HANG_S = 300.0
 
 
@@ -33,6 +35,18 @@ def log_call(ctx: NodeContext) -> None:
         return
     with Path(path).open("a") as f:  # one short appended line per call: atomic on POSIX
         f.write(f"{ctx.execution_id} {ctx.node} {os.getpid()}\n")
+
+
+def wait_for_gate() -> None:
+    """Block until the file named by ``$WTB_NODE_GATE`` exists (when set).
+
+    A test starts ``wtb batch run`` processes ahead of time; each boots, registers its batch
+    and waits here at its first node until the test opens its gate, so a kill "d seconds into
+    the work" means d seconds after the gate opened, however long the boot took.
+    """
+    gate = os.environ.get(GATE_ENV)
+    while gate and not Path(gate).exists():
+        time.sleep(GATE_POLL_S)
 
 
 def calls(log: Path) -> list[tuple[str, str, int]]:
@@ -50,11 +64,12 @@ def call_counts(log: Path) -> Counter[tuple[str, str]]:
     return Counter((e, n) for e, n, _ in calls(log))
 
 
-# --- chain: a -> b -> c, variants x | y on each node, 0.1 s per node -------------------------
+# --- chain: a -> b -> c, variants x | y on each node, 60 ms per node ------------------------
 
 
 def chain_step(state: State, ctx: NodeContext) -> dict[str, Any]:
     """Append ``node:variant`` to ``path``; c sets ``answer`` to the joined path."""
+    wait_for_gate()
     log_call(ctx)
     time.sleep(float(ctx.params["sleep_s"]))
     path = [*state.get("path", []), f"{ctx.node}:{ctx.variant}"]

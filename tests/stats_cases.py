@@ -134,16 +134,21 @@ def sample(seed: int, size: int, kind: str) -> list[float]:
 BOOTSTRAP_CALLS = [
     (s, size, kind, call_seed, resamples, confidence)
     for s, (size, kind) in enumerate(
-        [(1, "cont"), (2, "cont"), (3, "steps"), (10, "binary"), (50, "cont"), (500, "steps")]
-        + [(7, "const"), (64, "neg"), (120, "wide"), (333, "cont")]
+        [
+            *[(1, "cont"), (2, "cont"), (3, "steps"), (10, "binary"), (50, "cont")],
+            *[(500, "steps"), (7, "const"), (64, "neg"), (120, "wide"), (333, "cont")],
+        ]
     )
     for call_seed, resamples, confidence in [(0, 2000, 0.95), (7, 999, 0.9), (123456789, 5, 0.5)]
 ]
 PAIRED_CALLS = [
     (s, size, kind, call_seed, draws)
     for s, (size, kind) in enumerate(
-        [(0, "cont"), (1, "cont"), (5, "steps"), (16, "cont"), (17, "cont"), (23, "binary")]
-        + [(24, "steps"), (100, "neg"), (500, "cont"), (500, "steps"), (64, "wide"), (9, "const")]
+        [
+            *[(0, "cont"), (1, "cont"), (5, "steps"), (16, "cont"), (17, "cont"), (23, "binary")],
+            *[(24, "steps"), (100, "neg"), (500, "cont"), (500, "steps"), (64, "wide")],
+            (9, "const"),
+        ]
     )
     for call_seed, draws in [(0, 10_000), (3, 777), (2**40 + 5, 1)]
 ]

@@ -191,6 +191,7 @@ def _split_exactly(sample: list[float], bits: int) -> _Split:
     count = max(1, -(-max(abs(i) for i in integers).bit_length() // bits))
     mask = (1 << bits) - 1
     limbs = [
-        [math.copysign((abs(i) >> (k * bits)) & mask, i) for k in range(count)] for i in integers
+        [(1.0 if i >= 0 else -1.0) * ((abs(i) >> (k * bits)) & mask) for k in range(count)]
+        for i in integers
     ]
     return _Split(np.array(limbs, dtype=np.float64), -shift, fast=False)

@@ -62,7 +62,7 @@ def paired_test(
     values = [float(d) for d in diffs]
     if not values:
         return 1.0
-    tolerance = 1e-9 * (1.0 + math.fsum(abs(v) for v in values))
+    tolerance = 1e-9 * (1.0 + math.fsum(map(abs, values)))
     threshold = abs(math.fsum(values)) - tolerance
     if len(values) <= exact_max:
         sums = signed_sums(values)
@@ -71,24 +71,40 @@ def paired_test(
 
 
 def _monte_carlo(values: list[float], threshold: float, draws: int, seed: int) -> float:
-    chunks = [values[i : i + TABLE_VALUES] for i in range(0, len(values), TABLE_VALUES)]
-    tables = np.zeros((len(chunks), TABLE_STRIDE))
-    for row, chunk in enumerate(chunks):
-        tables[row, : 2 ** len(chunk)] = signed_sums(chunk)
+    widths = [min(TABLE_VALUES, len(values) - i) for i in range(0, len(values), TABLE_VALUES)]
+    tables = _tables(values, len(widths))
     entries = tables.ravel()
-    # Any order of summing n terms errs by at most (n - 1) * 2**-53 * sum(|term|) (< this).
-    error = len(chunks) * EPSILON * float(np.abs(tables).max(axis=1).sum())
+    # Every |picked sum| is at most `largest`; any order of summing n terms errs by at most
+    # (n - 1) * 2**-53 * sum(|term|) (below `error`), and fsum rounds the exact sum once more
+    # (half an ulp). The margin covers both, and the rounding of the bounds, with room to spare.
+    largest = float(np.abs(tables).max(axis=1).sum())
+    error = len(widths) * EPSILON * largest
+    margin = 2 * error + 8 * EPSILON * largest + TINY
+    surely, maybe = threshold + margin, threshold - margin
     hits = 0
-    for picks in flip_indices(seed, tuple(len(c) for c in chunks), draws):
-        picked = entries[picks]
+    for picks in flip_indices(seed, tuple(widths), draws):
+        picked = np.take(entries, picks)
         approx = np.abs(picked.sum(axis=1))
-        # fsum rounds the exact sum once more (half an ulp); the margin covers both, twice.
-        margin = 2 * error + 4 * EPSILON * approx + TINY
-        surely = approx - margin >= threshold
-        unsure = ~surely & (approx + margin >= threshold)
-        hits += int(np.count_nonzero(surely))
-        hits += sum(abs(math.fsum(row)) >= threshold for row in picked[unsure].tolist())
+        hits += int(np.count_nonzero(approx >= surely))
+        unsure = np.flatnonzero((approx >= maybe) & (approx < surely))
+        hits += sum(abs(math.fsum(picked[row].tolist())) >= threshold for row in unsure)
     return (hits + 1) / (draws + 1)
+
+
+def _tables(values: list[float], count: int) -> FloatArray:
+    """``(count, TABLE_STRIDE)``: row ``t`` the signed sums of values ``8t .. 8t + 7``."""
+    full = len(values) // TABLE_VALUES
+    columns = np.array(values[: full * TABLE_VALUES]).reshape(full, TABLE_VALUES)
+    sums = np.zeros((full, 1))
+    for column in columns.T:
+        value = column[:, None]
+        sums = np.concatenate((sums + value, sums - value), axis=1)
+    tables = np.zeros((count, TABLE_STRIDE))
+    tables[:full] = sums
+    if count > full:
+        rest = signed_sums(values[full * TABLE_VALUES :])
+        tables[full, : len(rest)] = rest
+    return tables
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

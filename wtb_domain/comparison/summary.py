@@ -72,11 +72,13 @@ def paired_comparisons(
     if reference not in case_means:
         raise SpecError(f"unknown combination {reference!r}; known: {known_names(case_means)}")
     base = case_means[reference]
+    base_cases = sorted(base)
     raw: list[tuple[str, int, float, float]] = []
     for name, cases in case_means.items():
         if name == reference:
             continue
-        diffs = [cases[case] - base[case] for case in sorted(set(cases) & set(base))]
+        common = base_cases if cases.keys() == base.keys() else sorted(cases.keys() & base.keys())
+        diffs = [cases[case] - base[case] for case in common]
         mean_diff = statistics.fmean(diffs) if diffs else 0.0
         raw.append((name, len(diffs), mean_diff, paired_test(diffs, seed=seed)))
     adjusted = holm([p for *_, p in raw])

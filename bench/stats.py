@@ -1,0 +1,220 @@
+"""The comparison matrix's statistics: numpy implementation against the pure-Python definition.
+
+Run from the repository root::
+
+    python bench/stats.py            # writes the "stats" section of bench/results.md
+    python bench/stats.py --quick    # fewer repeats, no results.md
+
+"The statistics" are what ``wtb matrix`` computes after the SQL aggregates: the bootstrap
+confidence interval of every combination (2,000 resamples of its per-case means) and the
+paired sign-flip tests of every other combination against the best one and, with a
+baseline, against the baseline (10,000 Monte-Carlo draws each, Holm-adjusted). Measured on
+per-case means shaped like a batch (combinations x cases), for:
+
+* ``numpy, cold``: the first call in a fresh process (``wtb matrix`` is one): the random
+  draws are made, then cached (``wtb_domain.comparison.stream``);
+* ``numpy, warm``: later calls (a long-lived process, or the regression gate after a matrix);
+* ``pure Python``: the definition kept in ``tests/stats_pure.py`` (the code before numpy),
+  once; every run checks that both give the same numbers, bit for bit.
+
+Also ``build_matrix_from_inputs`` (statistics plus assembling the matrix) [info].
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import (  # noqa: E402
+    fmt_ms,
+    machine_info,
+    machine_line,
+    markdown_table,
+    print_table,
+    update_results_section,
+    verdict,
+)
+from tests import stats_pure  # noqa: E402
+from wtb_domain.adapters.sql.aggregates import (  # noqa: E402
+    CombinationAggregate,
+    MatrixInputs,
+    build_matrix_from_inputs,
+)
+from wtb_domain.comparison import bootstrap_cis, holm, paired_test  # noqa: E402
+from wtb_domain.comparison.stream import _cached_counts, _cached_flips  # noqa: E402
+
+SECTION, TITLE = "stats", "Comparison statistics (bootstrap CIs, paired tests)"
+TARGET_S = 0.100  # 20 combinations x 500 cases
+Means = dict[str, dict[str, float]]
+
+# combinations, cases, score kind, with a baseline
+SHAPES = [
+    (20, 500, "continuous", True),
+    (20, 500, "continuous", False),
+    (20, 500, "ties (steps of 0.25)", True),
+    (5, 100, "continuous", True),
+    (20, 2000, "continuous", True),
+]
+
+
+def case_means(combos: int, cases: int, kind: str, seed: int = 1) -> Means:
+    rng = random.Random(seed)
+    out: Means = {}
+    for c in range(combos):
+        shift = 0.005 * c
+        values = [min(1.0, max(0.0, 0.4 + shift + 0.3 * rng.random())) for _ in range(cases)]
+        if kind.startswith("ties"):
+            values = [round(v * 4) / 4 for v in values]
+        out[f"combo-{c:02d}"] = {f"case-{i:04d}": v for i, v in enumerate(values)}
+    return out
+
+
+def workload(
+    means: Means,
+    baseline: str | None,
+    cis: Callable[[list[list[float]]], list[tuple[float, float]]],
+    test: Callable[[list[float]], float],
+) -> tuple[list[tuple[float, float]], list[list[float]]]:
+    """CIs of every combination, then p-values vs the best and vs the baseline."""
+    intervals = cis([list(cases.values()) for cases in means.values()])
+    best = max(means, key=lambda name: statistics.fmean(means[name].values()))
+    families = []
+    for reference in [best] + ([baseline] if baseline and baseline != best else []):
+        base = means[reference]
+        raw = [
+            test([cases[k] - base[k] for k in sorted(base)])
+            for name, cases in means.items()
+            if name != reference
+        ]
+        families.append(holm(raw))
+    return intervals, families
+
+
+def fast(means: Means, baseline: str | None) -> object:
+    return workload(means, baseline, bootstrap_cis, paired_test)
+
+
+def pure(means: Means, baseline: str | None) -> object:
+    return workload(
+        means,
+        baseline,
+        lambda samples: [stats_pure.bootstrap_ci(s) for s in samples],
+        stats_pure.paired_test,
+    )
+
+
+def clear_caches() -> None:
+    _cached_counts.cache_clear()
+    _cached_flips.cache_clear()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def inputs_of(means: Mapping[str, Mapping[str, float]]) -> MatrixInputs:
+    combos = {
+        name: CombinationAggregate(
+            name=name,
+            n=len(cases),
+            n_failed=0,
+            n_passed=len(cases),
+            mean_run_score=statistics.fmean(cases.values()),
+            std_score=statistics.stdev(cases.values()),
+            p50_ms=100.0,
+            p95_ms=200.0,
+            total_cost=0.0,
+            metric_means={},
+        )
+        for name, cases in means.items()
+    }
+    return MatrixInputs("bench", combos, {k: dict(v) for k, v in means.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats; no results.md")
+    args = ap.parse_args(argv)
+    repeats = 3 if args.quick else 15
+    info = machine_info(["numpy"])
+    rows, headline = [], 0.0
+    for combos, cases, kind, with_baseline in SHAPES:
+        means = case_means(combos, cases, kind)
+        baseline = "combo-03" if with_baseline else None
+        clear_caches()
+        cold = timed(lambda m=means, b=baseline: fast(m, b))  # type: ignore[misc]
+        warm = statistics.median(
+            timed(lambda m=means, b=baseline: fast(m, b))  # type: ignore[misc]
+            for _ in range(repeats)
+        )
+        started = time.perf_counter()
+        expected = pure(means, baseline)
+        slow = time.perf_counter() - started
+        if fast(means, baseline) != expected:
+            raise SystemExit(f"numpy and pure-Python statistics differ on {combos}x{cases} {kind}")
+        inputs = inputs_of(means)
+        matrix = statistics.median(
+            timed(lambda i=inputs, b=baseline: build_matrix_from_inputs(i, baseline=b))  # type: ignore[misc]
+            for _ in range(repeats)
+        )
+        tests = (combos - 1) * (2 if with_baseline else 1)
+        is_target = (combos, cases, with_baseline, kind) == (20, 500, True, "continuous")
+        headline = max(headline, cold) if is_target else headline
+        rows.append(
+            [
+                f"{combos} x {cases}",
+                kind,
+                f"{combos} CIs + {tests} tests",
+                fmt_ms(cold, 1),
+                fmt_ms(warm, 1),
+                fmt_ms(slow, 0),
+                f"{slow / cold:.0f}x",
+                fmt_ms(matrix, 1),
+                verdict(cold < TARGET_S) if is_target else "",
+            ]
+        )
+        print(f"  {combos}x{cases} {kind}: cold {cold * 1e3:.1f} ms, pure {slow * 1e3:.0f} ms")
+    headers = [
+        "combinations x cases",
+        "scores",
+        "statistics",
+        "numpy, cold (ms)",
+        "numpy, warm (ms)",
+        "pure Python (ms)",
+        "speed-up (cold)",
+        "build_matrix_from_inputs, warm (ms) [info]",
+        f"target < {TARGET_S * 1e3:.0f} ms",
+    ]
+    print_table(TITLE, headers, rows)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    body = "\n\n".join(
+        [
+            f"Machine: {machine_line(info)}; load average at the end: {load}.",
+            markdown_table(headers, rows),
+            "Same numbers bit for bit in every row (checked by the run). Cold = first call in "
+            "the process (draws made and cached); warm = median of later calls. The draws "
+            "depend only on (seed, cases, resamples / draws), so one matrix makes them once "
+            "for all its combinations and comparisons. The machine is shared: wall times "
+            "grow with its load.",
+        ]
+    )
+    if not args.quick:
+        print(f"wrote {update_results_section(SECTION, TITLE, body)}")
+    print(f"20 x 500 with baseline, cold: {headline * 1e3:.1f} ms (target < 100 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,9 +23,10 @@ from wtb_domain.comparison import (
     build_matrix,
     paired_comparisons,
     paired_test,
+    permutation,
+    stream,
 )
-from wtb_domain.comparison import bootstrap as bootstrap_module
-from wtb_domain.comparison import permutation, stream
+from wtb_domain.comparison import resampling as bootstrap_module
 
 REFERENCE: dict[str, Any] = json.loads(stats_cases.REFERENCE_FILE.read_text())
 CASES = {case["name"]: case for case in stats_cases.MATRIX_CASES}

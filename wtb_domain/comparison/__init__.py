@@ -14,14 +14,13 @@ given ``seed``. The building blocks (:func:`bootstrap_ci`, :func:`paired_test`, 
 :func:`percentile`, :func:`per_case_means`, :func:`paired_comparisons`) take plain numbers so a
 database can feed them pre-aggregated values.
 The package: :mod:`~wtb_domain.comparison.model` (records and constants),
-:mod:`~wtb_domain.comparison.bootstrap` and :mod:`~wtb_domain.comparison.permutation` (the
+:mod:`~wtb_domain.comparison.resampling` and :mod:`~wtb_domain.comparison.permutation` (the
 statistics, vectorised with numpy, bit-for-bit equal to their plain-Python definitions kept in
 ``tests/stats_pure.py``), :mod:`~wtb_domain.comparison.stream` (their random draws),
 :mod:`~wtb_domain.comparison.summary` (building a matrix) and
 :mod:`~wtb_domain.comparison.matrix` (the matrix and its renderings). Import from here.
 """
 
-from wtb_domain.comparison.bootstrap import bootstrap_ci, bootstrap_cis, percentile
 from wtb_domain.comparison.matrix import ComparisonMatrix
 from wtb_domain.comparison.model import (
     BETTER,
@@ -42,6 +41,7 @@ from wtb_domain.comparison.model import (
     run_score,
 )
 from wtb_domain.comparison.permutation import holm, paired_test
+from wtb_domain.comparison.resampling import bootstrap_ci, bootstrap_cis, percentile
 from wtb_domain.comparison.summary import (
     assemble_matrix,
     build_matrix,

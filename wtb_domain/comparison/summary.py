@@ -8,7 +8,6 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from wtb_domain.comparison.bootstrap import bootstrap_cis, percentile
 from wtb_domain.comparison.matrix import ComparisonMatrix
 from wtb_domain.comparison.model import (
     BETTER,
@@ -25,6 +24,7 @@ from wtb_domain.comparison.model import (
     numeric_metrics,
 )
 from wtb_domain.comparison.permutation import holm, paired_test
+from wtb_domain.comparison.resampling import bootstrap_cis, percentile
 from wtb_domain.errors import SpecError
 
 

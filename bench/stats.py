@@ -50,7 +50,7 @@ from wtb_domain.adapters.sql.aggregates import (  # noqa: E402
     MatrixInputs,
     build_matrix_from_inputs,
 )
-from wtb_domain.comparison import bootstrap_cis, holm, paired_test  # noqa: E402
+from wtb_domain.comparison import bootstrap_cis, holm, paired_tests  # noqa: E402
 from wtb_domain.comparison.stream import _cached_counts, _cached_flips  # noqa: E402
 
 SECTION, TITLE = "stats", "Comparison statistics (bootstrap CIs, paired tests)"
@@ -83,25 +83,30 @@ def workload(
     means: Means,
     baseline: str | None,
     cis: Callable[[list[list[float]]], list[tuple[float, float]]],
-    test: Callable[[list[float]], float],
+    tests: Callable[[list[list[float]]], list[float]],
 ) -> tuple[list[tuple[float, float]], list[list[float]]]:
-    """CIs of every combination, then p-values vs the best and vs the baseline."""
+    """CIs of every combination, then Holm-adjusted p-values vs the best and vs the baseline."""
     intervals = cis([list(cases.values()) for cases in means.values()])
     best = max(means, key=lambda name: statistics.fmean(means[name].values()))
-    families = []
-    for reference in [best] + ([baseline] if baseline and baseline != best else []):
-        base = means[reference]
-        raw = [
-            test([cases[k] - base[k] for k in sorted(base)])
+    references = [best] + ([baseline] if baseline and baseline != best else [])
+    families = [
+        [
+            [cases[k] - means[reference][k] for k in sorted(means[reference])]
             for name, cases in means.items()
             if name != reference
         ]
-        families.append(holm(raw))
-    return intervals, families
+        for reference in references
+    ]
+    p_values = tests([diffs for family in families for diffs in family])
+    adjusted = []
+    for family in families:
+        adjusted.append(holm(p_values[: len(family)]))
+        p_values = p_values[len(family) :]
+    return intervals, adjusted
 
 
 def fast(means: Means, baseline: str | None) -> object:
-    return workload(means, baseline, bootstrap_cis, paired_test)
+    return workload(means, baseline, bootstrap_cis, paired_tests)
 
 
 def pure(means: Means, baseline: str | None) -> object:
@@ -109,7 +114,7 @@ def pure(means: Means, baseline: str | None) -> object:
         means,
         baseline,
         lambda samples: [stats_pure.bootstrap_ci(s) for s in samples],
-        stats_pure.paired_test,
+        lambda diff_lists: [stats_pure.paired_test(d) for d in diff_lists],
     )
 
 

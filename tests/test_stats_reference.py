@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from tests import stats_cases, stats_pure
 from wtb_domain.adapters.sql.aggregates import build_matrix_from_inputs, inputs_from_rows
 from wtb_domain.comparison import (
+    blas,
     bootstrap_ci,
     bootstrap_cis,
     build_matrix,
     paired_comparisons,
     paired_test,
+    paired_tests,
     permutation,
     stream,
 )
@@ -198,3 +200,50 @@ def test_paired_comparisons_equal_the_definition_for_uneven_cases() -> None:
         common = sorted(means[name].keys() & means["ref"].keys())
         diffs = [means[name][k] - means["ref"][k] for k in common]
         assert got[name] == stats_pure.paired_test(diffs, seed=9)
+
+
+def _family(size: int, count: int, kind: str) -> list[list[float]]:
+    return [stats_cases.sample(100 + i, size, kind) for i in range(count)]
+
+
+@pytest.mark.parametrize(("size", "kind"), [(17, "cont"), (64, "steps"), (203, "binary")])
+def test_paired_tests_in_one_product_equal_the_definition(size: int, kind: str) -> None:
+    """From BATCH_MIN tests of one length on, the sums come from a matrix product."""
+    diff_lists = [*_family(size, permutation.BATCH_MIN + 2, kind), [], [0.1] * 5]
+    want = [stats_pure.paired_test(d, 6, 700) for d in diff_lists]
+    assert paired_tests(diff_lists, seed=6, draws=700) == want
+
+
+def test_paired_tests_decide_near_draws_by_fsum(monkeypatch: pytest.MonkeyPatch) -> None:
+    diff_lists = _family(40, permutation.BATCH_MIN, "steps")
+    want = [stats_pure.paired_test(d, 1, 300) for d in diff_lists]
+    monkeypatch.setattr(permutation, "EPSILON", 1.0)
+    monkeypatch.setattr(permutation, "BATCH_ELEMENTS", 40 * 7)
+    monkeypatch.setattr(stream, "BLOCK_ELEMENTS", 5 * 50)
+    assert paired_tests(diff_lists, seed=1, draws=300) == want
+
+
+@SLOW
+@given(
+    st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=17, max_size=30),
+    st.integers(4, 6),
+    SEEDS,
+)
+def test_paired_tests_equal_the_definition_on_generated_families(
+    base: list[float], count: int, seed: int
+) -> None:
+    diff_lists = [[v * (1 + k) - 0.01 * k for v in base] for k in range(count)]
+    want = [stats_pure.paired_test(d, seed, 200) for d in diff_lists]
+    assert paired_tests(diff_lists, seed=seed, draws=200) == want
+
+
+def test_one_blas_thread_is_restored_after_the_block() -> None:
+    setter = blas._set_local_threads()
+    if setter is None:  # numpy without its bundled OpenBLAS: nothing to set
+        with blas.one_thread():
+            pass
+        return
+    before = setter(3)
+    with blas.one_thread():
+        assert setter(1) == 1
+    assert setter(before) == 3

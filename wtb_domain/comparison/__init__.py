@@ -40,7 +40,7 @@ from wtb_domain.comparison.model import (
     numeric_metrics,
     run_score,
 )
-from wtb_domain.comparison.permutation import holm, paired_test
+from wtb_domain.comparison.permutation import holm, paired_test, paired_tests
 from wtb_domain.comparison.resampling import bootstrap_ci, bootstrap_cis, percentile
 from wtb_domain.comparison.summary import (
     assemble_matrix,
@@ -80,6 +80,7 @@ __all__ = [
     "numeric_metrics",
     "paired_comparisons",
     "paired_test",
+    "paired_tests",
     "per_case_means",
     "percentile",
     "ranked",

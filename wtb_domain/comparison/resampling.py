@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wtb_domain.comparison.blas import one_thread
 from wtb_domain.comparison.model import DEFAULT_RESAMPLES
 from wtb_domain.comparison.stream import FloatArray, resample_counts
 
@@ -123,7 +124,8 @@ def resample_means(
     starts = np.cumsum([0] + [split.limbs.shape[1] for split in splits])
     blocks = []
     for counts in resample_counts(seed, size, resamples):
-        sums = counts @ limbs
+        with one_thread():
+            sums = counts @ limbs
         blocks.append(
             np.column_stack(
                 [

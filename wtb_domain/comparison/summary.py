@@ -23,7 +23,7 @@ from wtb_domain.comparison.model import (
     known_names,
     numeric_metrics,
 )
-from wtb_domain.comparison.permutation import holm, paired_test
+from wtb_domain.comparison.permutation import holm, paired_tests
 from wtb_domain.comparison.resampling import bootstrap_cis, percentile
 from wtb_domain.errors import SpecError
 
@@ -71,30 +71,49 @@ def paired_comparisons(
     check_alpha(alpha)
     if reference not in case_means:
         raise SpecError(f"unknown combination {reference!r}; known: {known_names(case_means)}")
+    pairs = _pairs(case_means, reference)
+    return _compared(reference, pairs, paired_tests([d for _, d in pairs], seed=seed), alpha)
+
+
+def _pairs(
+    case_means: Mapping[str, Mapping[str, float]], reference: str
+) -> list[tuple[str, list[float]]]:
+    """Each other combination's per-case differences from ``reference`` (common cases, sorted)."""
     base = case_means[reference]
     base_cases = sorted(base)
-    raw: list[tuple[str, int, float, float]] = []
+    pairs = []
     for name, cases in case_means.items():
         if name == reference:
             continue
         common = base_cases if cases.keys() == base.keys() else sorted(cases.keys() & base.keys())
-        diffs = [cases[case] - base[case] for case in common]
+        pairs.append((name, [cases[case] - base[case] for case in common]))
+    return pairs
+
+
+def _compared(
+    reference: str,
+    pairs: list[tuple[str, list[float]]],
+    p_values: list[float],
+    alpha: float,
+) -> list[PairedComparison]:
+    adjusted = holm(p_values)
+    comparisons = []
+    for (name, diffs), p, adj in zip(pairs, p_values, adjusted, strict=True):
         mean_diff = statistics.fmean(diffs) if diffs else 0.0
-        raw.append((name, len(diffs), mean_diff, paired_test(diffs, seed=seed)))
-    adjusted = holm([p for *_, p in raw])
-    return [
-        PairedComparison(
-            combination=name,
-            reference=reference,
-            n_pairs=pairs,
-            mean_diff=diff,
-            p_value=p,
-            p_adjusted=adj,
-            significant=pairs > 0 and adj < alpha,
-            verdict=_verdict(pairs > 0 and adj < alpha, diff),
+        significant = bool(diffs) and adj < alpha
+        comparisons.append(
+            PairedComparison(
+                combination=name,
+                reference=reference,
+                n_pairs=len(diffs),
+                mean_diff=mean_diff,
+                p_value=p,
+                p_adjusted=adj,
+                significant=significant,
+                verdict=_verdict(significant, mean_diff),
+            )
         )
-        for (name, pairs, diff, p), adj in zip(raw, adjusted, strict=True)
-    ]
+    return comparisons
 
 
 def metric_means(rows: Sequence[ResultRow]) -> dict[str, float]:
@@ -218,13 +237,15 @@ def assemble_matrix(
             f"baseline: unknown combination {baseline!r}; known combinations: {known_names(names)}"
         )
     means = {name: case_means[name] for name in names}
-    vs_best = paired_comparisons(means, names[0], alpha, seed) if names else []
-    if baseline is None:
-        vs_baseline = []
-    elif baseline == names[0]:
-        vs_baseline = vs_best
-    else:
-        vs_baseline = paired_comparisons(means, baseline, alpha, seed)
+    references = names[:1] + ([baseline] if baseline is not None and names[0] != baseline else [])
+    families = [_pairs(means, reference) for reference in references]
+    p_values = paired_tests([diffs for family in families for _, diffs in family], seed=seed)
+    compared = []
+    for reference, family in zip(references, families, strict=True):
+        compared.append(_compared(reference, family, p_values[: len(family)], alpha))
+        p_values = p_values[len(family) :]
+    vs_best = compared[0] if compared else []
+    vs_baseline = [] if baseline is None else compared[references.index(baseline)]
     return ComparisonMatrix(
         batch_id=batch_id,
         stats=stats,

@@ -45,10 +45,11 @@ def generator(seed: int) -> np.random.MT19937:
 
 def uniforms(bit_generator: np.random.MT19937, count: int) -> FloatArray:
     """The next ``count`` values of ``random.random()``."""
-    words = bit_generator.random_raw(2 * count)
-    high = (words[0::2] >> 5).astype(np.float64)
-    low = (words[1::2] >> 6).astype(np.float64)
-    result: FloatArray = (high * 67108864.0 + low) / 9007199254740992.0
+    words = bit_generator.random_raw(2 * count).reshape(count, 2)
+    result: FloatArray = (words[:, 0] >> 5).astype(np.float64)
+    result *= 67108864.0
+    result += words[:, 1] >> 6
+    result *= 2.0**-53  # exact, as the division by 2**53 it stands for
     return result
 
 
@@ -76,9 +77,11 @@ def _count_blocks(seed: int, size: int, resamples: int) -> Iterator[FloatArray]:
     rows = max(1, BLOCK_ELEMENTS // size)
     for start in range(0, resamples, rows):
         block = min(rows, resamples - start)
-        picked = np.floor(uniforms(bit_generator, block * size) * float(size)).astype(np.intp)
-        picked += np.repeat(np.arange(block, dtype=np.intp) * size, size)
-        counts = np.bincount(picked, minlength=block * size).reshape(block, size)
+        drawn = uniforms(bit_generator, block * size)
+        drawn *= float(size)
+        picked = np.floor(drawn, out=drawn).astype(np.intp).reshape(block, size)
+        picked += (np.arange(block, dtype=np.intp) * size)[:, None]
+        counts = np.bincount(picked.ravel(), minlength=block * size).reshape(block, size)
         yield counts.astype(np.float64)
 
 

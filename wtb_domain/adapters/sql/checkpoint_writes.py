@@ -27,6 +27,7 @@ from sqlalchemy import CTE, Insert, Select, bindparam, func, select, union_all
 from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql.claims import guard_params, guarded_update, lease_end, lease_params
+from wtb_domain.adapters.sql.event_store import event_ctes
 from wtb_domain.adapters.sql.repositories import (
     BLOBS,
     CHECKPOINTS,
@@ -106,20 +107,33 @@ def _inserts(blob_count: int, guard: CTE | None) -> list[CTE]:
 
 
 @functools.cache
-def save_node_statement(blob_count: int) -> Select[Any]:
-    """Moves an execution's head to a checkpoint that brings ``blob_count`` new values.
+def save_node_statement(blob_count: int, event_count: int = 0) -> Select[Any]:
+    """Moves an execution's head to a checkpoint that brings ``blob_count`` new values, and
+    writes ``event_count`` events (outbox + audit rows, see
+    :func:`~wtb_domain.adapters.sql.event_store.event_ctes`).
 
     Selects the number of executions moved: 1, or 0 when the guard refused the write (then
-    nothing was inserted). Built once per count (at most :data:`MAX_VALUES`), so SQLAlchemy
-    compiles each shape once.
+    nothing was inserted). Built once per shape (at most :data:`MAX_VALUES` values), so
+    SQLAlchemy compiles each shape once.
     """
-    return select(func.count()).select_from(_moved).add_cte(*_inserts(blob_count, _moved))
+    ctes = [*_inserts(blob_count, _moved), *event_ctes(event_count, _moved)]
+    return select(func.count()).select_from(_moved).add_cte(*ctes)
 
 
 @functools.cache
-def start_execution_statement(blob_count: int) -> Insert:
-    """Inserts an execution with a first checkpoint that brings ``blob_count`` new values."""
-    return _start_execution.add_cte(*_inserts(blob_count, None))
+def guarded_write_statement(event_count: int) -> Select[Any]:
+    """The guarded execution update (claim, release, move head) with ``event_count`` events
+    written only if it changed the row; selects the number of rows changed (0 or 1)."""
+    return select(func.count()).select_from(_moved).add_cte(*event_ctes(event_count, _moved))
+
+
+@functools.cache
+def start_execution_statement(blob_count: int, event_count: int = 0) -> Insert:
+    """Inserts an execution with a first checkpoint that brings ``blob_count`` new values
+    (and ``event_count`` events)."""
+    return _start_execution.add_cte(
+        *_inserts(blob_count, None), *event_ctes(event_count, None)
+    )
 
 
 def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> dict[str, Any]:

@@ -1,0 +1,230 @@
+"""The audit log, the outbox and processed-event ids on SQL, and how events are written.
+
+:func:`event_rows` turns staged events into outbox and audit rows. Written by
+:func:`insert_events` (statements in the current transaction: SQLite, or PostgreSQL inside a
+transaction) or as data-modifying CTEs of the one-statement checkpoint writes
+(:func:`event_ctes`, see :mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an
+event id already stored (a retried write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    func,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wtb_domain.adapters.sql.tables import AuditRow, OutboxRow, ProcessedEventRow
+from wtb_domain.audit import describe
+from wtb_domain.events import Event, event_type, from_payload, to_payload
+from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
+
+AUDIT = cast(Table, AuditRow.__table__)
+OUTBOX = cast(Table, OutboxRow.__table__)
+PROCESSED = cast(Table, ProcessedEventRow.__table__)
+OUTBOX_COLUMNS = ("event_id", "event_type", "payload", "created_at")
+AUDIT_COLUMNS = (
+    "event_id",
+    "execution_id",
+    "batch_id",
+    "node",
+    "event_type",
+    "severity",
+    "message",
+    "data",
+    "created_at",
+)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def audit_values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "event_id": entry.event_id,
+        "execution_id": entry.execution_id,
+        "batch_id": entry.batch_id,
+        "node": entry.node,
+        "event_type": entry.event_type,
+        "severity": entry.severity.value,
+        "message": entry.message,
+        "data": entry.details,
+        "created_at": entry.created_at,
+    }
+
+
+def event_rows(events: Sequence[Event]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(outbox rows, audit rows) of ``events``, keyed by column name."""
+    now = utcnow()
+    outbox = [
+        {
+            "event_id": e.event_id,
+            "event_type": event_type(e),
+            "payload": to_payload(e),
+            "created_at": now,
+        }
+        for e in events
+    ]
+    return outbox, [audit_values(describe(e)) for e in events]
+
+
+def _insert_ignore(connection: Connection, table: Table, key: str) -> Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def insert_events(connection: Connection, events: Sequence[Event]) -> None:
+    """Write events' outbox and audit rows in the connection's current transaction."""
+    outbox, audit = event_rows(events)
+    connection.execute(_insert_ignore(connection, OUTBOX, "event_id"), outbox)
+    connection.execute(_insert_ignore(connection, AUDIT, "event_id"), audit)
+
+
+def _param(table: str, column: str, i: int) -> str:
+    return f"ev_{table}_{column}_{i}"
+
+
+def event_ctes(count: int, guard: CTE | None) -> list[CTE]:
+    """Inserts of ``count`` events' outbox and audit rows, as CTEs of one PostgreSQL
+    statement; with a ``guard`` (an UPDATE ... RETURNING), rows are selected ``FROM`` it, so
+    nothing is written when the guarded update changed no row."""
+    if count == 0:
+        return []
+    out: list[CTE] = []
+    for table, columns, name in ((OUTBOX, OUTBOX_COLUMNS, "outbox"), (AUDIT, AUDIT_COLUMNS, "audit")):
+        rows: list[Select[Any]] = []
+        for i in range(count):
+            stmt = select(
+                *[
+                    bindparam(_param(name, c, i), type_=table.c[c].type).label(c)
+                    for c in columns
+                ]
+            )
+            rows.append(stmt if guard is None else stmt.select_from(guard))
+        insert = (
+            postgresql.insert(table)
+            .from_select(list(columns), rows[0] if count == 1 else union_all(*rows))
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .cte(f"inserted_{name}")
+        )
+        out.append(insert)
+    return out
+
+
+def event_params(events: Sequence[Event]) -> dict[str, Any]:
+    """The parameters of :func:`event_ctes` for ``events``."""
+    outbox, audit = event_rows(events)
+    params: dict[str, Any] = {}
+    for name, rows in (("outbox", outbox), ("audit", audit)):
+        for i, row in enumerate(rows):
+            for column, value in row.items():
+                params[_param(name, column, i)] = value
+    return params
+
+
+class SqlAudit:
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+
+    def add(self, entry: AuditEntry) -> None:
+        self._s.execute(AUDIT.insert(), [audit_values(entry)])
+
+    def entries(
+        self,
+        execution_id: str | None = None,
+        limit: int = 200,
+        *,
+        batch_id: str | None = None,
+        min_severity: Severity | None = None,
+        since: datetime | None = None,
+    ) -> list[AuditEntry]:
+        stmt = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
+        if execution_id is not None:
+            stmt = stmt.where(AUDIT.c.execution_id == execution_id)
+        if batch_id is not None:
+            stmt = stmt.where(AUDIT.c.batch_id == batch_id)
+        if min_severity is not None:
+            stmt = stmt.where(AUDIT.c.severity.in_([s.value for s in min_severity.and_above()]))
+        if since is not None:
+            stmt = stmt.where(AUDIT.c.created_at >= since)
+        rows = list(self._s.execute(stmt))
+        rows.reverse()
+        return [
+            AuditEntry(
+                id=r.id,
+                execution_id=r.execution_id,
+                event_type=r.event_type,
+                severity=Severity(r.severity.upper()),
+                message=r.message,
+                details=dict(r.data or {}),
+                created_at=_aware(r.created_at),
+                batch_id=r.batch_id,
+                node=r.node,
+                event_id=r.event_id,
+            )
+            for r in rows
+        ]
+
+
+class SqlOutbox:
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+
+    def pending(self, limit: int = 500) -> list[OutboxRecord]:
+        stmt = (
+            select(OUTBOX)
+            .where(OUTBOX.c.published_at.is_(None))
+            .order_by(OUTBOX.c.id)
+            .limit(limit)
+        )
+        return [
+            OutboxRecord(
+                r.id,
+                from_payload(r.event_type, dict(r.payload), r.event_id, _aware(r.created_at)),
+                _aware(r.created_at),
+            )
+            for r in self._s.execute(stmt)
+        ]
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        stmt = (
+            update(OUTBOX)
+            .where(OUTBOX.c.event_id.in_(bindparam("ids", expanding=True)))
+            .where(OUTBOX.c.published_at.is_(None))
+            .values(published_at=utcnow())
+        )
+        self._s.execute(stmt, {"ids": list(event_ids)})
+
+    def unpublished_count(self) -> int:
+        stmt = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+        return int(self._s.execute(stmt).scalar_one())
+
+
+class SqlProcessed:
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+
+    def first_time(self, consumer: str, event_id: str) -> bool:
+        dialect = postgresql if self._s.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(PROCESSED).on_conflict_do_nothing(
+            index_elements=["consumer", "event_id"]
+        )
+        row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
+        return self._s.execute(stmt, row).rowcount == 1

@@ -105,7 +105,7 @@ def batch_test(
     """
     logger = get_run_logger()
     parsed = BatchSpec.parse(spec)
-    service = BatchService(sql_app(parsed.database_url, audit=False))
+    service = BatchService(sql_app(parsed.database_url))
     prepared = service.prepare(
         parsed, Path(base_dir) if base_dir else None, workers=_workers(parsed)
     )

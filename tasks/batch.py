@@ -17,5 +17,5 @@ def run_case_group(
     payload: dict[str, Any], case: dict[str, Any], leaf_keys: list[str]
 ) -> dict[str, Any]:
     """Run one case's variant tree (or a slice of it); results go straight to the store."""
-    service = BatchService(sql_app(payload.get("database_url"), audit=False))
+    service = BatchService(sql_app(payload.get("database_url")))
     return asdict(service.run_group(payload, case, leaf_keys))

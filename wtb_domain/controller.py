@@ -119,7 +119,7 @@ class ExecutionController:
         encoded = encode_update({}, input, node=None)
         cp = self._new_checkpoint(execution.id, None, 0, None, None, Source.INPUT, encoded.manifest)
         execution.head_checkpoint_id = cp.id
-        execution.events.append(ExecutionStarted(execution.id, wf.name, selection))
+        execution.emit(ExecutionStarted(execution.id, wf.name, selection))
         with self._uow() as uow:
             uow.record(execution.unrecorded_events())
             uow.start_execution(execution, cp, encoded.new_blobs, claim)
@@ -137,7 +137,7 @@ class ExecutionController:
         execution = self.get(execution_id)
         self._require_resumable(execution)
         wf = self._workflow_for(execution, workflow)
-        execution.events.append(ExecutionResumed(execution.id, execution.head_checkpoint_id))
+        execution.emit(ExecutionResumed(execution.id, execution.head_checkpoint_id))
         skip = bool(execution.paused_at and execution.paused_at.startswith("before:"))
         return self._advance(wf, execution, Mode.RUN, skip_break_before=skip)
 
@@ -163,7 +163,7 @@ class ExecutionController:
             execution.paused_at = f"rollback:{cp.step}"
             execution.error_type = execution.error_message = execution.error_traceback = None
             execution.updated_at = utcnow()
-            execution.events.append(ExecutionRolledBack(execution.id, cp.id))
+            execution.emit(ExecutionRolledBack(execution.id, cp.id))
             uow.record(execution.unrecorded_events())
             uow.move_head(execution, expected)
             execution.mark_recorded()
@@ -199,7 +199,7 @@ class ExecutionController:
             )
             execution.head_checkpoint_id = cp.id
             execution.updated_at = cp.created_at
-            execution.events.append(StateUpdated(execution.id, cp.id, encoded.changed_keys))
+            execution.emit(StateUpdated(execution.id, cp.id, encoded.changed_keys))
             uow.record(execution.unrecorded_events())
             # A compare-and-set on the head read above, refused while a runner holds a claim.
             uow.save_node(cp, encoded.new_blobs, execution)
@@ -261,12 +261,12 @@ class ExecutionController:
             {"forked_from": source.id, "patched": encoded.changed_keys, "totals": totals},
         )
         execution.head_checkpoint_id = cp.id
-        execution.events.append(
+        execution.emit(
             ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
         )
         if _replayed is not None:
             node, variant = _replayed
-            execution.events.append(NodeReplayed(execution.id, parent.id, source.id, node, variant))
+            execution.emit(NodeReplayed(execution.id, parent.id, source.id, node, variant))
         claim = self._engine.new_claim() if run else None
         try:
             with self._uow() as uow:

@@ -320,6 +320,7 @@ class Engine:
         """Write and commit, with the execution's unwritten events and ``events`` (outbox and
         audit rows in the same transaction); on a transient store error roll back and do it
         all again. The events join ``execution.events`` once written."""
+        events = tuple(execution.stamp(e) for e in events)
         pending = [*execution.unrecorded_events(), *events]
 
         def attempt() -> None:

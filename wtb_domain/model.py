@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from wtb_domain.events import Event
+from wtb_domain.events import Event, ExecutionEvent
 
 
 def utcnow() -> datetime:
@@ -92,6 +92,23 @@ class Execution:
         events = self.events[: self.recorded]
         self.events, self.recorded = [], 0
         return events
+
+    @property
+    def batch_id(self) -> str | None:
+        """The batch this execution runs for (its ``batch_test_id`` label), if any."""
+        value = self.labels.get("batch_test_id")
+        return value if isinstance(value, str) else None
+
+    def stamp(self, event: Event) -> Event:
+        """``event`` with this execution's batch id (for the audit trail's batch filter)."""
+        batch_id = self.batch_id
+        if batch_id is not None and isinstance(event, ExecutionEvent) and event.batch_id is None:
+            return replace(event, batch_id=batch_id)
+        return event
+
+    def emit(self, event: Event) -> None:
+        """Add an event for the next store write (see ``UnitOfWork.record``)."""
+        self.events.append(self.stamp(event))
 
     def unrecorded_events(self) -> list[Event]:
         return self.events[self.recorded :]

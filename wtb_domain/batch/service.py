@@ -22,6 +22,14 @@ from wtb_domain.comparison import ComparisonMatrix, ResultRow, result_rows
 from wtb_domain.engine import LATENCY_METRIC
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation import RunInfo, score_execution
+from wtb_domain.events import (
+    BatchCancelled,
+    BatchCompleted,
+    BatchProgressed,
+    BatchStarted,
+    CombinationCompleted,
+    Event,
+)
 from wtb_domain.ids import new_id
 from wtb_domain.model import BatchProgress, BatchResult, BatchStatus, BatchTest, Status, utcnow
 
@@ -103,7 +111,10 @@ class BatchService:
                 existing.cancel_requested = False
                 existing.updated_at = utcnow()
                 uow.batches.update(existing)
+            started = [BatchStarted(batch_id, spec.name, total, resumed=existing is not None)]
+            uow.record(started)
             uow.commit()
+        self.app.publish(started)
         groups = plan_groups(resolved, cases, workers)
         case_map = {c.id: c.model_dump(mode="json") for c in cases}
         return PreparedBatch(batch_id, groups, case_map, payload, total)
@@ -148,14 +159,25 @@ class BatchService:
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run
         outcome.cancelled = self._cancel_probe(batch_id, poll_s=0)()
+        self.app.flush()
         return outcome
 
     def _record(self, results: Sequence[BatchResult]) -> int:
-        """One transaction of results; idempotent (leaves already stored are skipped)."""
+        """One transaction of results and their audit entry / outbox event; idempotent
+        (leaves already stored are skipped, and then no event is written)."""
+        events: list[Event] = []
         with self.app.uow() as uow:
             recorded = uow.results.add_many(results)
+            if recorded and results:
+                failed = sum(1 for r in results if not r.success)
+                first = results[0]
+                events.append(
+                    BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
+                )
+                uow.record(events)
             uow.commit()
-            return recorded
+        self.app.publish(events)
+        return recorded
 
     def _score(
         self,
@@ -249,7 +271,11 @@ class BatchService:
                 batch.status = BatchStatus.COMPLETED
             batch.updated_at = utcnow()
             uow.batches.update(batch)
+            events = self._final_events(uow, batch, progress)
+            uow.record(events)
             uow.commit()
+        self.app.publish(events)
+        self.app.flush()
         return BatchSummary(
             batch_id,
             batch.status,
@@ -259,6 +285,30 @@ class BatchService:
             node_executions,
             list(errors),
         )
+
+    @staticmethod
+    def _final_events(uow: Any, batch: BatchTest, progress: BatchProgress) -> list[Event]:
+        """The batch's end, and one event per combination whose results are all in."""
+        if batch.status is BatchStatus.CANCELLED:
+            return [BatchCancelled(batch.id, progress.total, progress.done)]
+        events: list[Event] = []
+        resolved = _resolve_cached(json.dumps(batch.spec, sort_keys=True))
+        names = {leaf.combination.name for leaf in resolved.leaves}
+        per_combination = batch.total // max(len(names), 1)
+        if progress.done:
+            for stats in uow.results.comparison(batch.id, None).stats:
+                if stats.name in names and stats.n >= per_combination:
+                    events.append(
+                        CombinationCompleted(
+                            batch.id, stats.name, stats.n, stats.n_failed, stats.mean_score
+                        )
+                    )
+        events.append(
+            BatchCompleted(
+                batch.id, batch.status.value, progress.total, progress.done, progress.failed
+            )
+        )
+        return events
 
     def rows(self, batch_id: str) -> list[ResultRow]:
         """The batch's results as comparison rows."""

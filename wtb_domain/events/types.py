@@ -31,7 +31,10 @@ class Event:
 
 @dataclass(frozen=True)
 class ExecutionEvent(Event):
+    """``batch_id``: the batch the execution runs for (set from its labels when written)."""
+
     execution_id: str
+    batch_id: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

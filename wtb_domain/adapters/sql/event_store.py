@@ -223,8 +223,10 @@ class SqlProcessed:
 
     def first_time(self, consumer: str, event_id: str) -> bool:
         dialect = postgresql if self._s.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(PROCESSED).on_conflict_do_nothing(
-            index_elements=["consumer", "event_id"]
+        stmt = (
+            dialect.insert(PROCESSED)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(PROCESSED.c.event_id)
         )
         row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
-        return self._s.execute(stmt, row).rowcount == 1
+        return self._s.execute(stmt, row).first() is not None

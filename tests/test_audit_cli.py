@@ -11,8 +11,8 @@ from typer.testing import CliRunner, Result
 
 from tests.test_cli_hostile import one_error_line
 from wtb_cli.main import app
-from wtb_domain import sql_app
 from wtb_domain import events as ev
+from wtb_domain import sql_app
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec
 

@@ -25,7 +25,7 @@ def entry_type(event: ev.Event) -> str:
     return _SNAKE.sub("_", type(event).__name__).lower()
 
 
-def _message(event: ev.Event) -> tuple[Severity, str]:  # noqa: C901 - one case per event type
+def _message(event: ev.Event) -> tuple[Severity, str]:
     S = Severity
     match event:
         case ev.ExecutionStarted(workflow_name=name):

@@ -38,7 +38,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(
-            text(f"CREATE TABLE IF NOT EXISTS {APPLIED} (consumer VARCHAR(128), event_id VARCHAR(64))")
+            text(
+                f"CREATE TABLE IF NOT EXISTS {APPLIED} "
+                "(consumer VARCHAR(128), event_id VARCHAR(64))"
+            )
         )
     yield url
     engine.dispose()
@@ -77,7 +80,7 @@ def applied(url: str, consumer: str) -> Counter[str]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                text(f"SELECT event_id FROM {APPLIED} WHERE consumer = :c"),  # noqa: S608
+                text(f"SELECT event_id FROM {APPLIED} WHERE consumer = :c"),
                 {"c": consumer},
             ).all()
     finally:

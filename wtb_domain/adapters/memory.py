@@ -15,7 +15,7 @@ from typing import Any, Self
 from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
-from wtb_domain.errors import ExecutionError, NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
 from wtb_domain.events import Event
 from wtb_domain.ids import new_id
 from wtb_domain.model import (
@@ -332,14 +332,12 @@ class MemoryUnitOfWork:
             # duplicate is dropped (the first one's effect stands), like a key conflict.
             if any(key in store.processed for key in staged.processed):
                 self.rollback()
-                raise ExecutionError("event already processed by this consumer")
+                raise StoreError("event already processed by this consumer (a concurrent consumer)")
             store.processed.update(staged.processed)
             now = utcnow()
             for event in staged.events:
                 if event.event_id not in store.outbox:
-                    store.outbox[event.event_id] = OutboxRecord(
-                        len(store.outbox) + 1, event, now
-                    )
+                    store.outbox[event.event_id] = OutboxRecord(len(store.outbox) + 1, event, now)
                     store.audit.append(describe(event))
             for event_id in staged.published:
                 rec = store.outbox.get(event_id)

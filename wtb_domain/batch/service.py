@@ -171,9 +171,7 @@ class BatchService:
             if recorded and results:
                 failed = sum(1 for r in results if not r.success)
                 first = results[0]
-                events.append(
-                    BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
-                )
+                events.append(BatchProgressed(first.batch_test_id, first.case_id, recorded, failed))
                 uow.record(events)
             uow.commit()
         self.app.publish(events)

@@ -131,9 +131,7 @@ def guarded_write_statement(event_count: int) -> Select[Any]:
 def start_execution_statement(blob_count: int, event_count: int = 0) -> Insert:
     """Inserts an execution with a first checkpoint that brings ``blob_count`` new values
     (and ``event_count`` events)."""
-    return _start_execution.add_cte(
-        *_inserts(blob_count, None), *event_ctes(event_count, None)
-    )
+    return _start_execution.add_cte(*_inserts(blob_count, None), *event_ctes(event_count, None))
 
 
 def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> dict[str, Any]:

@@ -106,14 +106,12 @@ def event_ctes(count: int, guard: CTE | None) -> list[CTE]:
     if count == 0:
         return []
     out: list[CTE] = []
-    for table, columns, name in ((OUTBOX, OUTBOX_COLUMNS, "outbox"), (AUDIT, AUDIT_COLUMNS, "audit")):
+    targets = ((OUTBOX, OUTBOX_COLUMNS, "outbox"), (AUDIT, AUDIT_COLUMNS, "audit"))
+    for table, columns, name in targets:
         rows: list[Select[Any]] = []
         for i in range(count):
             stmt = select(
-                *[
-                    bindparam(_param(name, c, i), type_=table.c[c].type).label(c)
-                    for c in columns
-                ]
+                *[bindparam(_param(name, c, i), type_=table.c[c].type).label(c) for c in columns]
             )
             rows.append(stmt if guard is None else stmt.select_from(guard))
         insert = (
@@ -187,10 +185,7 @@ class SqlOutbox:
 
     def pending(self, limit: int = 500) -> list[OutboxRecord]:
         stmt = (
-            select(OUTBOX)
-            .where(OUTBOX.c.published_at.is_(None))
-            .order_by(OUTBOX.c.id)
-            .limit(limit)
+            select(OUTBOX).where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
         )
         return [
             OutboxRecord(

@@ -8,6 +8,7 @@ a batch leaves one even when it crashes right after a write.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -20,9 +21,14 @@ _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 _SUBJECT = ("batch_id", "execution_id", "node")
 
 
+@functools.cache
+def _snake(name: str) -> str:
+    return _SNAKE.sub("_", name).lower()
+
+
 def entry_type(event: ev.Event) -> str:
     """``ExecutionRolledBack`` -> ``execution_rolled_back``."""
-    return _SNAKE.sub("_", type(event).__name__).lower()
+    return _snake(type(event).__name__)
 
 
 def _message(event: ev.Event) -> tuple[Severity, str]:

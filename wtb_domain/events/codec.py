@@ -16,11 +16,20 @@ def event_type(event: Event) -> str:
     return type(event).__name__
 
 
+_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE)
+        _FIELDS[cls] = names
+    return names
+
+
 def to_payload(event: Event) -> dict[str, Any]:
     """The event's own fields (not its id or time, which the outbox has as columns)."""
-    return {
-        f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name not in _ENVELOPE
-    }
+    return {name: getattr(event, name) for name in _field_names(type(event))}
 
 
 def from_payload(
@@ -30,6 +39,6 @@ def from_payload(
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise StoreError(f"outbox event {event_id}: unknown event type {type_name!r}")
-    names = {f.name for f in dataclasses.fields(cls)} - set(_ENVELOPE)
+    names = _field_names(cls)
     fields = {k: v for k, v in payload.items() if k in names}
     return cls(**fields, event_id=event_id, occurred_at=occurred_at)

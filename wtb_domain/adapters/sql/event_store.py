@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
+    insert,
     select,
     union_all,
     update,
@@ -82,17 +83,80 @@ def event_rows(events: Sequence[Event]) -> tuple[list[dict[str, Any]], list[dict
     return outbox, [audit_values(describe(e)) for e in events]
 
 
-def _insert_ignore(connection: Connection, table: Table, key: str) -> Insert:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+# SQLAlchemy 2.0 does not cache statements with ``on_conflict_do_nothing()`` (their cache key
+# is None: compiled again on every execution). The event inserts spell the conflict clause as
+# text instead -- ``INSERT OR IGNORE`` on SQLite, an ``ON CONFLICT`` suffix of the SELECT on
+# PostgreSQL -- so each shape compiles once.
+_SKIP_PG = "ON CONFLICT (event_id) DO NOTHING"
+
+
+def _insert_ignore(dialect: str, table: Table) -> Insert:
+    """INSERT of every event column, skipping an event id already stored."""
+    columns = OUTBOX_COLUMNS if table is OUTBOX else AUDIT_COLUMNS
+    if dialect == "sqlite":
+        values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
+        return insert(table).values(values).prefix_with("OR IGNORE", dialect="sqlite")
+    row = select(*[bindparam(c, type_=table.c[c].type).label(c) for c in columns])
+    return insert(table).from_select(list(columns), row.suffix_with(_SKIP_PG))
+
+
+_INSERTS = {
+    name: (_insert_ignore(name, OUTBOX), _insert_ignore(name, AUDIT))
+    for name in ("postgresql", "sqlite")
+}
+
+
+class _SqliteInserts:
+    """The event inserts on SQLite as DBAPI ``executemany`` calls: the SQL is compiled once
+    and each value goes through the column type's own bind processor (the same text
+    SQLAlchemy would send), without SQLAlchemy's per-statement execution overhead, which is
+    most of the cost of two small INSERTs per node."""
+
+    def __init__(self, connection: Connection) -> None:
+        dialect = connection.dialect
+        self.statements = []
+        for table, columns in ((OUTBOX, OUTBOX_COLUMNS), (AUDIT, AUDIT_COLUMNS)):
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+            procs = [table.c[c].type._cached_bind_processor(dialect) for c in columns]
+            self.statements.append((sql, list(columns), procs))
+
+    def __call__(self, connection: Connection, rows: Sequence[list[dict[str, Any]]]) -> None:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for (sql, columns, procs), batch in zip(self.statements, rows, strict=True):
+                cursor.executemany(
+                    sql,
+                    [
+                        tuple(
+                            p(row[c]) if p is not None else row[c]
+                            for c, p in zip(columns, procs, strict=True)
+                        )
+                        for row in batch
+                    ],
+                )
+        finally:
+            cursor.close()
+
+
+_sqlite_inserts: _SqliteInserts | None = None
 
 
 def insert_events(connection: Connection, events: Sequence[Event]) -> None:
     """Write events' outbox and audit rows in the connection's current transaction."""
+    global _sqlite_inserts
     outbox, audit = event_rows(events)
-    connection.execute(_insert_ignore(connection, OUTBOX, "event_id"), outbox)
-    connection.execute(_insert_ignore(connection, AUDIT, "event_id"), audit)
+    if connection.dialect.name == "sqlite":
+        if not connection.in_transaction():
+            connection.exec_driver_sql("SELECT 1")  # SQLAlchemy begins the transaction
+        if _sqlite_inserts is None:
+            _sqlite_inserts = _SqliteInserts(connection)
+        _sqlite_inserts(connection, [outbox, audit])
+        return
+    outbox_insert, audit_insert = _INSERTS[connection.dialect.name]
+    connection.execute(outbox_insert, outbox)
+    connection.execute(audit_insert, audit)
 
 
 def _param(table: str, column: str, i: int) -> str:
@@ -114,13 +178,12 @@ def event_ctes(count: int, guard: CTE | None) -> list[CTE]:
                 *[bindparam(_param(name, c, i), type_=table.c[c].type).label(c) for c in columns]
             )
             rows.append(stmt if guard is None else stmt.select_from(guard))
-        insert = (
-            postgresql.insert(table)
-            .from_select(list(columns), rows[0] if count == 1 else union_all(*rows))
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .cte(f"inserted_{name}")
-        )
-        out.append(insert)
+        source = rows[0]
+        if count > 1:
+            union = union_all(*rows).subquery(f"{name}_rows")
+            source = select(*[union.c[c] for c in columns])
+        inserted = insert(table).from_select(list(columns), source.suffix_with(_SKIP_PG))
+        out.append(inserted.cte(f"inserted_{name}"))
     return out
 
 

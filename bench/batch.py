@@ -636,7 +636,7 @@ def domain_prefix(work: Workdir, sharing: bool, one_group: bool) -> PrefixRow:
         groups = [tuple(k for g in groups for k in g)]
     resolved = resolve(spec)
     expected = sum(tree_node_count(resolved, g, sharing) for g in groups)
-    case = prepared.cases["case-0"]
+    case = "case-0"
     gc.collect()
     t0 = time.perf_counter()
     nodes = sum(service.run_group(prepared.payload, case, list(g)).node_executions for g in groups)
@@ -747,7 +747,7 @@ def domain_fan(work: Workdir, label: str) -> DiagRow:
     assert app.database is not None
     service = BatchService(app)
     prepared = service.prepare(spec, workers=FAN_WORKERS)
-    case = prepared.cases["case-0"]
+    case = "case-0"
     gc.collect()
     with (
         lock_accounting(app.database.engine) as lock,

@@ -17,10 +17,12 @@ from prefect.states import Completed, Failed
 from flows.artifacts import publish_matrix, slug
 from flows.runners import build_task_runner, prefect_api_for_ray
 from tasks.batch import run_case_group
+from tasks.secrets import app_for, prefect_secret
 from wtb_domain import WtbError, sql_app
 from wtb_domain.adapters.sql.database import absolute_url
-from wtb_domain.batch.plan import resolve
-from wtb_domain.batch.service import BatchService, PreparedBatch
+from wtb_domain.batch.credentials import DatabaseRef
+from wtb_domain.batch.environments import resolve_runtime_env
+from wtb_domain.batch.service import BatchService, PreparedBatch, Registration
 from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.errors import RunError
 from wtb_domain.model import BatchStatus
@@ -51,7 +53,10 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
             with remote(group.runtime_env):
                 inflight.append(
                     named.submit(
-                        prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys)
+                        prepared.payload,
+                        group.case_id,
+                        list(group.leaf_keys),
+                        prepared.secrets or None,
                     )
                 )
         for done in as_completed(inflight):
@@ -82,7 +87,9 @@ def _remote_options(spec: BatchSpec) -> Any:
         if spec.ray.memory_per_task_gb:
             kwargs["memory"] = int(spec.ray.memory_per_task_gb * 1024**3)
         if runtime_env:
-            kwargs["runtime_env"] = runtime_env
+            # {secret: NAME} / {env: NAME} values are resolved here, as late as possible:
+            # they go to Ray's runtime_env and never into a stored parameter.
+            kwargs["runtime_env"] = resolve_runtime_env(runtime_env, prefect_secret)
         with remote_options(**kwargs):
             yield
 
@@ -91,24 +98,32 @@ def _remote_options(spec: BatchSpec) -> Any:
 
 @flow(name="wtb-batch-test", log_prints=True, persist_result=True, result_serializer="json")
 def batch_test(
-    spec: dict[str, Any], base_dir: str | None = None, publish_artifacts: bool = True
+    batch_id: str,
+    spec_hash: str,
+    database: dict[str, Any] | None = None,
+    publish_artifacts: bool = True,
 ) -> State:
-    """Run every variant combination x case x repeat of ``spec``; publish the matrix.
+    """Run every variant combination x case x repeat of a registered batch; publish the matrix.
 
-    Rerunning the same ``batch_id`` skips finished executions and continues the others.
+    The batch (its spec and cases) is registered in the store before the flow starts
+    (:func:`run_batch`), so the parameters stay small whatever the spec's size, and hold
+    no secret. Rerunning the same ``batch_id`` skips finished executions and continues the
+    others.
 
     Args:
-        spec: The batch spec (see the README's "Batch tests").
-        base_dir: Directory that relative paths of the spec (cases_file) start from.
+        batch_id: The registered batch.
+        spec_hash: The hash of its stored spec (a run refuses a batch registered again since).
+        database: ``{"url": ..., "password_secret": ...}``: the store's URL with its password
+            masked; this worker fills it in (WTB_DATABASE_URL, PGPASSWORD/.pgpass, or the
+            named Prefect Secret block).
         publish_artifacts: Attach the matrix artifacts to this run (a parent flow that runs
             the batch as a sub-flow attaches them to its own run instead).
     """
     logger = get_run_logger()
-    parsed = BatchSpec.parse(spec)
-    service = BatchService(sql_app(parsed.database_url))
-    prepared = service.prepare(
-        parsed, Path(base_dir) if base_dir else None, workers=_workers(parsed)
-    )
+    service = BatchService(app_for(database))
+    registration = Registration(batch_id, spec_hash, 0, DatabaseRef.from_param(database))
+    parsed = service.load(batch_id, spec_hash)
+    prepared = service.plan(registration, workers=_workers(parsed))
     logger.info(
         "batch %s: %d results to produce in %d tasks on %s",
         prepared.batch_id,
@@ -161,21 +176,18 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
     runs as its sub-flow and the caller publishes the artifacts on its own run. A WtbError that
     stopped the flow before it had a summary (a bad spec, the store) is raised here.
 
-    The database URL is made absolute so Ray workers (other working directories) find it.
+    The batch and its cases are registered here, before Prefect starts a flow run (spec
+    errors surface as SpecError); the flow receives the batch id, the stored spec's hash and
+    the database URL with its password masked. The URL is made absolute so Ray workers
+    (other working directories) find it.
     """
     spec = spec.model_copy(update={"database_url": absolute_url(spec.database_url)})
-    # Spec errors that need the workflow (unknown variant, bad params, cases file) surface
-    # here as SpecError, before Prefect starts a flow run.
-    resolve(spec)
-    spec.load_cases(base_dir)
-    payload = spec.model_dump(mode="json")
-    directory = str(base_dir) if base_dir else None
+    registration = BatchService(sql_app(spec.database_url)).register(spec, base_dir)
     with contextlib.ExitStack() as stack:
         api_url = stack.enter_context(prefect_api_for_ray()) if spec.runner == "ray" else None
         runner = build_task_runner(spec, api_url)
         state = batch_test.with_options(task_runner=runner)(
-            spec=payload,
-            base_dir=directory,
+            **registration.payload,
             publish_artifacts=FlowRunContext.get() is None,
             return_state=True,
         )

@@ -72,7 +72,7 @@ def test_a_batchs_trail_and_redacted_details(db: str) -> None:
     )
     prepared = service.prepare(spec)
     for g in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[g.case_id], list(g.leaf_keys))
+        service.run_group(prepared.payload, g.case_id, list(g.leaf_keys))
     service.finish("cli-batch")
     rows = as_json(wtb("audit", "cli-batch", "--format", "json", "--db", db))
     types = [r["event_type"] for r in rows]

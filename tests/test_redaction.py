@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-from wtb_domain import SpecError
 from wtb_domain.redaction import looks_secret, mask_url, redact
 
 
@@ -65,6 +64,5 @@ def test_mask_url() -> None:
     assert mask_url("postgresql://wtb:s3cret@db:5432/wtb") == "postgresql://wtb:***@db:5432/wtb"
     assert mask_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert mask_url("sqlite:///tmp/wtb.db") == "sqlite:///tmp/wtb.db"
-    with pytest.raises(SpecError, match=r"^database_url: not a database URL") as info:
-        mask_url("not a url :: s3cret")
-    assert "s3cret" not in str(info.value)
+    # Unparsable text is masked as well as it can be, never echoed with its password.
+    assert "s3cret" not in mask_url("foo bar://u:s3cret@h/x")

@@ -151,6 +151,24 @@ class BaselineRepository(Protocol):
         ...
 
 
+class CaseRepository(Protocol):
+    """The cases of a batch (``{"id", "input", "expected"}`` dicts), stored once with it."""
+
+    def add_many(self, batch_id: str, cases: Sequence[Mapping[str, Any]]) -> None:
+        """Store the batch's cases in this order (in multi-row statements)."""
+        ...
+
+    def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
+        """Raise NotFoundError if absent."""
+        ...
+
+    def ids(self, batch_id: str) -> list[str]:
+        """Case ids in the order they were stored."""
+        ...
+
+    def count(self, batch_id: str) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
 
@@ -171,6 +189,8 @@ class UnitOfWork(Protocol):
 
     @property
     def baselines(self) -> BaselineRepository: ...
+    @property
+    def cases(self) -> CaseRepository: ...
 
     @property
     def outbox(self) -> Outbox: ...

@@ -1,7 +1,7 @@
 """Audit entries with subject columns and upper-case severities; the outbox; processed events.
 
 Revision ID: 0007_audit_outbox
-Revises: 0005_execution_claims (until 0006_batch_cases is merged: then 0006_batch_cases)
+Revises: 0006_batch_cases
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007_audit_outbox"
-down_revision = "0005_execution_claims"
+down_revision = "0006_batch_cases"
 branch_labels = None
 depends_on = None
 

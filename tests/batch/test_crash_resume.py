@@ -102,7 +102,7 @@ def fresh_run_node_checkpoints(tmp_path: Path) -> int:
     service = BatchService(sql_app(url, audit=False))
     prepared = service.prepare(spec, workers=spec.max_workers)
     for group in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+        service.run_group(prepared.payload, group.case_id, list(group.leaf_keys))
     assert service.progress("fresh").done == TOTAL
     return node_checkpoints(tmp_path / "fresh.db")
 

@@ -148,7 +148,7 @@ def test_run_case_group_task_function(sqlite_url: str) -> None:
     prepared = BatchService(sql_app(sqlite_url, audit=False)).prepare(spec, workers=1)
     group = next(g for g in prepared.groups if g.case_id == "c1")
 
-    out = run_case_group.fn(prepared.payload, prepared.cases["c1"], list(group.leaf_keys))
+    out = run_case_group.fn(prepared.payload, "c1", list(group.leaf_keys))
     assert out["case_id"] == "c1"
     assert out["recorded"] == len(group.leaf_keys)
     assert out["failed"] == 0
@@ -158,7 +158,7 @@ def test_run_case_group_task_function(sqlite_url: str) -> None:
     assert out["worker_id"]
     assert {r.case_id for r in results_of(sqlite_url, "task-fn")} == {"c1"}
 
-    again = run_case_group.fn(prepared.payload, prepared.cases["c1"], list(group.leaf_keys))
+    again = run_case_group.fn(prepared.payload, "c1", list(group.leaf_keys))
     assert (again["recorded"], again["skipped"], again["node_executions"]) == (
         0,
         len(group.leaf_keys),

@@ -83,16 +83,16 @@ def run_case_whole(
     service: BatchService, prepared: PreparedBatch, case_id: str | None = None
 ) -> GroupOutcome:
     """Run all leaves of one case as a single group (one tree: maximal sharing)."""
-    case_id = case_id or next(iter(prepared.cases))
+    case_id = case_id or prepared.case_ids[0]
     keys = [k for g in prepared.groups if g.case_id == case_id for k in g.leaf_keys]
-    return service.run_group(prepared.payload, prepared.cases[case_id], keys)
+    return service.run_group(prepared.payload, case_id, keys)
 
 
 def run_groups(
     service: BatchService, prepared: PreparedBatch, groups: Sequence[Any] | None = None
 ) -> list[GroupOutcome]:
     return [
-        service.run_group(prepared.payload, prepared.cases[g.case_id], list(g.leaf_keys))
+        service.run_group(prepared.payload, g.case_id, list(g.leaf_keys))
         for g in (prepared.groups if groups is None else groups)
     ]
 
@@ -102,10 +102,10 @@ def leaf_counts(results: Sequence[BatchResult]) -> Counter[tuple[str, str, int]]
 
 
 def expected_leaves(prepared: PreparedBatch) -> set[tuple[str, str, int]]:
-    resolved = resolve(BatchSpec.parse(prepared.payload))
+    resolved = resolve(prepared.spec)
     return {
         (leaf.combination.name, case_id, leaf.repeat)
-        for case_id in prepared.cases
+        for case_id in prepared.case_ids
         for leaf in resolved.leaves
     }
 
@@ -194,7 +194,7 @@ def test_any_group_of_leaves_runs_each_leafs_own_variants(
     of its own leaves on every later node, not the node's default."""
     service = store.service()
     prepared = service.prepare(make_spec(wf.LINEAR3, "slice", variants=ALL3))
-    outcome = service.run_group(prepared.payload, prepared.cases["case-one"], leaf_keys)
+    outcome = service.run_group(prepared.payload, "case-one", leaf_keys)
     assert outcome.recorded == len(leaf_keys)
     results = store.results("slice")
     assert sorted(r.leaf_key for r in results) == sorted(leaf_keys)
@@ -319,7 +319,7 @@ def test_failing_variants_record_failed_results_and_others_succeed(store: Store)
             cases=cases("one", "two"),
         )
     )
-    outcomes = [run_case_whole(service, prepared, c) for c in prepared.cases]
+    outcomes = [run_case_whole(service, prepared, c) for c in prepared.case_ids]
     assert sum(o.recorded for o in outcomes) == 12
     assert sum(o.failed for o in outcomes) == 8
 

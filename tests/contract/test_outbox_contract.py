@@ -144,7 +144,7 @@ def test_a_batch_leaves_a_trail_with_its_results(app: App) -> None:
     )
     prepared = service.prepare(spec)
     for g in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[g.case_id], list(g.leaf_keys))
+        service.run_group(prepared.payload, g.case_id, list(g.leaf_keys))
     service.finish("audited")
     with app.uow() as uow:
         entries = uow.audit.entries(batch_id="audited", limit=10_000)

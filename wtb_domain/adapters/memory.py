@@ -52,6 +52,7 @@ class MemoryStore:
         self.outbox: dict[str, OutboxRecord] = {}
         """Event id -> its outbox record (insertion order is the outbox's order)."""
         self.processed: set[tuple[str, str]] = set()
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
     def unit_of_work(self, record_events: bool = True) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self, record_events)
@@ -68,6 +69,7 @@ class _Staged:
         self.events: list[Event] = []
         self.published: list[str] = []
         self.processed: list[tuple[str, str]] = []
+        self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -294,6 +296,36 @@ class MemoryBaselines:
         return rows[0] if rows else None
 
 
+class MemoryCases:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def add_many(self, batch_id: str, cases: Sequence[Mapping[str, Any]]) -> None:
+        staged = self._staged.cases.setdefault(batch_id, {})
+        existing = self._store.cases.get(batch_id, {})
+        for case in cases:
+            if case["id"] in staged or case["id"] in existing:
+                raise ExecutionError(f"batch {batch_id!r} has case {case['id']!r} already")
+            staged[case["id"]] = copy.deepcopy(
+                {"id": case["id"], "input": case["input"], "expected": case.get("expected")}
+            )
+
+    def _merged(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        return {**self._store.cases.get(batch_id, {}), **self._staged.cases.get(batch_id, {})}
+
+    def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
+        found = self._merged(batch_id).get(case_id)
+        if found is None:
+            raise NotFoundError(f"batch {batch_id!r} has no case {case_id!r}")
+        return copy.deepcopy(found)
+
+    def ids(self, batch_id: str) -> list[str]:
+        return list(self._merged(batch_id))
+
+    def count(self, batch_id: str) -> int:
+        return len(self._merged(batch_id))
+
+
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
@@ -309,6 +341,7 @@ class MemoryUnitOfWork:
         self.batches = MemoryBatches(store, self._staged)
         self.results = MemoryResults(store, self._staged)
         self.baselines = MemoryBaselines(store, self._staged)
+        self.cases = MemoryCases(store, self._staged)
 
     def __enter__(self) -> Self:
         return self
@@ -355,6 +388,8 @@ class MemoryUnitOfWork:
             for r in staged.results:
                 store.results.setdefault(_result_key(r), r)
             store.baselines.extend(staged.baselines)
+            for batch_id, cases in staged.cases.items():
+                store.cases.setdefault(batch_id, {}).update(cases)
         self.rollback()
 
     def start_execution(
@@ -454,3 +489,4 @@ class MemoryUnitOfWork:
         self._staged.events.clear()
         self._staged.published.clear()
         self._staged.processed.clear()
+        self._staged.cases.clear()

@@ -14,22 +14,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from wtb_domain.adapters.sql.database import absolute_url
+from wtb_domain.batch.credentials import DatabaseRef
+from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
 from wtb_domain.batch.spec import BatchSpec, Case
+from wtb_domain.batch.stored import (
+    live_overlay,
+    remember_overlay,
+    spec_from_stored,
+    spec_hash,
+    stored_spec,
+)
 from wtb_domain.batch.tree import Finished, VariantTree, derived_id
 from wtb_domain.bootstrap import App
 from wtb_domain.comparison import ComparisonMatrix, ResultRow, result_rows
 from wtb_domain.engine import LATENCY_METRIC
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation import RunInfo, score_execution
-from wtb_domain.events import (
-    BatchCancelled,
-    BatchCompleted,
-    BatchProgressed,
-    BatchStarted,
-    CombinationCompleted,
-    Event,
-)
+from wtb_domain.events import BatchProgressed, BatchStarted, Event
 from wtb_domain.ids import new_id
 from wtb_domain.model import BatchProgress, BatchResult, BatchStatus, BatchTest, Status, utcnow
 
@@ -37,14 +40,40 @@ CANCEL_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
-class PreparedBatch:
-    """A registered batch and its task plan; ``payload`` is what every task receives."""
+class Registration:
+    """A registered batch: what the flow receives (ids and a database reference only)."""
 
     batch_id: str
+    spec_hash: str
+    total: int
+    database: DatabaseRef | None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The flow's and every task's reference to the batch (small whatever its size)."""
+        return {
+            "batch_id": self.batch_id,
+            "spec_hash": self.spec_hash,
+            "database": self.database.to_param() if self.database else None,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A registered batch and its task plan; ``payload`` is what every task receives.
+
+    ``spec`` has its secret literals (in memory only); ``secrets`` is the overlay the tasks
+    need to restore them in the stored spec (passed as an in-memory argument).
+    """
+
+    batch_id: str
+    spec_hash: str
+    spec: BatchSpec
     groups: list[TaskGroup]
-    cases: dict[str, dict[str, Any]]
     payload: dict[str, Any]
     total: int
+    secrets: dict[str, Any] = field(default_factory=dict)
+    case_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,8 +107,12 @@ def worker_id() -> str:
 
 
 @lru_cache(maxsize=16)
-def _resolve_cached(payload_json: str) -> ResolvedBatch:
-    return resolve(BatchSpec.parse(json.loads(payload_json)))
+def _resolve_cached(spec_json: str) -> ResolvedBatch:
+    return resolve(BatchSpec.parse(json.loads(spec_json)))
+
+
+def _resolved(spec: BatchSpec) -> ResolvedBatch:
+    return _resolve_cached(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
 
 
 class BatchService:
@@ -88,25 +121,39 @@ class BatchService:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def prepare(
-        self, spec: BatchSpec, base_dir: Path | None = None, workers: int = 4
-    ) -> PreparedBatch:
-        """Validate the spec, register the batch (or find it, to resume) and plan its tasks."""
+    def database_ref(self, password_secret: str | None = None) -> DatabaseRef | None:
+        """How workers find this service's store: the URL with its password masked."""
+        if self.app.database is None:
+            return None
+        return DatabaseRef.for_url(absolute_url(self.app.database.url), password_secret)
+
+    def register(self, spec: BatchSpec, base_dir: Path | None = None) -> Registration:
+        """Validate the spec, store the batch and its cases (or find it, to resume).
+
+        The stored spec has no cases and no secret literals; the cases go to their own
+        table in multi-row inserts. This process remembers the secret literals (in memory)
+        for the flow it starts.
+        """
         resolved = resolve(spec)
-        cases = spec.load_cases(base_dir)
+        cases = [c.model_dump(mode="json") for c in spec.load_cases(base_dir)]
         if not cases:
             raise SpecError("cases: the batch has no cases")
         batch_id = spec.batch_id or f"batch-{new_id()[:20]}"
-        payload = spec.model_dump(mode="json", exclude={"cases", "cases_file"})
-        payload["batch_id"] = batch_id
+        stored, overlay = stored_spec(spec, batch_id, cases)
         total = len(resolved.leaves) * len(cases)
         with self.app.uow() as uow:
             existing = uow.batches.find(batch_id)
-            new = BatchTest(batch_id, spec.workflow, payload, total, spec.name)
-            if existing is None and not uow.batches.add_if_absent(new):
-                existing = uow.batches.get(batch_id)  # another runner registered it just now
+            new = BatchTest(batch_id, spec.workflow, stored, total, spec.name)
+            if existing is None:
+                if uow.batches.add_if_absent(new):
+                    uow.cases.add_many(batch_id, cases)
+                else:
+                    existing = uow.batches.get(batch_id)  # another runner registered it now
             if existing is not None:
-                self._check_same(existing, payload, total)
+                self._check_same(existing, stored, total)
+                if uow.cases.count(batch_id) == 0:  # registered before cases were stored
+                    uow.cases.add_many(batch_id, cases)
+                existing.spec = stored  # settings that may change on resume (runner, ...)
                 existing.status = BatchStatus.RUNNING
                 existing.cancel_requested = False
                 existing.updated_at = utcnow()
@@ -115,31 +162,79 @@ class BatchService:
             uow.record(started)
             uow.commit()
         self.app.publish(started)
-        groups = plan_groups(resolved, cases, workers)
-        case_map = {c.id: c.model_dump(mode="json") for c in cases}
-        return PreparedBatch(batch_id, groups, case_map, payload, total)
+        hash_ = spec_hash(stored)
+        remember_overlay(batch_id, hash_, overlay)
+        return Registration(
+            batch_id, hash_, total, self.database_ref(spec.database_password_secret)
+        )
+
+    def load(self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None) -> BatchSpec:
+        """The spec of a registered batch, its secrets restored (``secrets`` or this
+        process's memory); StateError if the batch was registered again with another spec."""
+        with self.app.uow() as uow:
+            batch = uow.batches.get(batch_id)
+        if spec_hash(batch.spec) != hash_:
+            raise SpecError(
+                f"batch {batch_id!r} was registered again with other settings while this run "
+                "started; rerun it"
+            )
+        overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
+        return spec_from_stored(batch.spec, overlay)
+
+    def plan(
+        self, registration: Registration, workers: int = 4, secrets: dict[str, Any] | None = None
+    ) -> PreparedBatch:
+        """The task groups of a registered batch (case ids from the store, not the cases)."""
+        batch_id, hash_ = registration.batch_id, registration.spec_hash
+        overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
+        spec = self.load(batch_id, hash_, overlay)
+        resolved = _resolved(spec)
+        with self.app.uow() as uow:
+            ids = uow.cases.ids(batch_id)
+        stubs = [Case.model_construct(id=i, input={}, expected=None) for i in ids]
+        groups = plan_groups(resolved, stubs, workers)
+        total = len(resolved.leaves) * len(ids)
+        return PreparedBatch(
+            batch_id, hash_, spec, groups, registration.payload, total, overlay, ids
+        )
+
+    def prepare(
+        self, spec: BatchSpec, base_dir: Path | None = None, workers: int = 4
+    ) -> PreparedBatch:
+        """:meth:`register` then :meth:`plan` (the domain path, without Prefect)."""
+        return self.plan(self.register(spec, base_dir), workers)
 
     @staticmethod
-    def _check_same(existing: BatchTest, payload: dict[str, Any], total: int) -> None:
+    def _check_same(existing: BatchTest, stored: dict[str, Any], total: int) -> None:
         keys = ("workflow", "variants", "combinations", "repeats", "evaluators")
-        changed = [k for k in keys if existing.spec.get(k) != payload.get(k)]
-        if changed or existing.total != total:
+        changed = [k for k in keys if existing.spec.get(k) != stored.get(k)]
+        digest = existing.spec.get("cases_digest")
+        same_cases = existing.total == total and digest in (None, stored["cases_digest"])
+        if changed or not same_cases:
             raise SpecError(
                 f"batch_id: {existing.id!r} already exists with a different "
                 f"{', '.join(changed) or 'set of cases'}; use a new batch_id to run this spec"
             )
 
     def run_group(
-        self, payload: dict[str, Any], case: dict[str, Any], leaf_keys: Sequence[str]
+        self,
+        payload: dict[str, Any],
+        case_id: str,
+        leaf_keys: Sequence[str],
+        secrets: dict[str, Any] | None = None,
     ) -> GroupOutcome:
-        """Run one task group: the pending leaves of one case, as a shared-prefix tree."""
-        resolved = _resolve_cached(json.dumps(payload, sort_keys=True))
-        spec = resolved.spec
+        """Run one task group: the pending leaves of one case, as a shared-prefix tree.
+
+        ``payload`` is the batch reference (:attr:`Registration.payload`); the spec and the
+        case are read from the store, ``secrets`` restores the stored spec's secret literals.
+        """
         batch_id = payload["batch_id"]
-        the_case = Case.model_validate(case)
-        outcome = GroupOutcome(the_case.id, worker_id=worker_id())
+        resolved = _resolved(self.load(batch_id, payload["spec_hash"], secrets))
+        spec = resolved.spec
         with self.app.uow() as uow:
+            the_case = Case.model_validate(uow.cases.get(batch_id, case_id))
             done = uow.results.done_keys(batch_id, the_case.id)
+        outcome = GroupOutcome(the_case.id, worker_id=worker_id())
         pending = [resolved.leaf(k) for k in leaf_keys if k not in done]
         outcome.skipped = len(leaf_keys) - len(pending)
         if not pending:
@@ -171,7 +266,8 @@ class BatchService:
             if recorded and results:
                 failed = sum(1 for r in results if not r.success)
                 first = results[0]
-                events.append(BatchProgressed(first.batch_test_id, first.case_id, recorded, failed))
+                progressed = BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
+                events.append(progressed)
                 uow.record(events)
             uow.commit()
         self.app.publish(events)
@@ -269,7 +365,7 @@ class BatchService:
                 batch.status = BatchStatus.COMPLETED
             batch.updated_at = utcnow()
             uow.batches.update(batch)
-            events = self._final_events(uow, batch, progress)
+            events = final_events(uow, batch, progress)
             uow.record(events)
             uow.commit()
         self.app.publish(events)
@@ -283,30 +379,6 @@ class BatchService:
             node_executions,
             list(errors),
         )
-
-    @staticmethod
-    def _final_events(uow: Any, batch: BatchTest, progress: BatchProgress) -> list[Event]:
-        """The batch's end, and one event per combination whose results are all in."""
-        if batch.status is BatchStatus.CANCELLED:
-            return [BatchCancelled(batch.id, progress.total, progress.done)]
-        events: list[Event] = []
-        resolved = _resolve_cached(json.dumps(batch.spec, sort_keys=True))
-        names = {leaf.combination.name for leaf in resolved.leaves}
-        per_combination = batch.total // max(len(names), 1)
-        if progress.done:
-            for stats in uow.results.comparison(batch.id, None).stats:
-                if stats.name in names and stats.n >= per_combination:
-                    events.append(
-                        CombinationCompleted(
-                            batch.id, stats.name, stats.n, stats.n_failed, stats.mean_score
-                        )
-                    )
-        events.append(
-            BatchCompleted(
-                batch.id, batch.status.value, progress.total, progress.done, progress.failed
-            )
-        )
-        return events
 
     def rows(self, batch_id: str) -> list[ResultRow]:
         """The batch's results as comparison rows."""

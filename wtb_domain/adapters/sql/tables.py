@@ -246,3 +246,18 @@ class MetricRollupRow(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     total: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class BatchCaseRow(Base):
+    """The cases of a batch, stored once when it is registered; tasks read theirs by id."""
+
+    __tablename__ = "wtb_batch_cases"
+    __table_args__ = (Index("ix_wtb_batch_cases_position", "batch_test_id", "position"),)
+
+    batch_test_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_batch_tests.id", ondelete="CASCADE"), primary_key=True
+    )
+    case_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    input: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    expected: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wtb_domain.adapters.sql import claims
 from wtb_domain.adapters.sql.baselines import SqlBaselines
+from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
     guarded_write_statement,
@@ -61,6 +62,7 @@ class SqlUnitOfWork:
     baselines: SqlBaselines
     outbox: SqlOutbox
     processed: SqlProcessed
+    cases: SqlCases
 
     connection: Connection
 
@@ -82,6 +84,7 @@ class SqlUnitOfWork:
         self.baselines = SqlBaselines(self.connection)
         self.outbox = SqlOutbox(self.connection)
         self.processed = SqlProcessed(self.connection)
+        self.cases = SqlCases(self.connection)
         return self
 
     def __exit__(

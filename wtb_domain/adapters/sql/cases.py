@@ -1,0 +1,55 @@
+"""The cases of a batch in SQL: inserted in multi-row batches, read by id or in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, func, insert, select
+
+from wtb_domain.adapters.sql.tables import BatchCaseRow
+from wtb_domain.errors import NotFoundError
+
+CASES = cast(Table, BatchCaseRow.__table__)
+INSERT_CHUNK = 1000
+
+
+class SqlCases:
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+
+    def add_many(self, batch_id: str, cases: Sequence[Mapping[str, Any]]) -> None:
+        rows = [
+            {
+                "batch_test_id": batch_id,
+                "case_id": case["id"],
+                "position": position,
+                "input": case["input"],
+                "expected": case.get("expected"),
+            }
+            for position, case in enumerate(cases)
+        ]
+        for start in range(0, len(rows), INSERT_CHUNK):
+            self._s.execute(insert(CASES), rows[start : start + INSERT_CHUNK])
+
+    def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
+        row = self._s.execute(
+            select(CASES.c.case_id, CASES.c.input, CASES.c.expected).where(
+                CASES.c.batch_test_id == batch_id, CASES.c.case_id == case_id
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"batch {batch_id!r} has no case {case_id!r}")
+        return {"id": row.case_id, "input": row.input, "expected": row.expected}
+
+    def ids(self, batch_id: str) -> list[str]:
+        stmt = (
+            select(CASES.c.case_id)
+            .where(CASES.c.batch_test_id == batch_id)
+            .order_by(CASES.c.position)
+        )
+        return list(self._s.execute(stmt).scalars())
+
+    def count(self, batch_id: str) -> int:
+        stmt = select(func.count()).select_from(CASES).where(CASES.c.batch_test_id == batch_id)
+        return int(self._s.execute(stmt).scalar_one())

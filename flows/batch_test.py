@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from prefect.states import Completed, Failed
 
 from flows.artifacts import publish_matrix, slug
@@ -28,6 +29,7 @@ from wtb_domain.errors import RunError
 from wtb_domain.model import BatchStatus
 
 MAX_ERROR_CHARS = 300
+EPHEMERAL_START_TIMEOUT_S = 120
 
 
 __all__ = ["batch_test", "run_batch", "slug"]
@@ -184,6 +186,11 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
     spec = spec.model_copy(update={"database_url": absolute_url(spec.database_url)})
     registration = BatchService(sql_app(spec.database_url)).register(spec, base_dir)
     with contextlib.ExitStack() as stack:
+        # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine
+        # needs more (the first start takes 10-15 s on an idle one).
+        timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+        if timeout.value() < EPHEMERAL_START_TIMEOUT_S:
+            stack.enter_context(temporary_settings({timeout: EPHEMERAL_START_TIMEOUT_S}))
         api_url = stack.enter_context(prefect_api_for_ray()) if spec.runner == "ray" else None
         runner = build_task_runner(spec, api_url)
         state = batch_test.with_options(task_runner=runner)(

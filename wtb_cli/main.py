@@ -21,6 +21,7 @@ from wtb_cli.common import (
 )
 from wtb_domain import SpecError
 from wtb_domain.adapters.sql.database import Database
+from wtb_domain.state import max_state_bytes
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -49,6 +50,7 @@ def metrics_port(value: str) -> int:
 @user_errors
 def main() -> None:
     """Serve Prometheus metrics on WTB_METRICS_PORT while a command runs, when it is set."""
+    max_state_bytes()  # a bad WTB_MAX_STATE_BYTES is one line before any work
     port = os.environ.get("WTB_METRICS_PORT")
     if port:
         from prometheus_client import start_http_server

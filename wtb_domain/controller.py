@@ -22,7 +22,7 @@ from wtb_domain.events import (
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWorkFactory, run_once
-from wtb_domain.state import StateDiff, diff_states, encode_update
+from wtb_domain.state import StateDiff, check_state_size, diff_states, encode_update
 from wtb_domain.workflow import Workflow, load_workflow
 
 WorkflowLike = Workflow | str
@@ -117,6 +117,7 @@ class ExecutionController:
             labels=dict(labels or {}),
         )
         encoded = encode_update({}, input, node=None)
+        check_state_size({}, encoded.sizes, node=None, limit=self._engine.max_state)
         cp = self._new_checkpoint(execution.id, None, 0, None, None, Source.INPUT, encoded.manifest)
         execution.head_checkpoint_id = cp.id
         execution.emit(ExecutionStarted(execution.id, wf.name, selection))

@@ -27,7 +27,7 @@ from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
-from wtb_domain.state import encode_update
+from wtb_domain.state import check_state_size, encode_update, max_state_bytes, value_size
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
 
 _log = logging.getLogger(__name__)
@@ -63,6 +63,13 @@ class RunContext:
 class _Head:
     checkpoint: Checkpoint
     state: dict[str, Any]
+    sizes: dict[str, int] | None = None
+    """Encoded bytes per top-level key (measured when the first node of a run needs them)."""
+
+    def key_sizes(self) -> dict[str, int]:
+        if self.sizes is None:
+            self.sizes = {k: value_size(v, node=None, key=k) for k, v in self.state.items()}
+        return self.sizes
 
 
 def _call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: RunContext) -> Any:
@@ -99,11 +106,18 @@ class Engine:
     """
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, retry: Retry = run_once, lease_s: float | None = None
+        self,
+        uow_factory: UnitOfWorkFactory,
+        retry: Retry = run_once,
+        lease_s: float | None = None,
+        max_state: int | None = None,
     ) -> None:
+        """``max_state``: the state size limit in bytes (default ``WTB_MAX_STATE_BYTES``,
+        else 16 MiB; a bad value raises SpecError here)."""
         self._uow = uow_factory
         self._retry = retry
         self._lease_s = lease_s
+        self.max_state = max_state_bytes() if max_state is None else max_state
         self._heartbeat = Heartbeat(uow_factory)
 
     def new_claim(self) -> Claim:
@@ -267,6 +281,7 @@ class Engine:
                     "return a dict of the state keys it changes (or None)"
                 )
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
+            check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:
             node_event = self._node_failed(execution, node, variant, exc, started)
             return self._fail(uow, claim, execution, name, exc, "", node_event)
@@ -308,7 +323,7 @@ class Engine:
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
         state.update(encoded.decoded)
-        return _Head(cp, state)
+        return _Head(cp, state, {**head.key_sizes(), **encoded.sizes})
 
     def _write(
         self,

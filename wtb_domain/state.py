@@ -4,11 +4,64 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wtb_domain.errors import StateError
+from wtb_domain.errors import SpecError, StateError
+
+MAX_STATE_ENV = "WTB_MAX_STATE_BYTES"
+DEFAULT_MAX_STATE_BYTES = 16 * 1024 * 1024
+"""16 MiB: the sum of the encoded (canonical JSON, UTF-8) sizes of a state's top-level values."""
+
+
+def max_state_bytes(value: str | None = None) -> int:
+    """The state size limit: ``value``, else ``WTB_MAX_STATE_BYTES``, else 16 MiB.
+
+    Raises:
+        SpecError: The value is not a whole number of bytes >= 1 (one line, naming the
+            variable and the fix).
+    """
+    text = os.environ.get(MAX_STATE_ENV) if value is None else value
+    if text is None or not text.strip():
+        return DEFAULT_MAX_STATE_BYTES
+    digits = text.strip().replace("_", "")
+    if not digits.isdigit() or len(digits) > 18 or int(digits) < 1:
+        raise SpecError(
+            f"{MAX_STATE_ENV}: {text[:40]!r} is not a whole number of bytes >= 1; "
+            f"set it to e.g. {DEFAULT_MAX_STATE_BYTES} (16 MiB) or unset it"
+        )
+    return int(digits)
+
+
+def value_size(value: Any, *, node: str | None, key: str) -> int:
+    """Bytes of one state value as stored (its canonical JSON in UTF-8)."""
+    return len(encode_value(value, node=node, key=key).encode("utf-8"))
+
+
+def check_state_size(
+    sizes: Mapping[str, int], update_sizes: Mapping[str, int], *, node: str | None, limit: int
+) -> None:
+    """Refuse an update after which the state (``sizes`` updated) exceeds ``limit`` bytes.
+
+    Raises:
+        StateError: Naming the node, the biggest key of the update and the limit.
+    """
+    total = sum(sizes.get(k, 0) for k in sizes.keys() - update_sizes.keys())
+    total += sum(update_sizes.values())
+    if total <= limit or not update_sizes:
+        return
+    before = sum(sizes.values())
+    if total <= before:  # the update did not make the state bigger
+        return
+    key = max(update_sizes, key=lambda k: update_sizes[k] - sizes.get(k, 0))
+    where = f"node {node!r} made the state" if node else "the input state is"
+    raise StateError(
+        f"{where} {total} bytes (key {key!r}: {update_sizes[key]} bytes), over "
+        f"the limit of {limit} bytes ({MAX_STATE_ENV}); store large data outside the state "
+        "(a file or object store) and keep a reference, or raise the limit"
+    )
 
 
 def encode_value(value: Any, *, node: str | None, key: str) -> str:
@@ -74,6 +127,8 @@ class EncodedUpdate:
     changed_keys: list[str]
     decoded: dict[str, Any]
     """The changed values as they read back from JSON (tuples become lists, ...)."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Encoded bytes (UTF-8) of every key of the update."""
 
 
 def encode_update(
@@ -85,15 +140,17 @@ def encode_update(
     blobs: dict[str, str] = {}
     changed: list[str] = []
     decoded: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
     for key, value in update.items():
         encoded = encode_value(value, node=node, key=key)
+        sizes[key] = len(encoded.encode("utf-8"))
         digest = content_hash(encoded)
         if new_manifest.get(key) != digest:
             new_manifest[key] = digest
             blobs[digest] = encoded
             changed.append(key)
             decoded[key] = value if _plain(value) else json.loads(encoded)
-    return EncodedUpdate(new_manifest, blobs, changed, decoded)
+    return EncodedUpdate(new_manifest, blobs, changed, decoded, sizes)
 
 
 def _plain(value: Any) -> bool:

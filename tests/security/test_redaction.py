@@ -90,7 +90,7 @@ def test_stored_spec_has_no_secret_and_the_overlay_restores_it() -> None:
     assert stored["database_password_secret"] == "wtb-db-password"  # a name, kept
     restored = spec_from_stored(stored, overlay)
     assert restored.variants["a"][1].params == {"api_key": "sk-1", "k": 2}
-    assert restored.environments["a"]["y"]["env_vars"]["OPENAI_API_KEY"] == "sk-2"
+    assert restored.environments["a"]["y"].env_vars["OPENAI_API_KEY"] == "sk-2"
     # without the overlay (another process): a clear error, not a silent "***"
     with pytest.raises(SpecError, match=r"variants\.a\.1\.params\.api_key: its literal secret"):
         spec_from_stored(stored, {})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class DropRule(BaseModel):
@@ -63,6 +63,12 @@ class RegressionPolicy(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance of the paired tests")
     seed: int = Field(0, description="Seed of the Monte-Carlo permutation tests")
     worst_cases: int = Field(5, ge=0, le=100, description="Cases shown in the report")
+
+    @field_validator("p95_ms", "cost", mode="before")
+    @classmethod
+    def _null_is_off(cls, value: Any) -> Any:
+        """``p95_ms: null`` turns the check off (same as ``{max_increase_pct: null}``)."""
+        return {"max_increase_pct": None} if value is None else value
 
     @classmethod
     def parse(cls, data: Any, prefix: str = "regression") -> RegressionPolicy:

@@ -54,7 +54,7 @@ from wtb_domain.comparison import (
     ComparisonMatrix,
     ResultRow,
     assemble_matrix,
-    bootstrap_ci,
+    bootstrap_cis,
     check_alpha,
     metric_means,
     per_case_means,
@@ -334,9 +334,14 @@ def build_matrix_from_inputs(
     """
     check_alpha(alpha)
     stats = []
-    for name, agg in inputs.combinations.items():
-        case_means = inputs.case_means[name]
-        low, high = bootstrap_ci(list(case_means.values()), resamples=resamples, seed=seed)
+    names = list(inputs.combinations)
+    intervals = bootstrap_cis(
+        [list(inputs.case_means[name].values()) for name in names],
+        resamples=resamples,
+        seed=seed,
+    )
+    for name, (low, high) in zip(names, intervals, strict=True):
+        agg, case_means = inputs.combinations[name], inputs.case_means[name]
         stats.append(
             CombinationStats(
                 name=name,

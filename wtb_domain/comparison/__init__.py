@@ -1,0 +1,90 @@
+"""The comparison matrix: per-combination statistics and paired significance tests.
+
+A batch runs several *combinations* (workflow variants) over the same test *cases*, each case
+possibly repeated. This module turns the per-run results into:
+
+* :class:`CombinationStats` per combination: mean score with a bootstrap confidence interval,
+  pass rate, latency percentiles, cost and metric means, and a rank;
+* :class:`PairedComparison` of each combination against a reference (the best one, and
+  optionally a named baseline), using a paired sign-flip permutation test on per-case mean
+  scores with Holm-Bonferroni adjustment across the comparisons against that reference.
+
+A failed run counts in ``n`` and ``n_failed`` and scores 0. Everything is deterministic for a
+given ``seed``. The building blocks (:func:`bootstrap_ci`, :func:`paired_test`, :func:`holm`,
+:func:`percentile`, :func:`per_case_means`, :func:`paired_comparisons`) take plain numbers so a
+database can feed them pre-aggregated values.
+The package: :mod:`~wtb_domain.comparison.model` (records and constants),
+:mod:`~wtb_domain.comparison.resampling` and :mod:`~wtb_domain.comparison.permutation` (the
+statistics, vectorised with numpy, bit-for-bit equal to their plain-Python definitions kept in
+``tests/stats_pure.py``), :mod:`~wtb_domain.comparison.stream` (their random draws),
+:mod:`~wtb_domain.comparison.summary` (building a matrix) and
+:mod:`~wtb_domain.comparison.matrix` (the matrix and its renderings). Import from here.
+"""
+
+from wtb_domain.comparison.matrix import ComparisonMatrix
+from wtb_domain.comparison.model import (
+    BETTER,
+    COST_METRIC,
+    CSV_COLUMNS,
+    DEFAULT_ALPHA,
+    DEFAULT_RESAMPLES,
+    EXACT_TEST_MAX_PAIRS,
+    MONTE_CARLO_DRAWS,
+    NO_DIFFERENCE,
+    WORSE,
+    CombinationStats,
+    PairedComparison,
+    ResultRow,
+    check_alpha,
+    known_names,
+    numeric_metrics,
+    run_score,
+)
+from wtb_domain.comparison.permutation import holm, paired_test, paired_tests
+from wtb_domain.comparison.resampling import bootstrap_ci, bootstrap_cis, percentile
+from wtb_domain.comparison.summary import (
+    assemble_matrix,
+    build_matrix,
+    combination_stats,
+    metric_means,
+    paired_comparisons,
+    per_case_means,
+    ranked,
+    result_rows,
+    total_cost,
+)
+
+__all__ = [
+    "BETTER",
+    "COST_METRIC",
+    "CSV_COLUMNS",
+    "DEFAULT_ALPHA",
+    "DEFAULT_RESAMPLES",
+    "EXACT_TEST_MAX_PAIRS",
+    "MONTE_CARLO_DRAWS",
+    "NO_DIFFERENCE",
+    "WORSE",
+    "CombinationStats",
+    "ComparisonMatrix",
+    "PairedComparison",
+    "ResultRow",
+    "assemble_matrix",
+    "bootstrap_ci",
+    "bootstrap_cis",
+    "build_matrix",
+    "check_alpha",
+    "combination_stats",
+    "holm",
+    "known_names",
+    "metric_means",
+    "numeric_metrics",
+    "paired_comparisons",
+    "paired_test",
+    "paired_tests",
+    "per_case_means",
+    "percentile",
+    "ranked",
+    "result_rows",
+    "run_score",
+    "total_cost",
+]

@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from wtb_domain.adapters.memory import MemoryStore
 from wtb_domain.adapters.sql.database import Database, database_for
 from wtb_domain.adapters.sql.retry import with_retries
 from wtb_domain.adapters.sql.uow import SqlUnitOfWork
-from wtb_domain.audit import AuditTrail
 from wtb_domain.controller import ExecutionController
 from wtb_domain.events import Event, MessageBus
 from wtb_domain.metrics import PrometheusMetrics
+from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
 
 @dataclass
 class App:
-    """What a process needs: a unit-of-work factory, the bus and the controller."""
+    """What a process needs: a unit-of-work factory, the bus and the controller.
+
+    With ``audit`` on (the default) every change writes its events to the audit trail and
+    the outbox in its own transaction; :meth:`publish` sends events of a committed change to
+    the bus, :attr:`relay` publishes what a dead process left unpublished.
+    """
 
     uow: UnitOfWorkFactory
     bus: MessageBus
     controller: ExecutionController
     database: Database | None = None
     retry: Retry = run_once
+    publisher: Publisher | None = None
+    relay: OutboxRelay = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = OutboxRelay(self.uow, self.bus)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Publish events whose change committed (and mark them published in the outbox)."""
+        if self.publisher is not None:
+            self.publisher(events)
+        else:
+            self.bus.publish(events)
+
+    def flush(self) -> None:
+        """Mark every event published so far as published in the outbox."""
+        if self.publisher is not None:
+            self.publisher.flush()
 
 
 @functools.cache
@@ -34,27 +56,37 @@ def process_metrics() -> PrometheusMetrics:
     return PrometheusMetrics()
 
 
-def build_bus(uow: UnitOfWorkFactory, audit: bool = True) -> MessageBus:
+@functools.cache
+def _process_metrics_once() -> SeenEvents:
+    # At-least-once delivery: an event the relay publishes again is not counted twice.
+    return SeenEvents(process_metrics())
+
+
+def build_bus() -> MessageBus:
     bus = MessageBus()
-    if audit:
-        bus.subscribe(Event, AuditTrail(uow))
-    bus.subscribe(Event, process_metrics())
+    bus.subscribe(Event, _process_metrics_once())
     return bus
 
 
 def _assemble(
     uow: UnitOfWorkFactory, audit: bool, database: Database | None, retry: Retry = run_once
 ) -> App:
-    bus = build_bus(uow, audit)
-    return App(uow, bus, ExecutionController(uow, bus, retry), database, retry)
+    bus = build_bus()
+    publisher = Publisher(bus, uow if audit else None)
+    controller = ExecutionController(uow, bus, retry, publish=publisher)
+    return App(uow, bus, controller, database, retry, publisher)
 
 
 def sql_app(url: str | None = None, *, audit: bool = True) -> App:
-    """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated."""
+    """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated.
+
+    ``audit=False`` writes no audit entries and no outbox rows (benchmarks of the bare
+    checkpoint path); events are still published to the process's bus.
+    """
     db = database_for(url)
 
     def uow() -> UnitOfWork:
-        return SqlUnitOfWork(db.engine)
+        return SqlUnitOfWork(db.engine, record_events=audit)
 
     return _assemble(uow, audit, db, with_retries)
 
@@ -62,5 +94,8 @@ def sql_app(url: str | None = None, *, audit: bool = True) -> App:
 def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:
     """An App over an in-memory store (tests, notebooks)."""
     mem = store or MemoryStore()
-    factory: Callable[[], UnitOfWork] = mem.unit_of_work
-    return _assemble(factory, audit, None)
+
+    def uow() -> UnitOfWork:
+        return mem.unit_of_work(record_events=audit)
+
+    return _assemble(uow, audit, None)

@@ -210,6 +210,11 @@ LG_SYNC = LGMode(
 )
 WTB_OFF = "WTB sql_app(audit=False)"
 WTB_ON = "WTB sql_app(audit=True)"
+WTB_PG_OFF = "WTB PostgreSQL sql_app(audit=False)"
+WTB_PG_ON = "WTB PostgreSQL sql_app(audit=True)"
+AUDIT_TARGET = 0.10
+"""Audit trail + outbox (audit=True) may add at most 10% to the checkpoint write per node."""
+AUDIT_PAIRS = {"SQLite": (WTB_OFF, WTB_ON), "PostgreSQL": (WTB_PG_OFF, WTB_PG_ON)}
 
 
 def langgraph_available() -> bool:
@@ -276,8 +281,8 @@ def inputs_for(size: int, p: Params) -> list[tuple[int, dict[str, Any]]]:
 class WtbContender:
     """A fresh ``sql_app`` on its own SQLite file; calling it runs one execution."""
 
-    def __init__(self, tmp: str, audit: bool) -> None:
-        self.app = sql_app(f"sqlite:///{tmp}/wtb.db", audit=audit)
+    def __init__(self, tmp: str, audit: bool, url: str | None = None) -> None:
+        self.app = sql_app(url or f"sqlite:///{tmp}/wtb.db", audit=audit)
         self.workflow = linear_workflow(NODES)
         self.last: tuple[Any, dict[str, Any]] | None = None
 
@@ -323,7 +328,9 @@ class LangGraphContender:
             self.conn.close()
 
 
-def time_size(size_label: str, p: Params, with_langgraph: bool) -> list[Timing]:
+def time_size(
+    size_label: str, p: Params, with_langgraph: bool, pg_url: str | None = None
+) -> list[Timing]:
     """Time every contender on the same inputs, interleaved round by round."""
     items = inputs_for(SIZES[size_label], p)
     with ExitStack() as stack:
@@ -336,6 +343,9 @@ def time_size(size_label: str, p: Params, with_langgraph: bool) -> list[Timing]:
             WTB_OFF: WtbContender(tmpdir(), audit=False),
             WTB_ON: WtbContender(tmpdir(), audit=True),
         }
+        if pg_url is not None:
+            contenders[WTB_PG_OFF] = WtbContender(tmpdir(), audit=False, url=pg_url)
+            contenders[WTB_PG_ON] = WtbContender(tmpdir(), audit=True, url=pg_url)
         if with_langgraph:
             contenders["lg-plain"] = LangGraphContender(None, None)
             for mode in (LG_DEFAULT, LG_SYNC):
@@ -348,6 +358,11 @@ def time_size(size_label: str, p: Params, with_langgraph: bool) -> list[Timing]:
         Timing(WTB_OFF, size_label, samples[WTB_OFF], samples["plain"]),
         Timing(WTB_ON, size_label, samples[WTB_ON], samples["plain"]),
     ]
+    if pg_url is not None:
+        timings += [
+            Timing(label, size_label, samples[label], samples["plain"])
+            for label in (WTB_PG_OFF, WTB_PG_ON)
+        ]
     if with_langgraph:
         timings += [
             Timing(m.label, size_label, samples[m.label], samples["lg-plain"], m.info_only)
@@ -561,6 +576,40 @@ def timing_tables(res: Results) -> tuple[list[str], list[list[str]], list[str], 
     return h1, rows1, h2, rows2
 
 
+def audit_table(res: Results) -> tuple[list[str], list[list[str]]]:
+    """Audit trail + outbox on vs off: the extra cost per node, relative to the write."""
+    headers = [
+        "store",
+        "state",
+        "ms/node, audit+outbox off",
+        "ms/node, on",
+        "extra ms/node",
+        f"extra, % of the checkpoint write (target < {AUDIT_TARGET:.0%})",
+        "verdict",
+    ]
+    rows = []
+    for store, (off_label, on_label) in AUDIT_PAIRS.items():
+        for size in SIZES:
+            off = next((t for t in res.timings if t.size == size and t.label == off_label), None)
+            on = next((t for t in res.timings if t.size == size and t.label == on_label), None)
+            if off is None or on is None:
+                continue
+            extra = on.per_node - off.per_node
+            pct = extra / off.per_node if off.per_node > 0 else float("nan")
+            rows.append(
+                [
+                    store,
+                    size,
+                    fmt_ms(off.per_node),
+                    fmt_ms(on.per_node),
+                    fmt_ms(extra),
+                    f"{pct:.1%}",
+                    verdict(pct < AUDIT_TARGET),
+                ]
+            )
+    return headers, rows
+
+
 def bytes_table(res: Results) -> tuple[list[str], list[list[str]]]:
     headers = [
         "system",
@@ -635,6 +684,16 @@ def markdown(res: Results) -> str:
         "",
         markdown_table(h2, r2),
         "",
+        "### Audit trail + outbox: on vs off",
+        "",
+        "`audit=True` (the default) writes each node's event as an outbox row and an audit "
+        "entry in the node's own transaction (SQLite: two more INSERTs before the commit; "
+        "PostgreSQL: two more CTEs of the one-statement write, still one round trip), and "
+        "marks published events in batches (at most once per second per process). Rows of one "
+        "store ran interleaved round by round on the same inputs.",
+        "",
+        markdown_table(*audit_table(res)),
+        "",
         f"### Bytes per node checkpoint ({BIG} state, one key changed per node)",
         "",
         f"{p.byte_executions} executions of the {NODES}-node graph and, separately, of a "
@@ -676,13 +735,17 @@ def run(args: argparse.Namespace) -> Results:
         p,
         args.quick,
     )
-    has_lg = langgraph_available()
-    if not has_lg:
+    has_lg = langgraph_available() and not args.audit_only
+    if args.audit_only:
+        res.notes.append("`--audit-only`: timings only (no LangGraph, bytes or history).")
+    elif not has_lg:
         res.notes.append("LangGraph is not installed (`pip install -e .[bench]`): no comparison.")
     t0 = time.perf_counter()
     for size in SIZES:
-        res.timings += time_size(size, p, has_lg)
+        res.timings += time_size(size, p, has_lg, args.pg_url)
         print(f"  [{time.perf_counter() - t0:5.1f}s] {size}: timings done")
+    if args.audit_only:
+        return res
     wtb_row = bytes_row(WTB_OFF, wtb_bytes, p.byte_executions)
     res.bytes_rows.append(wtb_row)
     if has_lg:
@@ -707,12 +770,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer executions (< 40 s)")
     ap.add_argument("--profile", action="store_true", help="also cProfile WTB per node")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results.md")
+    ap.add_argument(
+        "--pg-url", help="also time WTB with audit+outbox on/off on this PostgreSQL database"
+    )
+    ap.add_argument(
+        "--audit-only", action="store_true", help="only the WTB timings (audit+outbox on/off)"
+    )
     args = ap.parse_args(argv)
     res = run(args)
     print(f"\nMachine: {machine_line(res.info)}")
     h1, r1, h2, r2 = timing_tables(res)
     print_table(f"Per-node checkpoint overhead ({NODES}-node linear graph)", h1, r1)
     print_table("WTB / LangGraph per-node overhead", h2, r2)
+    print_table("Audit trail + outbox: on vs off", *audit_table(res))
+    if args.audit_only:
+        return 0
     print_table(f"Bytes per node checkpoint ({BIG} state)", *bytes_table(res))
     print_table(f"History of {HISTORY_CHECKPOINTS} checkpoints", *history_table(res))
     if args.profile:

@@ -35,7 +35,7 @@ def batch_from_file(spec_path: str = DEMO_SPEC, batch_id: str | None = None) -> 
     spec = spec.model_copy(update={"batch_id": batch_id or spec.batch_id or new_batch_id(spec)})
     summary = run_batch(spec, Path(base_dir))
     if summary.get("done"):
-        publish_matrix(BatchService(sql_app(spec.database_url, audit=False)), summary["batch_id"])
+        publish_matrix(BatchService(sql_app(spec.database_url)), summary["batch_id"])
     return batch_state(summary, spec.fail_on_error)
 
 

@@ -29,7 +29,7 @@ class BatchTestRunner:
 
     def _service(self, spec: BatchSpec | None = None) -> BatchService:
         url = spec.database_url if spec and spec.database_url else self._database_url
-        return BatchService(sql_app(url, audit=False))
+        return BatchService(sql_app(url))
 
     def run_batch_test(self, spec: BatchSpec, base_dir: Path | None = None) -> str:
         """Start the batch flow; returns the batch id (generated when the spec has none)."""

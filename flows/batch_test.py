@@ -186,7 +186,7 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
     (other working directories) find it.
     """
     spec = spec.model_copy(update={"database_url": absolute_url(spec.database_url)})
-    registration = BatchService(sql_app(spec.database_url, audit=False)).register(spec, base_dir)
+    registration = BatchService(sql_app(spec.database_url)).register(spec, base_dir)
     with contextlib.ExitStack() as stack:
         # Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine
         # needs more (the first start takes 10-15 s on an idle one).

@@ -44,7 +44,7 @@ def regression_test(
     name = spec.name
     if not name:
         raise SpecError("name: a regression spec needs a name (its baseline is pinned by name)")
-    app = sql_app(spec.database_url, audit=False)
+    app = sql_app(spec.database_url)
     regressions = RegressionService(app)
     # Fail before running anything when there is nothing to compare with.
     pinned = regressions.resolve_baseline(baseline, name)

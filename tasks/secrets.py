@@ -31,4 +31,4 @@ def database_url(database: Mapping[str, Any] | str | None) -> str | None:
 
 
 def app_for(database: Mapping[str, Any] | str | None) -> App:
-    return sql_app(database_url(database), audit=False)
+    return sql_app(database_url(database))

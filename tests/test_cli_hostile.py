@@ -107,7 +107,7 @@ def test_markup_in_batch_ids_and_labels_prints_as_text(db: str) -> None:
     service = BatchService(sql_app(db, audit=False))
     prepared = service.prepare(spec, workers=1)
     for group in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[group.case_id], group.leaf_keys)
+        service.run_group(prepared.payload, group.case_id, group.leaf_keys)
     service.finish(batch_id)
 
     matrix = wtb("matrix", batch_id, "--db", db)

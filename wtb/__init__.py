@@ -141,7 +141,7 @@ def _run(parsed: BatchSpec, base_dir: Path) -> BatchRun:
     parsed = _with_batch_id(parsed)
     batch_id = str(parsed.batch_id)
     summary = run_flow(parsed, base_dir)
-    service = BatchService(sql_app(parsed.database_url, audit=False))
+    service = BatchService(sql_app(parsed.database_url))
     batch = service.status(batch_id)
     matrix = service.matrix(batch_id) if service.progress(batch_id).done else None
     return BatchRun(
@@ -178,7 +178,7 @@ def regress(
             unknown baseline, or an invalid spec.
     """
     parsed, base_dir = load(spec, db=db)
-    service = RegressionService(sql_app(parsed.database_url, audit=False))
+    service = RegressionService(sql_app(parsed.database_url))
     base = service.resolve_baseline(baseline, parsed.name)
     if bless_on_pass and not parsed.name:
         raise SpecError("name: bless_on_pass pins the baseline of the spec's name; name the spec")
@@ -192,4 +192,4 @@ def regress(
 
 def bless(name: str, batch_id: str, note: str | None = None, *, db: str | None = None) -> Baseline:
     """Pin ``batch_id`` as the baseline of ``name`` (what ``wtb baseline set`` does)."""
-    return RegressionService(sql_app(db, audit=False)).bless(name, batch_id, note)
+    return RegressionService(sql_app(db)).bless(name, batch_id, note)

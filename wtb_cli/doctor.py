@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from wtb_cli.common import check_database_url, console
-from wtb_domain import SpecError
+from wtb_domain import SpecError, sql_app
 from wtb_domain.adapters.sql.database import database_for
 from wtb_domain.adapters.sql.integrity import SqlIntegrityView
-from wtb_domain.integrity import IntegrityChecker, Report
+from wtb_domain.integrity import IntegrityChecker, Report, default_checks
+from wtb_domain.integrity.checks import OUTBOX_GRACE_S
 
 FORMATS = ("table", "json")
 
@@ -41,8 +42,11 @@ def doctor_command(
     if fmt not in FORMATS:
         raise SpecError(f"--format: unknown format {fmt[:40]!r}; use one of {', '.join(FORMATS)}")
     check_database_url(db)
-    database = database_for(db)
-    report = IntegrityChecker().run(SqlIntegrityView(database.engine), repair=repair)
+    app = sql_app(db)
+    database = app.database or database_for(db)  # sql_app always has one
+    # Re-queue: the outbox relay publishes what stayed unpublished past the grace period.
+    checks = default_checks(outbox_relay=lambda: app.relay.run_once(OUTBOX_GRACE_S))
+    report = IntegrityChecker(checks).run(SqlIntegrityView(database.engine), repair=repair)
     if fmt == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

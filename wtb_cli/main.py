@@ -290,6 +290,10 @@ from wtb_cli import regress as _regress  # noqa: E402
 app.add_typer(_regress.baseline_app, name="baseline")
 app.command("regress")(user_errors(_regress.regress_command))
 
+from wtb_cli import audit as _audit  # noqa: E402
+
+app.command("audit")(user_errors(_audit.audit_command))
+
 from wtb_cli.doctor import doctor_command  # noqa: E402
 
 app.command("doctor")(user_errors(doctor_command))

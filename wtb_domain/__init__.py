@@ -16,13 +16,14 @@ from wtb_domain.errors import (
     WorkflowError,
     WtbError,
 )
-from wtb_domain.model import Checkpoint, Execution, Source, Status
+from wtb_domain.model import AuditEntry, Checkpoint, Execution, Severity, Source, Status
 from wtb_domain.state import StateDiff
 from wtb_domain.workflow import END, GraphBuilder, NodeContext, Workflow, load_workflow
 
 __all__ = [
     "END",
     "App",
+    "AuditEntry",
     "Checkpoint",
     "Execution",
     "ExecutionController",
@@ -32,6 +33,7 @@ __all__ = [
     "NodeError",
     "NotFoundError",
     "RunError",
+    "Severity",
     "Source",
     "SpecError",
     "StateDiff",

@@ -1,74 +1,98 @@
-"""The audit trail: execution-level events persisted as readable entries.
+"""The audit trail: every domain event becomes one readable, redacted entry.
 
-Node completions are not audited one by one: the checkpoint chain already records them.
+Entries are not written by a bus subscriber: the unit of work writes them (with the outbox
+rows) in the same transaction as the change the event describes -- see
+:meth:`wtb_domain.ports.UnitOfWork.record` -- so the trail costs no transaction of its own and
+a batch leaves one even when it crashes right after a write.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from typing import Any
+
 from wtb_domain import events as ev
-from wtb_domain.model import AuditEntry
-from wtb_domain.ports import UnitOfWorkFactory
+from wtb_domain.events.codec import to_payload
+from wtb_domain.model import AuditEntry, Severity
+from wtb_domain.redaction import redact
+
+_SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
+_SUBJECT = ("batch_id", "execution_id", "node")
 
 
-def describe(event: ev.Event) -> AuditEntry | None:
-    """Map a domain event to an audit entry (None for events the trail skips)."""
-    eid = event.execution_id
+@functools.cache
+def _snake(name: str) -> str:
+    return _SNAKE.sub("_", name).lower()
+
+
+def entry_type(event: ev.Event) -> str:
+    """``ExecutionRolledBack`` -> ``execution_rolled_back``."""
+    return _snake(type(event).__name__)
+
+
+def _message(event: ev.Event) -> tuple[Severity, str]:
+    S = Severity
     match event:
-        case ev.ExecutionStarted(workflow_name=name, variants=variants):
-            return AuditEntry(
-                "execution_started", f"started {name}", eid, data={"variants": variants}
-            )
-        case ev.ExecutionPaused(paused_at=where, checkpoint_id=cp):
-            return AuditEntry(
-                "execution_paused", f"paused at {where}", eid, data={"checkpoint": cp}
-            )
-        case ev.ExecutionResumed(checkpoint_id=cp):
-            return AuditEntry("execution_resumed", "resumed", eid, data={"checkpoint": cp})
-        case ev.ExecutionCompleted(checkpoint_id=cp, metrics=metrics):
-            return AuditEntry(
-                "execution_completed",
-                "completed",
-                eid,
-                "success",
-                {"checkpoint": cp, "metrics": metrics},
-            )
+        case ev.ExecutionStarted(workflow_name=name):
+            return S.INFO, f"started {name}"
+        case ev.ExecutionPaused(paused_at=where):
+            return S.INFO, f"paused at {where}"
+        case ev.ExecutionResumed():
+            return S.INFO, "resumed"
+        case ev.ExecutionCompleted():
+            return S.SUCCESS, "completed"
         case ev.ExecutionFailed(node=node, error_type=etype, message=msg):
-            return AuditEntry(
-                "execution_failed",
-                f"node {node} failed: {etype}: {msg}",
-                eid,
-                "error",
-                {"node": node, "error_type": etype},
-            )
+            return S.ERROR, f"node {node} failed: {etype}: {msg}"
         case ev.ExecutionForked(parent_execution_id=parent, from_checkpoint_id=cp):
-            return AuditEntry(
-                "execution_forked",
-                f"forked from {parent} at {cp}",
-                eid,
-                data={
-                    "parent": parent,
-                    "checkpoint": cp,
-                    "patched": event.state_patch_keys,
-                    "variants": event.variant_overrides,
-                },
-            )
+            return S.INFO, f"forked from {parent} at {cp}"
         case ev.ExecutionRolledBack(to_checkpoint_id=cp):
-            return AuditEntry(
-                "execution_rolled_back", f"rolled back to {cp}", eid, "warning", {"checkpoint": cp}
-            )
-    return None
+            return S.WARNING, f"rolled back to {cp}"
+        case ev.StateUpdated(keys=keys):
+            return S.WARNING, f"state edited: {', '.join(keys) or 'no keys'}"
+        case ev.NodeReplayed(node=node, variant=variant, parent_execution_id=parent):
+            return S.INFO, f"replaying {node} with {variant} (from {parent})"
+        case ev.NodeCompleted(node=node, variant=variant, duration_ms=ms):
+            return S.DEBUG, f"{node}[{variant}] ran in {ms:.1f} ms"
+        case ev.NodeFailed(node=node, variant=variant, error_type=etype, message=msg):
+            return S.ERROR, f"{node}[{variant}] failed: {etype}: {msg}"
+        case ev.NodeTimedOut(node=node, variant=variant, timeout_s=t):
+            return S.ERROR, f"{node}[{variant}] timed out after {t} s"
+        case ev.BatchStarted(total=total, resumed=resumed):
+            return S.INFO, f"{'resumed' if resumed else 'started'} batch of {total} results"
+        case ev.BatchProgressed(case_id=case, recorded=n, failed=failed):
+            return S.DEBUG, f"case {case}: {n} results recorded ({failed} failed)"
+        case ev.BatchCompleted(status=status, done=done, total=total, failed=failed):
+            level = S.SUCCESS if status == "completed" else S.WARNING
+            if status == "failed":
+                level = S.ERROR
+            return level, f"{status}: {done} of {total} results ({failed} failed)"
+        case ev.BatchCancelled(done=done, total=total):
+            return S.WARNING, f"cancelled after {done} of {total} results"
+        case ev.CombinationCompleted(combination=name, results=n, failed=failed):
+            return (S.WARNING if failed else S.INFO), f"{name}: all {n} results ({failed} failed)"
+        case ev.RegressionVerdict(status=status, baseline_id=base, regressed=worse):
+            level = {"not_worse": S.SUCCESS, "regressed": S.ERROR}.get(status, S.WARNING)
+            suffix = f": {', '.join(worse)}" if worse else ""
+            return level, f"{status} against baseline {base}{suffix}"
+    return S.INFO, entry_type(event)
 
 
-class AuditTrail:
-    """Bus subscriber that writes audit entries in their own unit of work."""
-
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
-        self._uow = uow_factory
-
-    def __call__(self, event: ev.Event) -> None:
-        entry = describe(event)
-        if entry is None:
-            return
-        with self._uow() as uow:
-            uow.audit.add(entry)
-            uow.commit()
+def describe(event: ev.Event) -> AuditEntry:
+    """The audit entry of a domain event; secret-looking values in its details are redacted."""
+    severity, message = _message(event)
+    batch_id, execution_id, node = ev.subject(event)
+    details: dict[str, Any] = {
+        k: v for k, v in to_payload(event).items() if k not in _SUBJECT and v not in (None, [], {})
+    }
+    return AuditEntry(
+        event_type=entry_type(event),
+        message=message,
+        execution_id=execution_id,
+        severity=severity,
+        details=redact(details),
+        created_at=event.occurred_at,
+        batch_id=batch_id,
+        node=node,
+        event_id=event.event_id,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import event
@@ -13,10 +13,10 @@ from wtb_domain.adapters.sql.database import Database, database_for
 from wtb_domain.adapters.sql.retry import with_retries
 from wtb_domain.adapters.sql.uow import SqlUnitOfWork
 from wtb_domain.adapters.timed import timed
-from wtb_domain.audit import AuditTrail
 from wtb_domain.controller import ExecutionController
 from wtb_domain.events import Event, MessageBus
 from wtb_domain.metrics import PrometheusMetrics
+from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
 
@@ -28,21 +28,47 @@ def process_metrics() -> PrometheusMetrics:
 
 @dataclass
 class App:
-    """What a process needs: a unit-of-work factory, the bus and the controller."""
+    """What a process needs: a unit-of-work factory, the bus and the controller.
+
+    With ``audit`` on (the default) every change writes its events to the audit trail and
+    the outbox in its own transaction; :meth:`publish` sends events of a committed change to
+    the bus, :attr:`relay` publishes what a dead process left unpublished.
+    """
 
     uow: UnitOfWorkFactory
     bus: MessageBus
     controller: ExecutionController
     database: Database | None = None
     retry: Retry = run_once
+    publisher: Publisher | None = None
     metrics: PrometheusMetrics = field(default_factory=process_metrics)
+    relay: OutboxRelay = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = OutboxRelay(self.uow, self.bus)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Publish events whose change committed (and mark them published in the outbox)."""
+        if self.publisher is not None:
+            self.publisher(events)
+        else:
+            self.bus.publish(events)
+
+    def flush(self) -> None:
+        """Mark every event published so far as published in the outbox."""
+        if self.publisher is not None:
+            self.publisher.flush()
 
 
-def build_bus(uow: UnitOfWorkFactory, audit: bool = True) -> MessageBus:
+@functools.cache
+def _process_metrics_once() -> SeenEvents:
+    # At-least-once delivery: an event the relay publishes again is not counted twice.
+    return SeenEvents(process_metrics())
+
+
+def build_bus() -> MessageBus:
     bus = MessageBus()
-    if audit:
-        bus.subscribe(Event, AuditTrail(uow))
-    bus.subscribe(Event, process_metrics())
+    bus.subscribe(Event, _process_metrics_once())
     return bus
 
 
@@ -51,17 +77,23 @@ def _assemble(
 ) -> App:
     metrics = process_metrics()
     uow = timed(uow, metrics)
-    bus = build_bus(uow, audit)
-    return App(uow, bus, ExecutionController(uow, bus, retry), database, retry, metrics)
+    bus = build_bus()
+    publisher = Publisher(bus, uow if audit else None)
+    controller = ExecutionController(uow, bus, retry, publish=publisher)
+    return App(uow, bus, controller, database, retry, publisher, metrics)
 
 
 def sql_app(url: str | None = None, *, audit: bool = True) -> App:
-    """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated."""
+    """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated.
+
+    ``audit=False`` writes no audit entries and no outbox rows (benchmarks of the bare
+    checkpoint path); events are still published to the process's bus.
+    """
     db = database_for(url)
     _count_db_errors(db)
 
     def uow() -> UnitOfWork:
-        return SqlUnitOfWork(db.engine)
+        return SqlUnitOfWork(db.engine, record_events=audit)
 
     return _assemble(uow, audit, db, with_retries)
 
@@ -76,5 +108,8 @@ def _count_db_errors(db: Database) -> None:
 def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:
     """An App over an in-memory store (tests, notebooks)."""
     mem = store or MemoryStore()
-    factory: Callable[[], UnitOfWork] = mem.unit_of_work
-    return _assemble(factory, audit, None)
+
+    def uow() -> UnitOfWork:
+        return mem.unit_of_work(record_events=audit)
+
+    return _assemble(uow, audit, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -10,11 +10,14 @@ from wtb_domain.claims import Claim, forget
 from wtb_domain.engine import Engine, Mode
 from wtb_domain.errors import ExecutionError, WorkflowError
 from wtb_domain.events import (
+    Event,
     ExecutionForked,
     ExecutionResumed,
     ExecutionRolledBack,
     ExecutionStarted,
     MessageBus,
+    NodeReplayed,
+    StateUpdated,
 )
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
@@ -34,9 +37,14 @@ class ExecutionController:
         bus: MessageBus | None = None,
         retry: Retry = run_once,
         lease_s: float | None = None,
+        publish: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
+        """``publish`` gets the events of each committed change (default: ``bus.publish``;
+        the bootstrap passes an :class:`~wtb_domain.outbox.Publisher`, which also marks them
+        published in the outbox)."""
         self._uow = uow_factory
         self._bus = bus or MessageBus()
+        self._publish = publish or self._bus.publish
         self._engine = Engine(uow_factory, retry, lease_s)
 
     def run(
@@ -112,10 +120,12 @@ class ExecutionController:
         check_state_size({}, encoded.sizes, node=None, limit=self._engine.max_state)
         cp = self._new_checkpoint(execution.id, None, 0, None, None, Source.INPUT, encoded.manifest)
         execution.head_checkpoint_id = cp.id
-        execution.events.append(ExecutionStarted(execution.id, wf.name, selection))
+        execution.emit(ExecutionStarted(execution.id, wf.name, selection))
         with self._uow() as uow:
+            uow.record(execution.unrecorded_events())
             uow.start_execution(execution, cp, encoded.new_blobs, claim)
-        self._bus.publish(execution.pop_events())
+            execution.mark_recorded()
+        self._publish(execution.pop_events())
         return execution, replace(cp, state=encoded.decoded)
 
     def resume(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
@@ -128,7 +138,7 @@ class ExecutionController:
         execution = self.get(execution_id)
         self._require_resumable(execution)
         wf = self._workflow_for(execution, workflow)
-        execution.events.append(ExecutionResumed(execution.id, execution.head_checkpoint_id))
+        execution.emit(ExecutionResumed(execution.id, execution.head_checkpoint_id))
         skip = bool(execution.paused_at and execution.paused_at.startswith("before:"))
         return self._advance(wf, execution, Mode.RUN, skip_break_before=skip)
 
@@ -154,9 +164,11 @@ class ExecutionController:
             execution.paused_at = f"rollback:{cp.step}"
             execution.error_type = execution.error_message = execution.error_traceback = None
             execution.updated_at = utcnow()
-            execution.events.append(ExecutionRolledBack(execution.id, cp.id))
+            execution.emit(ExecutionRolledBack(execution.id, cp.id))
+            uow.record(execution.unrecorded_events())
             uow.move_head(execution, expected)
-        self._bus.publish(execution.pop_events())
+            execution.mark_recorded()
+        self._publish(execution.pop_events())
         return execution
 
     def update_state(self, execution_id: str, state_patch: Mapping[str, Any]) -> Execution:
@@ -188,8 +200,12 @@ class ExecutionController:
             )
             execution.head_checkpoint_id = cp.id
             execution.updated_at = cp.created_at
+            execution.emit(StateUpdated(execution.id, cp.id, encoded.changed_keys))
+            uow.record(execution.unrecorded_events())
             # A compare-and-set on the head read above, refused while a runner holds a claim.
             uow.save_node(cp, encoded.new_blobs, execution)
+            execution.mark_recorded()
+        self._publish(execution.pop_events())
         return execution
 
     def fork(
@@ -204,6 +220,7 @@ class ExecutionController:
         break_after: Iterable[str] = (),
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
+        _replayed: tuple[str, str] | None = None,
     ) -> Execution:
         """Start a new execution from ``checkpoint_id`` with an edited state and/or variants.
 
@@ -245,18 +262,23 @@ class ExecutionController:
             {"forked_from": source.id, "patched": encoded.changed_keys, "totals": totals},
         )
         execution.head_checkpoint_id = cp.id
-        execution.events.append(
+        execution.emit(
             ExecutionForked(execution.id, parent.id, source.id, sorted(patch), overrides)
         )
+        if _replayed is not None:
+            node, variant = _replayed
+            execution.emit(NodeReplayed(execution.id, parent.id, source.id, node, variant))
         claim = self._engine.new_claim() if run else None
         try:
             with self._uow() as uow:
+                uow.record(execution.unrecorded_events())
                 uow.start_execution(execution, cp, encoded.new_blobs, claim)
+                execution.mark_recorded()
         except BaseException:
             if claim is not None:
                 forget(claim)
             raise
-        self._bus.publish(execution.pop_events())
+        self._publish(execution.pop_events())
         if claim is None:
             return execution
         return self._advance(wf, execution, Mode.RUN, claim=claim)
@@ -287,7 +309,9 @@ class ExecutionController:
                 f"after {cp.node or 'the input'}); pass the checkpoint written just before "
                 f"{node!r}, or the one {node!r} wrote"
             )
-        return self.fork(cp.id, variant_overrides={node: variant}, workflow=wf)
+        return self.fork(
+            cp.id, variant_overrides={node: variant}, workflow=wf, _replayed=(node, variant)
+        )
 
     def drive(
         self,
@@ -351,7 +375,7 @@ class ExecutionController:
                 claim=claim,
             )
         finally:
-            self._bus.publish(execution.pop_events())
+            self._publish(execution.pop_events())
 
     @staticmethod
     def _new_checkpoint(

@@ -20,6 +20,8 @@ from wtb_domain.events import (
     ExecutionFailed,
     ExecutionPaused,
     NodeCompleted,
+    NodeFailed,
+    NodeTimedOut,
 )
 from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
@@ -185,14 +187,14 @@ class Engine:
         """Claim the execution; take over a claim this process abandoned (a run that gave up
         when the store failed), which no thread here runs any more."""
         try:
-            self._write(uow, lambda: uow.claim_execution(execution, claim))
+            self._write(uow, execution, lambda: uow.claim_execution(execution, claim))
         except ExecutionClaimed as exc:
             owner = exc.owner
             if not abandoned_here(owner):
                 raise
         else:
             return
-        self._write(uow, lambda: uow.claim_execution(execution, claim, owner))
+        self._write(uow, execution, lambda: uow.claim_execution(execution, claim, owner))
 
     def _drop(self, execution_id: str, claim: Claim) -> None:
         """After an unexpected error: free the claim (best effort) so a resume need not wait
@@ -281,9 +283,12 @@ class Engine:
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
             check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:
-            return self._fail(uow, claim, execution, name, exc, "")
+            node_event = self._node_failed(execution, node, variant, exc, started)
+            return self._fail(uow, claim, execution, name, exc, "", node_event)
         except Exception as exc:  # the node's own error: recorded, the run stops here
-            return self._fail(uow, claim, execution, name, exc, traceback.format_exc())
+            node_event = self._node_failed(execution, node, variant, exc, started)
+            tb = traceback.format_exc()
+            return self._fail(uow, claim, execution, name, exc, tb, node_event)
         duration_ms = (time.perf_counter() - started) * 1000.0
         totals = dict(head.checkpoint.metadata.get("totals", {}))
         for metric, value in (*ctx.metrics.items(), (LATENCY_METRIC, duration_ms)):
@@ -309,32 +314,60 @@ class Engine:
         execution.metrics = totals
         execution.updated_at = cp.created_at
 
-        self._write(uow, lambda: uow.save_node(cp, encoded.new_blobs, execution, claim))
+        done = NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms)
+        self._write(
+            uow, execution, lambda: uow.save_node(cp, encoded.new_blobs, execution, claim), done
+        )
         self._heartbeat.renewed(execution.id, claim)
         execution.nodes_run += 1
-        execution.events.append(NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms))
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
         state.update(encoded.decoded)
         return _Head(cp, state, {**head.key_sizes(), **encoded.sizes})
 
-    def _write(self, uow: UnitOfWork, write_and_commit: Callable[[], None]) -> None:
-        """Write and commit; on a transient store error roll back and do both again."""
+    def _write(
+        self,
+        uow: UnitOfWork,
+        execution: Execution,
+        write_and_commit: Callable[[], None],
+        *events: Event,
+    ) -> None:
+        """Write and commit, with the execution's unwritten events and ``events`` (outbox and
+        audit rows in the same transaction); on a transient store error roll back and do it
+        all again. The events join ``execution.events`` once written."""
+        events = tuple(execution.stamp(e) for e in events)
+        pending = [*execution.unrecorded_events(), *events]
 
         def attempt() -> None:
             try:
+                uow.record(pending)
                 write_and_commit()
             except BaseException:
                 uow.rollback()
                 raise
 
         self._retry(attempt)
+        execution.events.extend(events)
+        execution.mark_recorded()
 
-    def _save(self, uow: UnitOfWork, claim: Claim, execution: Execution, event: Event) -> Execution:
+    @staticmethod
+    def _node_failed(
+        execution: Execution, node: Node, variant: NodeVariant, exc: BaseException, started: float
+    ) -> Event:
+        if isinstance(exc, TimeoutError) and node.timeout_s is not None:
+            return NodeTimedOut(execution.id, node.name, variant.name, node.timeout_s)
+        ms = (time.perf_counter() - started) * 1000.0
+        etype, message = type(exc).__name__, str(exc)
+        if isinstance(exc, NodeError):
+            etype, message = exc.error_type, exc.error_message
+        return NodeFailed(execution.id, node.name, variant.name, etype, message, ms)
+
+    def _save(
+        self, uow: UnitOfWork, claim: Claim, execution: Execution, *events: Event
+    ) -> Execution:
         """Write the paused / finished / failed execution and release its claim."""
         execution.updated_at = utcnow()
-        self._write(uow, lambda: uow.release_execution(execution, claim))
-        execution.events.append(event)
+        self._write(uow, execution, lambda: uow.release_execution(execution, claim), *events)
         return execution
 
     def _pause(
@@ -360,6 +393,7 @@ class Engine:
         node: str | None,
         exc: BaseException,
         tb: str,
+        node_event: Event | None = None,
     ) -> Execution:
         execution.status = Status.FAILED
         if isinstance(exc, NodeError):
@@ -371,4 +405,6 @@ class Engine:
         execution.error_traceback = tb or None
         execution.paused_at = f"failed:{node}" if node else None
         event = ExecutionFailed(execution.id, node, error_type, message)
-        return self._save(uow, claim, execution, event)
+        if node_event is None:
+            return self._save(uow, claim, execution, event)
+        return self._save(uow, claim, execution, node_event, event)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from wtb_domain.events import Event
+from wtb_domain.events import Event, ExecutionEvent
 
 
 def utcnow() -> datetime:
@@ -79,27 +79,85 @@ class Execution:
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
     nodes_run: int = field(default=0, compare=False, repr=False)
     """Nodes this process ran for the execution (not stored)."""
+    recorded: int = field(default=0, init=False, compare=False, repr=False)
+    """How many of ``events`` were written with a store write (outbox + audit; not stored)."""
 
     @property
     def finished(self) -> bool:
         return self.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     def pop_events(self) -> list[Event]:
-        events, self.events = self.events, []
+        """The events written with the execution's store writes (to publish), now forgotten;
+        events no write carried (the write was refused) are dropped."""
+        events = self.events[: self.recorded]
+        self.events, self.recorded = [], 0
         return events
+
+    @property
+    def batch_id(self) -> str | None:
+        """The batch this execution runs for (its ``batch_test_id`` label), if any."""
+        value = self.labels.get("batch_test_id")
+        return value if isinstance(value, str) else None
+
+    def stamp(self, event: Event) -> Event:
+        """``event`` with this execution's batch id (for the audit trail's batch filter)."""
+        batch_id = self.batch_id
+        if batch_id is not None and isinstance(event, ExecutionEvent) and event.batch_id is None:
+            return replace(event, batch_id=batch_id)
+        return event
+
+    def emit(self, event: Event) -> None:
+        """Add an event for the next store write (see ``UnitOfWork.record``)."""
+        self.events.append(self.stamp(event))
+
+    def unrecorded_events(self) -> list[Event]:
+        return self.events[self.recorded :]
+
+    def mark_recorded(self) -> None:
+        self.recorded = len(self.events)
+
+
+class Severity(StrEnum):
+    """How much an audit entry matters, lowest first (filters keep a level and above)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+    def and_above(self) -> list[Severity]:
+        return [s for s in Severity if s.rank >= self.rank]
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """A persisted line of the audit trail."""
+    """A persisted line of the audit trail (one per domain event; see :mod:`wtb_domain.audit`)."""
 
     event_type: str
     message: str
     execution_id: str | None = None
-    severity: str = "info"
-    data: dict[str, Any] = field(default_factory=dict)
+    severity: Severity = Severity.INFO
+    details: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     id: int | None = None
+    batch_id: str | None = None
+    node: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """An event in the outbox: written with the change it describes, published by the relay."""
+
+    id: int
+    event: Event
+    created_at: datetime
+    published_at: datetime | None = None
 
 
 class BatchStatus(StrEnum):

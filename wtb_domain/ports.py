@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.events import Event
 from wtb_domain.model import (
     AuditEntry,
     Baseline,
@@ -16,6 +18,8 @@ from wtb_domain.model import (
     BatchTest,
     Checkpoint,
     Execution,
+    OutboxRecord,
+    Severity,
     Status,
 )
 
@@ -55,7 +59,41 @@ class CheckpointStore(Protocol):
 class AuditLog(Protocol):
     def add(self, entry: AuditEntry) -> None: ...
 
-    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]: ...
+    def entries(
+        self,
+        execution_id: str | None = None,
+        limit: int = 200,
+        *,
+        batch_id: str | None = None,
+        min_severity: Severity | None = None,
+        since: datetime | None = None,
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` matching entries, oldest first (``min_severity``: that level
+        and above; ``since``: created at or after)."""
+        ...
+
+
+class Outbox(Protocol):
+    """Events written with the changes they describe (see :meth:`UnitOfWork.record`)."""
+
+    def pending(self, limit: int = 500) -> list[OutboxRecord]:
+        """Unpublished events, oldest first."""
+        ...
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Set ``published_at`` (staged: commits with the unit of work)."""
+        ...
+
+    def unpublished_count(self) -> int: ...
+
+
+class ProcessedEvents(Protocol):
+    """Which events a consumer has applied: what makes an at-least-once consumer idempotent."""
+
+    def first_time(self, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` processed ``event_id`` (staged: commits with the unit of
+        work); False if it already had (then do nothing)."""
+        ...
 
 
 class BatchRepository(Protocol):
@@ -153,6 +191,20 @@ class UnitOfWork(Protocol):
     def baselines(self) -> BaselineRepository: ...
     @property
     def cases(self) -> CaseRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def processed(self) -> ProcessedEvents: ...
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Stage events: each becomes an outbox row and an audit entry written with the next
+        commit (or write method, which commits), in the same transaction -- all or nothing
+        with the change. A rollback drops them. Writing an event id twice is a no-op (a
+        retried write). A store built without the audit trail ignores them.
+        """
+        ...
 
     def __enter__(self) -> Self: ...
 

@@ -460,7 +460,7 @@ def test_a_labelled_batch_stores_the_variant_that_really_ran(tmp_path: Path) -> 
     )
     prepared = service.prepare(spec)
     for group in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+        service.run_group(prepared.payload, group.case_id, list(group.leaf_keys))
     with app.uow() as uow:
         results = {r.combination_name: r for r in uow.results.for_batch("labelled")}
 

@@ -122,9 +122,7 @@ def batch_main(url: str, spec: dict[str, Any], barrier: Any, queue: Any) -> None
         with ThreadPoolExecutor(2) as pool:
             outcomes = list(
                 pool.map(
-                    lambda g: service.run_group(
-                        prepared.payload, prepared.cases[g.case_id], list(g.leaf_keys)
-                    ),
+                    lambda g: service.run_group(prepared.payload, g.case_id, list(g.leaf_keys)),
                     prepared.groups,
                 )
             )

@@ -36,6 +36,7 @@ from wtb_domain import (
     Checkpoint,
     ExecutionError,
     NotFoundError,
+    Severity,
     Source,
     StateError,
     Status,
@@ -603,9 +604,9 @@ def test_unknown_ids_are_not_found_errors(app: App, call: str) -> None:
 # --- audit trail --------------------------------------------------------------------------------
 
 
-def audit_types(app: App, execution_id: str) -> list[str]:
+def audit_types(app: App, execution_id: str, level: Severity = Severity.INFO) -> list[str]:
     with app.uow() as uow:
-        return [e.event_type for e in uow.audit.entries(execution_id)]
+        return [e.event_type for e in uow.audit.entries(execution_id, min_severity=level)]
 
 
 def test_audit_trail_lists_execution_events(app: App) -> None:
@@ -621,6 +622,18 @@ def test_audit_trail_lists_execution_events(app: App) -> None:
     with app.uow() as uow:
         entries = uow.audit.entries(ex.id)
     assert all(e.execution_id == ex.id for e in entries)
+    # Node runs are DEBUG entries, with their node, in order with the execution's entries.
+    assert audit_types(app, ex.id, Severity.DEBUG) == [
+        "execution_started",
+        "node_completed",
+        "execution_paused",
+        "execution_resumed",
+        "node_completed",
+        "node_completed",
+        "execution_completed",
+    ]
+    assert [e.node for e in entries if e.event_type == "node_completed"] == ["a", "b", "c"]
+    assert {e.severity for e in entries} == {Severity.DEBUG, Severity.INFO, Severity.SUCCESS}
 
     first_node = c.history(ex.id)[1]
     c.rollback(first_node.id)
@@ -630,7 +643,8 @@ def test_audit_trail_lists_execution_events(app: App) -> None:
     assert audit_types(app, fork.id) == ["execution_forked", "execution_completed"]
 
     failed = c.run(FLAKY, {"explode": True})
-    assert audit_types(app, failed.id) == ["execution_started", "execution_failed"]
+    assert audit_types(app, failed.id) == ["execution_started", "node_failed", "execution_failed"]
+    assert audit_types(app, failed.id, Severity.ERROR) == ["node_failed", "execution_failed"]
     with app.uow() as uow:
         failure = uow.audit.entries(failed.id)[-1]
     assert "boom" in failure.message

@@ -147,9 +147,7 @@ def run_in_process(spec: BatchSpec) -> float:
     with ThreadPoolExecutor(WORKERS) as pool:
         list(
             pool.map(
-                lambda g: service.run_group(
-                    prepared.payload, prepared.cases[g.case_id], list(g.leaf_keys)
-                ),
+                lambda g: service.run_group(prepared.payload, g.case_id, list(g.leaf_keys)),
                 prepared.groups,
             )
         )

@@ -53,7 +53,7 @@ def test_faulty_nodes_fail_their_results_and_the_batch_goes_on(
     service = BatchService(sql_app(url, audit=False))
     prepared = service.prepare(spec, workers=2)
     for group in prepared.groups:
-        service.run_group(prepared.payload, prepared.cases[group.case_id], list(group.leaf_keys))
+        service.run_group(prepared.payload, group.case_id, list(group.leaf_keys))
     summary = service.finish("faults")
     assert (summary.status.value, summary.done, summary.failed) == (
         "completed_with_failures",

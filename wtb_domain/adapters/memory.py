@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
-from wtb_domain.errors import ExecutionError, NotFoundError
+from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
+from wtb_domain.events import Event
 from wtb_domain.ids import new_id
 from wtb_domain.model import (
     AuditEntry,
@@ -24,7 +27,10 @@ from wtb_domain.model import (
     BatchTest,
     Checkpoint,
     Execution,
+    OutboxRecord,
+    Severity,
     Status,
+    utcnow,
 )
 
 
@@ -43,10 +49,13 @@ class MemoryStore:
         self.baselines: list[Baseline] = []
         self.claims: dict[str, tuple[str, float]] = {}
         """Execution id -> (owner, lease end on the monotonic clock)."""
+        self.outbox: dict[str, OutboxRecord] = {}
+        """Event id -> its outbox record (insertion order is the outbox's order)."""
+        self.processed: set[tuple[str, str]] = set()
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def unit_of_work(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self)
+    def unit_of_work(self, record_events: bool = True) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self, record_events)
 
 
 class _Staged:
@@ -57,6 +66,9 @@ class _Staged:
         self.batches: dict[str, BatchTest] = {}
         self.results: list[BatchResult] = []
         self.baselines: list[Baseline] = []
+        self.events: list[Event] = []
+        self.published: list[str] = []
+        self.processed: list[tuple[str, str]] = []
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
 
 
@@ -143,11 +155,53 @@ class MemoryAudit:
     def add(self, entry: AuditEntry) -> None:
         self._staged.audit.append(entry)
 
-    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
-        rows = self._store.audit + self._staged.audit
-        if execution_id is not None:
-            rows = [r for r in rows if r.execution_id == execution_id]
-        return rows[-limit:]
+    def entries(
+        self,
+        execution_id: str | None = None,
+        limit: int = 200,
+        *,
+        batch_id: str | None = None,
+        min_severity: Severity | None = None,
+        since: datetime | None = None,
+    ) -> list[AuditEntry]:
+        levels = set(min_severity.and_above()) if min_severity is not None else None
+        rows = [
+            r
+            for r in self._store.audit + self._staged.audit
+            if (execution_id is None or r.execution_id == execution_id)
+            and (batch_id is None or r.batch_id == batch_id)
+            and (levels is None or r.severity in levels)
+            and (since is None or r.created_at >= since)
+        ]
+        return rows[-limit:] if limit > 0 else []
+
+
+class MemoryOutbox:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def pending(self, limit: int = 500) -> list[OutboxRecord]:
+        with self._store.lock:
+            rows = [r for r in self._store.outbox.values() if r.published_at is None]
+        return rows[:limit]
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        self._staged.published.extend(event_ids)
+
+    def unpublished_count(self) -> int:
+        return len(self.pending(limit=1 << 62))
+
+
+class MemoryProcessed:
+    def __init__(self, store: MemoryStore, staged: _Staged) -> None:
+        self._store, self._staged = store, staged
+
+    def first_time(self, consumer: str, event_id: str) -> bool:
+        key = (consumer, event_id)
+        if key in self._store.processed or key in self._staged.processed:
+            return False
+        self._staged.processed.append(key)
+        return True
 
 
 class MemoryBatches:
@@ -275,9 +329,12 @@ class MemoryCases:
 class MemoryUnitOfWork:
     """Stages writes; :meth:`commit` applies them atomically to the shared store."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, record_events: bool = True) -> None:
         self._store = store
+        self._record_events = record_events
         self._staged = _Staged()
+        self.outbox = MemoryOutbox(store, self._staged)
+        self.processed = MemoryProcessed(store, self._staged)
         self.executions = MemoryExecutions(store, self._staged)
         self.checkpoints = MemoryCheckpoints(store, self._staged)
         self.audit = MemoryAudit(store, self._staged)
@@ -297,9 +354,28 @@ class MemoryUnitOfWork:
     ) -> None:
         self.rollback()
 
+    def record(self, events: Sequence[Event]) -> None:
+        if self._record_events:
+            self._staged.events.extend(events)
+
     def commit(self) -> None:
         staged, store = self._staged, self._store
         with store.lock:
+            # A processed id already recorded by a concurrent unit of work: this one's
+            # duplicate is dropped (the first one's effect stands), like a key conflict.
+            if any(key in store.processed for key in staged.processed):
+                self.rollback()
+                raise StoreError("event already processed by this consumer (a concurrent consumer)")
+            store.processed.update(staged.processed)
+            now = utcnow()
+            for event in staged.events:
+                if event.event_id not in store.outbox:
+                    store.outbox[event.event_id] = OutboxRecord(len(store.outbox) + 1, event, now)
+                    store.audit.append(describe(event))
+            for event_id in staged.published:
+                rec = store.outbox.get(event_id)
+                if rec is not None and rec.published_at is None:
+                    store.outbox[event_id] = replace(rec, published_at=now)
             store.executions.update(staged.executions)
             for cp, blobs in staged.checkpoints:
                 store.blobs.update(blobs)
@@ -410,4 +486,7 @@ class MemoryUnitOfWork:
         self._staged.batches.clear()
         self._staged.results.clear()
         self._staged.baselines.clear()
+        self._staged.events.clear()
+        self._staged.published.clear()
+        self._staged.processed.clear()
         self._staged.cases.clear()

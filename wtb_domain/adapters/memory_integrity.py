@@ -1,10 +1,11 @@
-"""The integrity checks' questions over a :class:`MemoryStore` (no rollups, no outbox)."""
+"""The integrity checks' questions over a :class:`MemoryStore` (it keeps no rollups)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 from wtb_domain.adapters.memory import MemoryStore
 from wtb_domain.integrity.checks import INTERRUPTED, INTERRUPTED_MESSAGE
@@ -78,8 +79,14 @@ class MemoryIntegrityView:
     def rebuild_rollups(self, batch_ids: Sequence[str]) -> int:
         return 0
 
-    def undrained_outbox(self, older_than_s: float) -> None:
-        return None
+    def undrained_outbox(self, older_than_s: float) -> list[Problem]:
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self.store.lock:
+            return [
+                Problem(str(r.id), f"{type(r.event).__name__} written {r.created_at} not published")
+                for r in self.store.outbox.values()
+                if r.published_at is None and r.created_at < cutoff
+            ]
 
     def _stuck_ids(self) -> list[str]:
         now = time.monotonic()

@@ -1,16 +1,19 @@
 """A unit of work that times its checkpoint writes (``wtb_checkpoint_write_seconds``).
 
-It wraps any store's unit of work and delegates everything; ``start_execution`` and
-``save_node`` (a checkpoint and the head move, one commit) are timed in memory.
+It wraps any store's unit of work and delegates everything (the port's members explicitly,
+so a member added to the port fails type checking here until it is delegated);
+``start_execution`` and ``save_node`` (a checkpoint and the head move, one commit) are timed
+in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from wtb_domain.claims import Claim
+from wtb_domain.events import Event
 from wtb_domain.metrics import PrometheusMetrics
 from wtb_domain.model import Checkpoint, Execution
 from wtb_domain.ports import (
@@ -20,6 +23,8 @@ from wtb_domain.ports import (
     CaseRepository,
     CheckpointStore,
     ExecutionRepository,
+    Outbox,
+    ProcessedEvents,
     ResultRepository,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -57,6 +62,23 @@ class TimedUnitOfWork:
     @property
     def cases(self) -> CaseRepository:
         return self._inner.cases
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._inner.outbox
+
+    @property
+    def processed(self) -> ProcessedEvents:
+        return self._inner.processed
+
+    def record(self, events: Sequence[Event]) -> None:
+        self._inner.record(events)
+
+    def __getattr__(self, name: str) -> Any:
+        """What a particular store offers beyond the port (``connection`` of SQL)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
     def __enter__(self) -> Self:
         self._inner.__enter__()

@@ -16,6 +16,7 @@ from typing import Any
 
 from wtb_domain.adapters.sql.database import absolute_url
 from wtb_domain.batch.credentials import DatabaseRef
+from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
 from wtb_domain.batch.spec import BatchSpec, Case
 from wtb_domain.batch.stored import (
@@ -31,6 +32,7 @@ from wtb_domain.comparison import ComparisonMatrix, ResultRow, result_rows
 from wtb_domain.engine import LATENCY_METRIC
 from wtb_domain.errors import SpecError
 from wtb_domain.evaluation import RunInfo, score_execution
+from wtb_domain.events import BatchProgressed, BatchStarted, Event
 from wtb_domain.ids import new_id
 from wtb_domain.model import BatchProgress, BatchResult, BatchStatus, BatchTest, Status, utcnow
 
@@ -164,7 +166,10 @@ class BatchService:
                 existing.cancel_requested = False
                 existing.updated_at = utcnow()
                 uow.batches.update(existing)
+            started = [BatchStarted(batch_id, spec.name, total, resumed=existing is not None)]
+            uow.record(started)
             uow.commit()
+        self.app.publish(started)
         hash_ = spec_hash(stored)
         remember_overlay(batch_id, hash_, overlay)
         return Registration(
@@ -270,14 +275,24 @@ class BatchService:
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run
         outcome.cancelled = self._cancel_probe(batch_id, poll_s=0)()
+        self.app.flush()
         return outcome
 
     def _record(self, results: Sequence[BatchResult]) -> int:
-        """One transaction of results; idempotent (leaves already stored are skipped)."""
+        """One transaction of results and their audit entry / outbox event; idempotent
+        (leaves already stored are skipped, and then no event is written)."""
+        events: list[Event] = []
         with self.app.uow() as uow:
             recorded = uow.results.add_many(results)
+            if recorded and results:
+                failed = sum(1 for r in results if not r.success)
+                first = results[0]
+                progressed = BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
+                events.append(progressed)
+                uow.record(events)
             uow.commit()
-            return recorded
+        self.app.publish(events)
+        return recorded
 
     def _score(
         self,
@@ -371,7 +386,11 @@ class BatchService:
                 batch.status = BatchStatus.COMPLETED
             batch.updated_at = utcnow()
             uow.batches.update(batch)
+            events = final_events(uow, batch, progress)
+            uow.record(events)
             uow.commit()
+        self.app.publish(events)
+        self.app.flush()
         return BatchSummary(
             batch_id,
             batch.status,

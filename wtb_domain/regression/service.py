@@ -9,6 +9,7 @@ from typing import Any
 from wtb_domain.bootstrap import App
 from wtb_domain.comparison import result_rows
 from wtb_domain.errors import NotFoundError, SpecError, StoreError, WtbError
+from wtb_domain.events import RegressionVerdict
 from wtb_domain.model import Baseline, BatchResult, BatchStatus, BatchTest
 from wtb_domain.regression.model import Verdict, WorstCase, incomparable
 from wtb_domain.regression.policy import RegressionPolicy
@@ -137,11 +138,13 @@ class RegressionService:
         if base.id == batch.id:
             raise SpecError(f"--baseline: batch {batch_id!r} cannot be its own baseline")
         if batch.status in UNFINISHED or batch.status in BROKEN:
-            return incomparable(
-                batch_id,
-                base.id,
-                f"batch {batch_id} is {batch.status.value}: its results are incomplete",
-                policy,
+            return self._recorded(
+                incomparable(
+                    batch_id,
+                    base.id,
+                    f"batch {batch_id} is {batch.status.value}: its results are incomplete",
+                    policy,
+                )
             )
         verdict = judge(
             result_rows(current),
@@ -150,7 +153,19 @@ class RegressionService:
             batch_id=batch_id,
             baseline_id=base.id,
         )
-        return self.with_case_details(verdict, current, before)
+        return self._recorded(self.with_case_details(verdict, current, before))
+
+    def _recorded(self, verdict: Verdict) -> Verdict:
+        """Write the verdict's event (audit entry + outbox) and publish it."""
+        worse = [f"{j.combination}:{j.metric}" for j in verdict.regressions]
+        event = RegressionVerdict(
+            verdict.batch_id, verdict.baseline_id, verdict.status, worse, verdict.reason or None
+        )
+        with self.app.uow() as uow:
+            uow.record([event])
+            uow.commit()
+        self.app.publish([event])
+        return verdict
 
     def with_case_details(
         self, verdict: Verdict, current: Sequence[BatchResult], baseline: Sequence[BatchResult]

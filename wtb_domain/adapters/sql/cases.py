@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Insert, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from wtb_domain.adapters.sql.tables import BatchCaseRow
 from wtb_domain.errors import NotFoundError
@@ -29,8 +30,17 @@ class SqlCases:
             }
             for position, case in enumerate(cases)
         ]
+        stmt = self._insert()
         for start in range(0, len(rows), INSERT_CHUNK):
-            self._s.execute(insert(CASES), rows[start : start + INSERT_CHUNK])
+            self._s.execute(stmt, rows[start : start + INSERT_CHUNK])
+
+    def _insert(self) -> Insert:
+        """Idempotent: two runners registering one batch id at once store its cases once
+        (they are the same cases: registration compares their digest)."""
+        keys = ["batch_test_id", "case_id"]
+        if self._s.dialect.name == "postgresql":
+            return postgresql.insert(CASES).on_conflict_do_nothing(index_elements=keys)
+        return sqlite.insert(CASES).on_conflict_do_nothing(index_elements=keys)
 
     def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
         row = self._s.execute(

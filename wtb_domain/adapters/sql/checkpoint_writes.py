@@ -23,10 +23,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Select, bindparam, func, select, union_all
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import CTE, Insert, Select, bindparam, func, insert, select, union_all
 
 from wtb_domain.adapters.sql.claims import guard_params, guarded_update, lease_end, lease_params
+from wtb_domain.adapters.sql.event_store import event_ctes
 from wtb_domain.adapters.sql.repositories import (
     BLOBS,
     CHECKPOINTS,
@@ -45,7 +45,7 @@ separate statements, which send them with executemany."""
 
 CLAIM_COLUMNS = ("claimed_by", "claim_expires_at")
 _moved = guarded_update("postgresql").returning(EXECUTIONS.c.id).cte("moved")
-_start_execution = postgresql.insert(EXECUTIONS).values(
+_start_execution = insert(EXECUTIONS).values(
     {
         **{
             c.name: bindparam(EXECUTION_PREFIX + c.name)
@@ -56,6 +56,13 @@ _start_execution = postgresql.insert(EXECUTIONS).values(
         "claim_expires_at": lease_end("postgresql"),
     }
 )
+
+
+# ``ON CONFLICT`` as a suffix of the inserted SELECT, not ``on_conflict_do_nothing()``:
+# SQLAlchemy 2.0 gives statements with the latter no cache key, so every node write compiled
+# its statement again (about 1 ms of CPU per node); with the suffix each shape compiles once.
+_SKIP_CHECKPOINT = "ON CONFLICT (id) DO NOTHING"
+_SKIP_BLOB = "ON CONFLICT (hash) DO NOTHING"
 
 
 def _blob_param(column: str, i: int) -> str:
@@ -76,18 +83,12 @@ def _inserts(blob_count: int, guard: CTE | None) -> list[CTE]:
         stmt = select(*columns)
         return stmt if guard is None else stmt.select_from(guard)
 
+    cp_row = row(
+        [bindparam(CHECKPOINT_PREFIX + c.name, type_=c.type).label(c.name) for c in CHECKPOINTS.c]
+    )
     checkpoint = (
-        postgresql.insert(CHECKPOINTS)
-        .from_select(
-            [c.name for c in CHECKPOINTS.c],
-            row(
-                [
-                    bindparam(CHECKPOINT_PREFIX + c.name, type_=c.type).label(c.name)
-                    for c in CHECKPOINTS.c
-                ]
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
+        insert(CHECKPOINTS)
+        .from_select([c.name for c in CHECKPOINTS.c], cp_row.suffix_with(_SKIP_CHECKPOINT))
         .cte("inserted_checkpoint")
     )
     if blob_count == 0:
@@ -96,30 +97,44 @@ def _inserts(blob_count: int, guard: CTE | None) -> list[CTE]:
         row([bindparam(_blob_param(c.name, i), type_=c.type).label(c.name) for c in BLOBS.c])
         for i in range(blob_count)
     ]
+    source = rows[0]
+    if blob_count > 1:
+        union = union_all(*rows).subquery("blob_rows")
+        source = select(*[union.c[c.name] for c in BLOBS.c])
     blobs = (
-        postgresql.insert(BLOBS)
-        .from_select([c.name for c in BLOBS.c], rows[0] if blob_count == 1 else union_all(*rows))
-        .on_conflict_do_nothing(index_elements=["hash"])
+        insert(BLOBS)
+        .from_select([c.name for c in BLOBS.c], source.suffix_with(_SKIP_BLOB))
         .cte("inserted_blobs")
     )
     return [blobs, checkpoint]
 
 
 @functools.cache
-def save_node_statement(blob_count: int) -> Select[Any]:
-    """Moves an execution's head to a checkpoint that brings ``blob_count`` new values.
+def save_node_statement(blob_count: int, event_count: int = 0) -> Select[Any]:
+    """Moves an execution's head to a checkpoint that brings ``blob_count`` new values, and
+    writes ``event_count`` events (outbox + audit rows, see
+    :func:`~wtb_domain.adapters.sql.event_store.event_ctes`).
 
     Selects the number of executions moved: 1, or 0 when the guard refused the write (then
-    nothing was inserted). Built once per count (at most :data:`MAX_VALUES`), so SQLAlchemy
-    compiles each shape once.
+    nothing was inserted). Built once per shape (at most :data:`MAX_VALUES` values), so
+    SQLAlchemy compiles each shape once.
     """
-    return select(func.count()).select_from(_moved).add_cte(*_inserts(blob_count, _moved))
+    ctes = [*_inserts(blob_count, _moved), *event_ctes(event_count, _moved)]
+    return select(func.count()).select_from(_moved).add_cte(*ctes)
 
 
 @functools.cache
-def start_execution_statement(blob_count: int) -> Insert:
-    """Inserts an execution with a first checkpoint that brings ``blob_count`` new values."""
-    return _start_execution.add_cte(*_inserts(blob_count, None))
+def guarded_write_statement(event_count: int) -> Select[Any]:
+    """The guarded execution update (claim, release, move head) with ``event_count`` events
+    written only if it changed the row; selects the number of rows changed (0 or 1)."""
+    return select(func.count()).select_from(_moved).add_cte(*event_ctes(event_count, _moved))
+
+
+@functools.cache
+def start_execution_statement(blob_count: int, event_count: int = 0) -> Insert:
+    """Inserts an execution with a first checkpoint that brings ``blob_count`` new values
+    (and ``event_count`` events)."""
+    return _start_execution.add_cte(*_inserts(blob_count, None), *event_ctes(event_count, None))
 
 
 def _checkpoint_params(checkpoint: Checkpoint, new_blobs: Mapping[str, str]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.rollups import ROLLUPS
 from wtb_domain.adapters.sql.tables import (
-    AuditRow,
     BatchResultRow,
     BatchTestRow,
     BlobRow,
@@ -25,7 +24,6 @@ from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.errors import ExecutionError, NotFoundError
 from wtb_domain.model import (
-    AuditEntry,
     BatchProgress,
     BatchResult,
     BatchStatus,
@@ -41,7 +39,6 @@ from wtb_domain.state import decode_value
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 CHECKPOINTS = cast(Table, CheckpointRow.__table__)
 BLOBS = cast(Table, BlobRow.__table__)
-AUDIT = cast(Table, AuditRow.__table__)
 IN_CHUNK = 500
 
 
@@ -257,45 +254,6 @@ class SqlCheckpoints:
         if missing:
             raise NotFoundError(f"state values missing from the store: {missing[:3]}")
         return out
-
-
-class SqlAudit:
-    def __init__(self, connection: Connection) -> None:
-        self._s = connection
-
-    def add(self, entry: AuditEntry) -> None:
-        self._s.execute(
-            insert(AUDIT),
-            [
-                {
-                    "execution_id": entry.execution_id,
-                    "event_type": entry.event_type,
-                    "severity": entry.severity,
-                    "message": entry.message,
-                    "data": entry.data,
-                    "created_at": entry.created_at,
-                }
-            ],
-        )
-
-    def entries(self, execution_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
-        stmt = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
-        if execution_id is not None:
-            stmt = stmt.where(AUDIT.c.execution_id == execution_id)
-        rows = list(self._s.execute(stmt))
-        rows.reverse()
-        return [
-            AuditEntry(
-                id=r.id,
-                execution_id=r.execution_id,
-                event_type=r.event_type,
-                severity=r.severity,
-                message=r.message,
-                data=dict(r.data or {}),
-                created_at=aware(r.created_at),
-            )
-            for r in rows
-        ]
 
 
 BATCHES = cast(Table, BatchTestRow.__table__)

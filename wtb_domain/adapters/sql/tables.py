@@ -84,14 +84,47 @@ class BlobRow(Base):
 
 class AuditRow(Base):
     __tablename__ = "wtb_audit_log"
+    __table_args__ = (
+        Index("ix_wtb_audit_log_batch_id", "batch_id"),
+        Index("ix_wtb_audit_log_event_id", "event_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
     event_type: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
-    data: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    details: Mapped[dict[str, Any]] = mapped_column("data", JsonType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Migration 0007: what the entry is about, and the event it describes (unique: a retried
+    # write does not duplicate it).
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    node: Mapped[str | None] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class OutboxRow(Base):
+    """An event written in the transaction of its change; the relay publishes it."""
+
+    __tablename__ = "wtb_outbox"
+    __table_args__ = (Index("ix_wtb_outbox_unpublished", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedEventRow(Base):
+    """Events a consumer has applied (idempotent at-least-once consumers)."""
+
+    __tablename__ = "wtb_processed_events"
+
+    consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class BatchTestRow(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -15,14 +15,21 @@ from wtb_domain.adapters.sql.baselines import SqlBaselines
 from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
+    guarded_write_statement,
     save_node_params,
     save_node_statement,
     start_execution_params,
     start_execution_statement,
 )
 from wtb_domain.adapters.sql.database import prepared_statement_hint
-from wtb_domain.adapters.sql.repositories import (
+from wtb_domain.adapters.sql.event_store import (
     SqlAudit,
+    SqlOutbox,
+    SqlProcessed,
+    event_params,
+    insert_events,
+)
+from wtb_domain.adapters.sql.repositories import (
     SqlBatches,
     SqlCheckpoints,
     SqlExecutions,
@@ -30,6 +37,7 @@ from wtb_domain.adapters.sql.repositories import (
 )
 from wtb_domain.claims import Claim
 from wtb_domain.errors import ExecutionError, StoreError
+from wtb_domain.events import Event
 from wtb_domain.model import Checkpoint, Execution
 
 
@@ -52,12 +60,19 @@ class SqlUnitOfWork:
     batches: SqlBatches
     results: SqlResults
     baselines: SqlBaselines
+    outbox: SqlOutbox
+    processed: SqlProcessed
     cases: SqlCases
 
     connection: Connection
 
-    def __init__(self, engine: Engine) -> None:
+    MAX_EVENTS = 20
+    """Most events a one-statement write carries as CTEs (more: separate statements)."""
+
+    def __init__(self, engine: Engine, record_events: bool = True) -> None:
         self._engine = engine
+        self._record_events = record_events
+        self._events: list[Event] = []
 
     def __enter__(self) -> Self:
         self.connection = self._engine.connect()
@@ -67,6 +82,8 @@ class SqlUnitOfWork:
         self.batches = SqlBatches(self.connection)
         self.results = SqlResults(self.connection)
         self.baselines = SqlBaselines(self.connection)
+        self.outbox = SqlOutbox(self.connection)
+        self.processed = SqlProcessed(self.connection)
         self.cases = SqlCases(self.connection)
         return self
 
@@ -76,6 +93,7 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._events.clear()
         try:
             self.connection.rollback()
         finally:
@@ -83,14 +101,26 @@ class SqlUnitOfWork:
         if isinstance(exc, DBAPIError):
             raise StoreError(f"database error: {_describe(exc)}") from exc
 
+    def record(self, events: Sequence[Event]) -> None:
+        """Stage events for the next commit (outbox + audit rows in its transaction)."""
+        if self._record_events:
+            self._events.extend(events)
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
     def commit(self) -> None:
         try:
+            if self._events:
+                insert_events(self.connection, self._take_events())
             self.connection.commit()
         except DBAPIError as exc:
             self.connection.rollback()
             raise StoreError(f"commit failed: {_describe(exc)}") from exc
 
     def rollback(self) -> None:
+        self._events.clear()
         self.connection.rollback()
 
     def start_execution(
@@ -111,8 +141,10 @@ class SqlUnitOfWork:
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
-        statement = start_execution_statement(len(new_blobs))
+        events = self._take_events()
+        statement = start_execution_statement(len(new_blobs), len(events))
         params = start_execution_params(execution, checkpoint, new_blobs, claim)
+        params.update(event_params(events))
         try:
             self._autocommit(statement, params)
         except IntegrityError as exc:
@@ -145,8 +177,10 @@ class SqlUnitOfWork:
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
-        statement = save_node_statement(len(new_blobs))
+        events = self._take_events()
+        statement = save_node_statement(len(new_blobs), len(events))
         params = save_node_params(checkpoint, new_blobs, execution, claim)
+        params.update(event_params(events))
         try:
             moved = self._autocommit(statement, params, scalar=True)
         except IntegrityError as exc:
@@ -195,7 +229,7 @@ class SqlUnitOfWork:
         statement = claims.guarded_update(self.connection.dialect.name)
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
         if self.connection.execute(statement, params).rowcount == 0:
-            self.connection.rollback()
+            self.rollback()
             raise self._refusal(execution.id, claim)
 
     def _guarded_commit(
@@ -207,24 +241,36 @@ class SqlUnitOfWork:
         hold: bool,
         takeover_from: str | None = None,
     ) -> None:
-        statement = claims.guarded_update(self.connection.dialect.name)
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
         if takeover_from is not None:
             params["owner"] = takeover_from
-        if self._write_one(statement, params) == 0:
+        if self._events and self._one_statement_writes({}):
+            # The update and its events as one statement (CTEs): one round trip.
+            events = self._take_events()
+            params.update(event_params(events))
+            try:
+                changed = self._autocommit(
+                    guarded_write_statement(len(events)), params, scalar=True
+                )
+            except DBAPIError as exc:
+                raise StoreError(f"execution write failed: {_describe(exc)}") from exc
+        else:
+            statement = claims.guarded_update(self.connection.dialect.name)
+            changed = self._write_one(statement, params)
+        if changed == 0:
             raise self._refusal(execution.id, claim)
 
     def _write_one(self, statement: Executable, params: dict[str, Any]) -> int:
         """One statement, committed with what is pending: in autocommit mode (one round trip)
         on PostgreSQL when nothing is; its row count."""
-        if self._one_statement_writes({}):
+        if self._one_statement_writes({}) and not self._events:
             try:
                 return self._autocommit(statement, params)
             except DBAPIError as exc:
                 raise StoreError(f"execution write failed: {_describe(exc)}") from exc
         rowcount = int(self.connection.execute(statement, params).rowcount)
         if rowcount == 0:  # refused: what is pending does not commit either
-            self.connection.rollback()
+            self.rollback()
         else:
             self.commit()
         return rowcount
@@ -233,7 +279,7 @@ class SqlUnitOfWork:
         try:
             return claims.refusal(self.connection, execution_id, claim)
         finally:
-            self.connection.rollback()
+            self.rollback()
 
     def _one_statement_writes(self, new_blobs: Mapping[str, str]) -> bool:
         """PostgreSQL, not too many values, and no transaction to join (SQLAlchemy cannot
@@ -242,6 +288,7 @@ class SqlUnitOfWork:
         return (
             conn.dialect.name == "postgresql"
             and len(new_blobs) <= MAX_VALUES
+            and len(self._events) <= self.MAX_EVENTS
             and not conn.in_transaction()
         )
 

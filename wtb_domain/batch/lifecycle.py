@@ -1,0 +1,27 @@
+"""The events a batch's end writes (with its final status, in the same transaction)."""
+
+from __future__ import annotations
+
+from wtb_domain.events import BatchCancelled, BatchCompleted, CombinationCompleted, Event
+from wtb_domain.model import BatchProgress, BatchStatus, BatchTest
+from wtb_domain.ports import UnitOfWork
+
+
+def final_events(uow: UnitOfWork, batch: BatchTest, progress: BatchProgress) -> list[Event]:
+    """The batch's end, and one event per combination whose results are all in."""
+    if batch.status is BatchStatus.CANCELLED:
+        return [BatchCancelled(batch.id, progress.total, progress.done)]
+    events: list[Event] = []
+    per_combination = uow.cases.count(batch.id) * int(batch.spec.get("repeats") or 1)
+    if progress.done and per_combination:
+        for stats in uow.results.comparison(batch.id, None).stats:
+            if stats.n >= per_combination:
+                events.append(
+                    CombinationCompleted(
+                        batch.id, stats.name, stats.n, stats.n_failed, stats.mean_score
+                    )
+                )
+    events.append(
+        BatchCompleted(batch.id, batch.status.value, progress.total, progress.done, progress.failed)
+    )
+    return events

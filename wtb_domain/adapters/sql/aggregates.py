@@ -258,7 +258,8 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
                 raise StoreError(
                     f"the rollups of batch {batch_id!r} do not match its results (combination "
                     f"{lookup.name!r}: results were written or deleted around "
-                    "SqlResults.add_many); recompute them with `wtb doctor --repair`"
+                    "SqlResults.add_many); recompute them with `wtb doctor --repair` "
+                    "(wtb_domain.adapters.sql.rollups.rebuild)"
                 )
             at[lookup.name, lookup.q] = lookup.interpolate(float(low), float(high))
     out: dict[str, CombinationAggregate] = {}

@@ -10,11 +10,11 @@ import itertools
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.contract.runners import call_counts, calls  # noqa: F401 - one node-call log format
 from wtb_domain import END, GraphBuilder, NodeContext, Workflow
 
 State = Mapping[str, Any]
@@ -47,21 +47,6 @@ def wait_for_gate() -> None:
     gate = os.environ.get(GATE_ENV)
     while gate and not Path(gate).exists():
         time.sleep(GATE_POLL_S)
-
-
-def calls(log: Path) -> list[tuple[str, str, int]]:
-    """Every node call logged: (execution id, node, pid), in call order."""
-    if not log.exists():
-        return []
-    out = []
-    for line in log.read_text().splitlines():
-        execution_id, node, pid = line.split()
-        out.append((execution_id, node, int(pid)))
-    return out
-
-
-def call_counts(log: Path) -> Counter[tuple[str, str]]:
-    return Counter((e, n) for e, n, _ in calls(log))
 
 
 # --- chain: a -> b -> c, variants x | y on each node, 60 ms per node ------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,10 +20,22 @@ from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
 
-@functools.cache
+_METRICS_LOCK = threading.Lock()
+_metrics: PrometheusMetrics | None = None
+
+
 def process_metrics() -> PrometheusMetrics:
-    """The process's Prometheus metrics (registered once with the default registry)."""
-    return PrometheusMetrics()
+    """The process's Prometheus metrics (registered once with the default registry).
+
+    Thread-safe: the CLI's batch thread and its progress thread both build an App at once,
+    and a second registration with the default registry would raise ``DuplicateTimeseries``
+    (``functools.cache`` does not serialise concurrent first calls).
+    """
+    global _metrics
+    with _METRICS_LOCK:
+        if _metrics is None:
+            _metrics = PrometheusMetrics()
+        return _metrics
 
 
 @dataclass
@@ -60,10 +72,17 @@ class App:
             self.publisher.flush()
 
 
-@functools.cache
+_seen: SeenEvents | None = None
+
+
 def _process_metrics_once() -> SeenEvents:
     # At-least-once delivery: an event the relay publishes again is not counted twice.
-    return SeenEvents(process_metrics())
+    global _seen
+    metrics = process_metrics()
+    with _METRICS_LOCK:
+        if _seen is None:
+            _seen = SeenEvents(metrics)
+        return _seen
 
 
 def build_bus() -> MessageBus:

@@ -104,6 +104,18 @@ class Db:
         rows = self.rows("SELECT status FROM wtb_batch_tests WHERE id = :b", b=batch_id)
         return str(rows[0][0]) if rows else None
 
+    def batch_story(self, batch_id: str) -> list[str]:
+        """The batch's own audit entries, oldest first (for a failure message)."""
+        try:
+            rows = self.rows(
+                "SELECT event_type, message, created_at FROM wtb_audit_log"
+                " WHERE batch_id = :b AND execution_id IS NULL ORDER BY id",
+                b=batch_id,
+            )
+        except Exception as exc:  # a diagnostic must not hide the assertion it explains
+            return [f"(audit unreadable: {exc})"]
+        return [f"{t} {m} {c}" for t, m, c in rows]
+
     def result_count(self, batch_id: str) -> int:
         rows = self.rows(
             "SELECT count(*) FROM wtb_batch_test_results WHERE batch_test_id = :b", b=batch_id
@@ -185,7 +197,8 @@ def check_after_rerun(
     assert report.compared == len(ref.results)
     keys = Counter((r.combination_name, r.case_id, r.repeat) for r in mine)
     assert set(keys.values()) == {1}, [k for k, n in keys.items() if n > 1]
-    assert db.batch_status(batch_id) == "completed"
+    status = db.batch_status(batch_id)
+    assert status == "completed", (status, db.batch_story(batch_id))
 
     executions = db.executions(batch_id)
     cps = db.checkpoints(set(executions))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,12 +15,12 @@ from rich.text import Text
 
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
-from wtb_domain.batch.parity import compare_results
-from wtb_domain.batch.plan import resolve
 from wtb_domain.batch.service import BatchService
-from wtb_domain.batch.spec import BatchSpec, load_spec
-from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.ids import new_id
+
+if TYPE_CHECKING:  # the spec and planning modules load with the commands that run a batch
+    from wtb_domain.batch.spec import BatchSpec
+    from wtb_domain.comparison import ComparisonMatrix
 
 batch_app = typer.Typer(no_args_is_help=True, help="Batch tests: variants x cases x repeats.")
 
@@ -41,6 +41,8 @@ def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
     update = {k: v for k, v in values.items() if v is not None}
     if not update:
         return spec
+    from wtb_domain.batch.spec import BatchSpec
+
     return BatchSpec.parse({**spec.model_dump(), **update})
 
 
@@ -155,6 +157,8 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
 def run_spec(
     spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
 ) -> dict[str, Any]:
+    from wtb_domain.batch.plan import resolve
+
     resolve(spec)  # workflow, variants, evaluators: a SpecError here, before Prefect starts
     _quiet_prefect()
     if spec.batch_id is None:
@@ -190,6 +194,8 @@ def batch_run(
     """Run a batch spec as a Prefect flow and print the comparison matrix."""
     check_format(fmt)
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(
         spec,
@@ -251,6 +257,8 @@ def parity_command(
 ) -> None:
     """Run a spec on ThreadPool (with and without prefix sharing) and on Ray; compare."""
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(spec, database_url=db)
     check_database_url(spec.database_url, "database_url")
@@ -271,6 +279,8 @@ def parity_command(
             results[label] = uow.results.for_batch(str(run.batch_id))
     failed = False
     for label in list(variants)[1:]:
+        from wtb_domain.batch.parity import compare_results
+
         report = compare_results("threadpool", results["threadpool"], label, results[label])
         if report.ok:
             console.print(
@@ -297,6 +307,8 @@ def demo_command(
     """Run the shipped QA demo batch (27 variant combinations x 40 questions)."""
     check_format(fmt)
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(DEMO_SPEC)
     spec = _overrides(spec, database_url=db)
     summary = run_spec(spec.model_copy(update={"batch_id": f"demo-{new_id()[:12]}"}), base_dir, fmt)

@@ -15,10 +15,11 @@ from rich.text import Text
 
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
-from wtb_domain.batch.service import BatchService
+from wtb_domain.batch import reads
 from wtb_domain.ids import new_id
 
-if TYPE_CHECKING:  # the spec and planning modules load with the commands that run a batch
+if TYPE_CHECKING:  # the service, spec and planning modules load with the commands that run
+    # a batch: `wtb batch status` and `wtb matrix` import only the read side
     from wtb_domain.batch.spec import BatchSpec
     from wtb_domain.comparison import ComparisonMatrix
 
@@ -58,12 +59,14 @@ def check_format(fmt: str) -> None:
 
 def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
     check_format(fmt)
+    # soft_wrap: a machine-readable line longer than the console (180 columns when piped) is
+    # printed whole; wrapping it would split a CSV row or a Markdown table row in two.
     if fmt == "markdown":
-        console.print(matrix.to_markdown(), markup=False, highlight=False)
+        console.print(matrix.to_markdown(), markup=False, highlight=False, soft_wrap=True)
     elif fmt == "csv":
-        console.print(matrix.to_csv(), markup=False, highlight=False, end="")
+        console.print(matrix.to_csv(), markup=False, highlight=False, end="", soft_wrap=True)
     elif fmt == "json":
-        console.print_json(matrix.to_json())
+        console.print_json(matrix.to_json(), soft_wrap=True)
     else:
         _rich_matrix(matrix)
 
@@ -165,7 +168,7 @@ def run_spec(
         spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})
     summary = _run_with_progress(spec, base_dir, quiet)
     if summary.get("done"):
-        show_matrix(BatchService(app_for(spec.database_url)).matrix(str(spec.batch_id)), fmt)
+        show_matrix(reads.batch_matrix(app_for(spec.database_url), str(spec.batch_id)), fmt)
     console.print(
         escape(
             f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
@@ -215,9 +218,9 @@ def batch_run(
 @user_errors
 def batch_status(batch_id: str, db: DbOpt = None) -> None:
     """Show a batch's status and progress."""
-    service = BatchService(app_for(db))
-    batch = service.status(batch_id)
-    p = service.progress(batch_id)
+    app = app_for(db)
+    batch = reads.batch_status(app, batch_id)
+    p = reads.batch_progress(app, batch_id)
     console.print(
         escape(
             f"batch {batch.id} ({batch.workflow_ref}): {batch.status.value}"
@@ -232,6 +235,8 @@ def batch_status(batch_id: str, db: DbOpt = None) -> None:
 @user_errors
 def batch_cancel(batch_id: str, db: DbOpt = None) -> None:
     """Ask a running batch to stop after the executions in progress."""
+    from wtb_domain.batch.service import BatchService
+
     running = BatchService(app_for(db)).cancel(batch_id)
     console.print(
         escape(f"cancel requested for {batch_id}" + ("" if running else " (not running)")),
@@ -247,7 +252,7 @@ def matrix_command(
 ) -> None:
     """Show the comparison matrix of a batch."""
     check_format(fmt)
-    show_matrix(BatchService(app_for(db)).matrix(batch_id, baseline), fmt)
+    show_matrix(reads.batch_matrix(app_for(db), batch_id, baseline), fmt)
 
 
 def parity_command(
@@ -269,6 +274,8 @@ def parity_command(
     }
     if ray:
         variants["ray"] = {"runner": "ray"}
+    from wtb_domain.batch.service import BatchService
+
     service = BatchService(app_for(spec.database_url))
     results = {}
     for label, changes in variants.items():

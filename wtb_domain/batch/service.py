@@ -18,6 +18,7 @@ from wtb_domain.adapters.sql.database import absolute_url
 from wtb_domain.batch.credentials import DatabaseRef
 from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
+from wtb_domain.batch.reads import batch_matrix, batch_progress, batch_status
 from wtb_domain.batch.spec import BatchSpec, Case
 from wtb_domain.batch.stored import (
     live_overlay,
@@ -350,13 +351,10 @@ class BatchService:
         return cancelled
 
     def progress(self, batch_id: str) -> BatchProgress:
-        with self.app.uow() as uow:
-            batch = uow.batches.get(batch_id)
-            return uow.results.progress(batch_id, batch.total)
+        return batch_progress(self.app, batch_id)
 
     def status(self, batch_id: str) -> BatchTest:
-        with self.app.uow() as uow:
-            return uow.batches.get(batch_id)
+        return batch_status(self.app, batch_id)
 
     def cancel(self, batch_id: str) -> bool:
         """Ask running tasks to stop after their current execution; True if it was running."""
@@ -407,7 +405,6 @@ class BatchService:
             return result_rows(uow.results.for_batch(batch_id))
 
     def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
-        """The comparison matrix, aggregated by the store (one SQL query on PostgreSQL)."""
-        batch = self.status(batch_id)
-        with self.app.uow() as uow:
-            return uow.results.comparison(batch_id, baseline or batch.spec.get("baseline"))
+        """The comparison matrix, aggregated by the store (from the rollups, see
+        :mod:`wtb_domain.batch.reads`)."""
+        return batch_matrix(self.app, batch_id, baseline)

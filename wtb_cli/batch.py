@@ -66,7 +66,7 @@ def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
     elif fmt == "csv":
         console.print(matrix.to_csv(), markup=False, highlight=False, end="", soft_wrap=True)
     elif fmt == "json":
-        console.print_json(matrix.to_json(), soft_wrap=True)
+        console.print_json(matrix.to_json())  # print_json soft-wraps already
     else:
         _rich_matrix(matrix)
 

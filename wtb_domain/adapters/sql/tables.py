@@ -261,3 +261,54 @@ class BatchCaseRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     input: Mapped[dict[str, Any]] = mapped_column(JsonType)
     expected: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+
+
+class CallRecordRow(Base):
+    """A recorded LLM/tool call of a node run, keyed by the checkpoint it wrote (0008)."""
+
+    __tablename__ = "wtb_call_records"
+    __table_args__ = (
+        Index("ix_wtb_call_records_request_key", "request_key", "created_at"),
+        Index("ix_wtb_call_records_batch_id", "batch_id"),
+    )
+
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    execution_id: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    node: Mapped[str] = mapped_column(String(255))
+    variant: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    request_key: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_hash: Mapped[str] = mapped_column(String(64))
+    repeat: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    occurrence: Mapped[int] = mapped_column(Integer)
+    live: Mapped[bool] = mapped_column(Boolean)
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallBodyRow(Base):
+    """A request or response body of recorded calls, stored once per content (0008)."""
+
+    __tablename__ = "wtb_call_bodies"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+
+
+class NodeCacheRow(Base):
+    """A node result cache entry: the hashes of the values the node wrote (0008)."""
+
+    __tablename__ = "wtb_node_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(255))
+    variant: Mapped[str] = mapped_column(String(255))
+    writes: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    checkpoint_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from wtb_cli import render
+from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt, call_labels
 from wtb_cli.common import (
     app_for,
     check_database_url,
@@ -89,6 +90,9 @@ def run(
     variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
     break_before: Annotated[list[str] | None, typer.Option(help="Pause before NODE.")] = None,
     break_after: Annotated[list[str] | None, typer.Option(help="Pause after NODE.")] = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Run a workflow from an input state, with a checkpoint after every node."""
@@ -103,6 +107,7 @@ def run(
         variants=parse_pairs(variant, "--variant"),
         break_before=break_before or [],
         break_after=break_after or [],
+        labels=call_labels(llm_mode, llm_source_batch, no_cache),
     )
     render.execution(e, controller.state(e.id))
     if e.status.value == "failed":
@@ -168,6 +173,9 @@ def fork(
     variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
     no_run: Annotated[bool, typer.Option("--no-run", help="Create the fork paused.")] = False,
     workflow: WorkflowOpt = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Start a new execution from a checkpoint, optionally with edited state or variants."""
@@ -181,6 +189,7 @@ def fork(
         parse_pairs(variant, "--variant"),
         workflow=workflow,
         run=not no_run,
+        more_labels=call_labels(llm_mode, llm_source_batch, no_cache),
     )
     _show(db, e.id)
 
@@ -192,11 +201,17 @@ def replay(
     node: str,
     variant: str,
     workflow: WorkflowOpt = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Rerun NODE with VARIANT from a checkpoint (a new, forked execution)."""
     check_workflow_ref(workflow, "--workflow")
-    e = app_for(db).controller.replay(checkpoint_id, node, variant, workflow=workflow)
+    more = call_labels(llm_mode, llm_source_batch, no_cache)
+    e = app_for(db).controller.replay(
+        checkpoint_id, node, variant, workflow=workflow, more_labels=more
+    )
     _show(db, e.id)
 
 

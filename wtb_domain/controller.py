@@ -220,12 +220,15 @@ class ExecutionController:
         break_after: Iterable[str] = (),
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
+        more_labels: Mapping[str, Any] | None = None,
         _replayed: tuple[str, str] | None = None,
     ) -> Execution:
         """Start a new execution from ``checkpoint_id`` with an edited state and/or variants.
 
         The fork's first checkpoint has the original as parent (``source=fork``); the routing
         after it is recomputed from the patched state. With ``run=False`` the fork stays paused.
+        ``labels`` replace the parent's labels; ``more_labels`` are set over them (e.g. the
+        ``llm`` call mode, the ``cache`` settings).
         """
         with self._uow() as uow:
             source = uow.checkpoints.get(checkpoint_id)
@@ -247,7 +250,7 @@ class ExecutionController:
             paused_at=f"fork:{source.step}",
             parent_execution_id=parent.id,
             forked_from_checkpoint_id=source.id,
-            labels=dict(labels or parent.labels),
+            labels={**(labels or parent.labels), **(more_labels or {})},
         )
         totals = dict(source.metadata.get("totals", {}))
         execution.metrics = dict(totals)
@@ -290,6 +293,7 @@ class ExecutionController:
         variant: str,
         *,
         workflow: WorkflowLike | None = None,
+        more_labels: Mapping[str, Any] | None = None,
     ) -> Execution:
         """Rerun ``node`` with another variant from ``checkpoint_id`` (NodeReplacer).
 
@@ -310,7 +314,11 @@ class ExecutionController:
                 f"{node!r}, or the one {node!r} wrote"
             )
         return self.fork(
-            cp.id, variant_overrides={node: variant}, workflow=wf, _replayed=(node, variant)
+            cp.id,
+            variant_overrides={node: variant},
+            workflow=wf,
+            more_labels=more_labels,
+            _replayed=(node, variant),
         )
 
     def drive(

@@ -346,6 +346,7 @@ class Engine:
         execution.updated_at = cp.created_at
 
         done = NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms)
+
         def write() -> None:
             if run.needs_write:  # calls and cache entry commit with the checkpoint
                 run.stage(uow, cp, list(encoded.sizes))

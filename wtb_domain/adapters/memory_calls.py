@@ -23,8 +23,8 @@ class CallData:
         for key, record in staged.records.items():
             self.records.setdefault(key, record)
         self.bodies.update(staged.bodies)
-        for key, entry in staged.cache.items():
-            self.cache.setdefault(key, entry)
+        for cache_key, entry in staged.cache.items():
+            self.cache.setdefault(cache_key, entry)
 
     def clear(self) -> None:
         self.records.clear()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wtb_domain.adapters.sql.database import absolute_url
+from wtb_domain.batch.calls_spec import run_labels
 from wtb_domain.batch.credentials import DatabaseRef
 from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
@@ -263,6 +264,7 @@ class BatchService:
             nondeterministic=resolved.nondeterministic,
             prefix_sharing=spec.prefix_sharing,
             cancelled=self._cancel_probe(batch_id),
+            labels=run_labels(spec.llm, spec.cache),
         )
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):

@@ -58,7 +58,7 @@ def code_identity(fn: Callable[..., Any]) -> str:
     target = getattr(fn, "__wrapped__", fn)
     code = getattr(target, "__code__", None)
     if code is None:
-        call = getattr(type(target), "__call__", None)
+        call = vars(type(target)).get("__call__")
         code = getattr(call, "__code__", None)
     digest = ""
     if code is not None:

@@ -28,9 +28,9 @@ def llm_usage(model: str, tokens_in: int, tokens_out: int, cost: float | None) -
     tokens.labels(model, "input").inc(tokens_in)
     tokens.labels(model, "output").inc(tokens_out)
     if cost is not None:
-        _counter("wtb_llm_cost_usd", "USD cost of live LLM calls (priced models)", ["model"]).labels(
-            model
-        ).inc(cost)
+        _counter(
+            "wtb_llm_cost_usd", "USD cost of live LLM calls (priced models)", ["model"]
+        ).labels(model).inc(cost)
 
 
 def cache_hit(node: str) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Executable, Table, insert, select
 from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql.tables import CallBodyRow, CallRecordRow, NodeCacheRow
@@ -20,7 +20,7 @@ RECORD_FIELDS = [c.name for c in RECORDS.columns]
 
 # Insert-or-skip: bodies are content-addressed, records are per (checkpoint, seq) and a
 # retried node write sends them again, cache keys keep their first entry.
-INSERTS = {
+INSERTS: dict[str, dict[str, Executable]] = {
     "postgresql": {
         t.name: postgresql.insert(t).on_conflict_do_nothing() for t in (RECORDS, BODIES, CACHE)
     },

@@ -183,6 +183,7 @@ def run_spec(
             f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
             f"{summary.get('total')} results, {summary.get('failed')} failed, "
             f"{summary.get('node_executions')} node runs"
+            f" ({summary.get('cache_hits', 0)} from the cache)"
         ),
         highlight=False,
     )

@@ -355,6 +355,7 @@ class Engine:
         self._write(uow, execution, write, done)
         self._heartbeat.renewed(execution.id, claim)
         execution.nodes_run += 1
+        execution.cache_hits += run.hit is not None
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)
         state.update(encoded.decoded)

@@ -64,6 +64,7 @@ class VariantTree:
         self._cancelled = cancelled
         self._labels = dict(labels or {})
         self.nodes_run = 0
+        self.cache_hits = 0
 
     def run(
         self,
@@ -160,6 +161,7 @@ class VariantTree:
                 execution = self._controller.get(execution.id)
                 continue
             self.nodes_run += driven.nodes_run
+            self.cache_hits += driven.cache_hits
             return driven
         return execution
 

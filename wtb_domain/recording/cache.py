@@ -10,6 +10,7 @@ cache off for a run (nothing read, nothing written).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -53,20 +54,42 @@ def cache_label(
 
 
 def code_identity(fn: Callable[..., Any]) -> str:
-    """The callable's module, qualified name and a hash of its bytecode and constants (a
-    change in its body changes the key; a callable object without code: its class)."""
+    """The callable's module, qualified name and a hash of its bytecode, constants and
+    closure values (a change in its body, or in a value it closes over, changes the key); a
+    ``functools.partial``: its function and arguments; a callable object: its class's
+    ``__call__``."""
     target = getattr(fn, "__wrapped__", fn)
+    h = hashlib.sha256()
+    if isinstance(target, functools.partial):
+        h.update(code_identity(target.func).encode())
+        h.update(_stable_repr((target.args, sorted(target.keywords.items()))).encode())
+        return f"partial@{h.hexdigest()[:16]}"
     code = getattr(target, "__code__", None)
     if code is None:
         call = vars(type(target)).get("__call__")
         code = getattr(call, "__code__", None)
-    digest = ""
     if code is not None:
-        h = hashlib.sha256(code.co_code)
+        h.update(code.co_code)
         h.update(repr(_consts(code)).encode())
-        digest = h.hexdigest()[:16]
+    for cell in getattr(target, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        h.update(_stable_repr(value).encode())
     name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-    return f"{name}@{digest}"
+    return f"{name}@{h.hexdigest()[:16]}"
+
+
+def _stable_repr(value: Any) -> str:
+    """A repr without memory addresses: callables by their code identity."""
+    if callable(value) and not isinstance(value, type):
+        return code_identity(value)
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(_stable_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_stable_repr(v)}" for k, v in value.items()) + "}"
+    return repr(value).split(" at 0x")[0]
 
 
 def _consts(code: Any) -> tuple[Any, ...]:

@@ -234,3 +234,20 @@ def test_the_async_client_is_recorded_and_replayed(app: App, fake_llm: FakeOpenA
     fake_llm.shutdown()
     replayed = asyncio.run(call(recorder("replay")))
     assert replayed == first and fake_llm.calls == 1
+
+
+def test_an_async_node_with_the_async_client_is_recorded_and_replayed(
+    app: App, fake_llm: FakeOpenAI
+) -> None:
+    wf = "tests.recording.workflows:async_workflow"
+    inputs = {"question": f"async node {new_id()}", "messages": ["hello"]}
+    first = app.controller.run(wf, inputs)
+    assert first.status is Status.COMPLETED, first.error_message
+    fake_llm.shutdown()
+    again = app.controller.run(wf, inputs, labels={"llm": llm_label("replay")})
+    assert again.status is Status.COMPLETED, again.error_message
+    assert final_state(app, again) == final_state(app, first)
+    assert fake_llm.calls == 1 and workflows.RUNS["aanswer"] == 2
+    # the cached node's update goes through the append reducer once, hit or not
+    assert workflows.RUNS["remember"] == 1 and again.metrics["cache_hits"] == 1
+    assert final_state(app, again)["messages"] == ["hello", f"seen {inputs['question']}"]

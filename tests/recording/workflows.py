@@ -79,3 +79,23 @@ def agent() -> GraphBuilder:
 
 
 workflow = agent()
+
+
+def remember(state: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    RUNS["remember"] += 1
+    return {"messages": [f"seen {state['question']}"]}
+
+
+def async_agent() -> GraphBuilder:
+    """An async node calling the wrapped AsyncOpenAI client, then a cached node whose update
+    an append reducer merges."""
+    g = GraphBuilder("recorded-async-agent")
+    g.set_reducer("messages", "append")
+    g.add_node("aanswer", aanswer)
+    g.add_node("remember", remember, cache=True, reads=["question"])
+    g.add_edge("aanswer", "remember")
+    g.set_entry("aanswer")
+    return g
+
+
+async_workflow = async_agent()

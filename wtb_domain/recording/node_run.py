@@ -3,7 +3,9 @@
 :func:`begin` builds the run's :class:`Recorder` and looks the node up in the cache;
 :meth:`NodeRun.call` serves a cache hit or runs the node with the recorder active;
 :meth:`NodeRun.stage` writes the calls and the new cache entry in the node's transaction
-(right before ``save_node``), so they commit with its checkpoint or not at all.
+(right before ``save_node``), so they commit with its checkpoint or not at all. A cache entry
+keeps the update the node returned (before reducers), its values content-addressed in
+``wtb_call_bodies``; a hit goes through the reducers like the node's own update.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from wtb_domain.model import Checkpoint, Execution
 from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
 from wtb_domain.recording import counters
 from wtb_domain.recording.cache import CACHE_HITS, CacheSettings, cache_key, code_identity
-from wtb_domain.recording.model import CacheEntry, CallSettings, repeat_of
+from wtb_domain.recording.model import CacheEntry, CallSettings, body_hash, repeat_of
 from wtb_domain.recording.recorder import Recorder
+from wtb_domain.state import encode_value
 from wtb_domain.workflow import Node, NodeVariant, Workflow
 
 
@@ -29,6 +32,8 @@ class NodeRun:
     cache_key: str | None = None
     hit: CacheEntry | None = None
     hit_update: dict[str, Any] | None = None
+    _bodies: dict[str, str] | None = None
+    _writes: dict[str, str] | None = None
 
     def call(
         self,
@@ -44,13 +49,27 @@ class NodeRun:
         bound = replace(self.variant, fn=self.recorder.bind(self.variant.fn))
         return call_node(self.node, bound, state, ctx)
 
-    def stage(self, uow: UnitOfWork, cp: Checkpoint, update_keys: list[str]) -> None:
+    def returned(self, update: Mapping[str, Any]) -> None:
+        """The node's update as it returned it (before reducers merge it): what a cache
+        entry keeps, content-addressed (a StateError names the key of a non-JSON value)."""
+        if self.cache_key is None or self.hit is not None:
+            return
+        self._bodies, self._writes = {}, {}
+        for key, value in update.items():
+            text = encode_value(value, node=self.node.name, key=key)
+            digest = body_hash(text)
+            self._bodies[digest] = text
+            self._writes[key] = digest
+
+    def stage(self, uow: UnitOfWork, cp: Checkpoint) -> None:
         """Write the run's calls and its cache entry with the unit of work's next commit."""
         if self.recorder.records:
             uow.calls.add_many(self.recorder.for_checkpoint(cp.id), self.recorder.bodies)
-        if self.cache_key is not None and self.hit is None:
-            writes = {k: cp.manifest[k] for k in update_keys}
-            entry = CacheEntry(self.cache_key, self.node.name, self.variant.name, writes, cp.id)
+        if self._writes is not None and self._bodies is not None:
+            uow.calls.add_many([], self._bodies)
+            entry = CacheEntry(
+                self.cache_key or "", self.node.name, self.variant.name, self._writes, cp.id
+            )
             uow.node_cache.put(entry)
 
     def metadata(self) -> dict[str, Any]:
@@ -65,7 +84,7 @@ class NodeRun:
 
     @property
     def needs_write(self) -> bool:
-        return bool(self.recorder.records) or (self.cache_key is not None and self.hit is None)
+        return bool(self.recorder.records) or self._writes is not None
 
 
 def begin(
@@ -106,7 +125,7 @@ def begin(
     with uow_factory() as uow:
         entry = uow.node_cache.get(run.cache_key)
         if entry is not None:
-            values = uow.checkpoints.load_values(list(entry.writes.values()))
+            values = uow.calls.bodies(list(entry.writes.values()))
             run.hit = entry
             run.hit_update = {k: values[h] for k, h in entry.writes.items()}
     return run

@@ -251,3 +251,25 @@ def test_an_async_node_with_the_async_client_is_recorded_and_replayed(
     # the cached node's update goes through the append reducer once, hit or not
     assert workflows.RUNS["remember"] == 1 and again.metrics["cache_hits"] == 1
     assert final_state(app, again)["messages"] == ["hello", f"seen {inputs['question']}"]
+
+
+def test_a_failed_node_stores_neither_its_calls_nor_a_cache_entry(
+    app: App, fake_llm: FakeOpenAI
+) -> None:
+    from wtb_domain.workflow import GraphBuilder
+
+    def flaky(state: Any, ctx: Any) -> dict[str, Any]:
+        client = workflows.client()
+        client.chat.completions.create(model="fake-small", messages=[_user(state["question"])])
+        raise RuntimeError("after the call")
+
+    g = GraphBuilder("flaky")
+    g.add_node("flaky", flaky, cache=True)
+    g.set_entry("flaky")
+    wf = g.build()
+    question = f"flaky {new_id()}"
+    e = app.controller.run(wf, {"question": question})
+    assert e.status is Status.FAILED and fake_llm.calls == 1
+    # nothing was kept: a replay does not find the call, the cache has no entry
+    again = app.controller.run(wf, {"question": question}, labels={"llm": llm_label("replay")})
+    assert again.error_type == "RecordingError"

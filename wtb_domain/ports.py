@@ -179,7 +179,8 @@ class CallStore(Protocol):
         ...
 
     def find(self, request_key: str, *, batch_id: str | None = None) -> list[CallRecord]:
-        """Records of this request (of ``batch_id`` only, if given), oldest first."""
+        """Records of live calls of this request (of ``batch_id`` only, if given), oldest
+        first: what a replay may serve (replayed calls are stored too, but not served)."""
         ...
 
     def for_checkpoint(self, checkpoint_id: str) -> list[CallRecord]:

@@ -273,3 +273,19 @@ def test_a_failed_node_stores_neither_its_calls_nor_a_cache_entry(
     # nothing was kept: a replay does not find the call, the cache has no entry
     again = app.controller.run(wf, {"question": question}, labels={"llm": llm_label("replay")})
     assert again.error_type == "RecordingError"
+
+
+def test_replayed_calls_are_stored_but_only_live_ones_are_served(
+    app: App, fake_llm: FakeOpenAI
+) -> None:
+    question = f"served {new_id()}"
+    recorded = run(app, question)
+    replayed = run(app, question, "replay")
+    cp_id = node_checkpoint(app, replayed, "answer")
+    original = node_checkpoint(app, recorded, "answer")
+    with app.uow() as uow:
+        mine = uow.calls.for_checkpoint(cp_id)
+        key = mine[0].request_key
+        served = uow.calls.find(key)
+    assert [r.live for r in mine] == [False]  # the replayed checkpoint keeps what it got
+    assert [r.checkpoint_id for r in served] == [original]

@@ -51,7 +51,9 @@ class MemoryCalls:
         rows = [
             r
             for r in self._all()
-            if r.request_key == request_key and (batch_id is None or r.batch_id == batch_id)
+            if r.request_key == request_key
+            and r.live
+            and (batch_id is None or r.batch_id == batch_id)
         ]
         return sorted(rows, key=lambda r: (r.created_at, r.checkpoint_id, r.seq))
 

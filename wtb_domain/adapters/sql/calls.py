@@ -49,7 +49,7 @@ class SqlCalls:
             )
 
     def find(self, request_key: str, *, batch_id: str | None = None) -> list[CallRecord]:
-        stmt = select(RECORDS).where(RECORDS.c.request_key == request_key)
+        stmt = select(RECORDS).where(RECORDS.c.request_key == request_key, RECORDS.c.live.is_(True))
         if batch_id is not None:
             stmt = stmt.where(RECORDS.c.batch_id == batch_id)
         stmt = stmt.order_by(RECORDS.c.created_at, RECORDS.c.checkpoint_id, RECORDS.c.seq)

@@ -119,3 +119,22 @@ def test_a_secret_looking_field_is_masked_and_changes_no_key(secret: Any) -> Non
     else:
         assert with_key["api_token"] == "***"
     assert with_key["max_tokens"] == plain["max_tokens"] == 5
+
+
+def test_prices_come_from_the_file_wtb_llm_prices_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wtb_domain.recording.prices import cost_usd
+
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("m1: {input_per_1m: 2.0, output_per_1m: 4.0}\n")
+    monkeypatch.setenv("WTB_LLM_PRICES", str(prices))
+    assert cost_usd({}, "m1", 1_000_000, 500_000) == pytest.approx(4.0)
+    assert cost_usd({}, "unpriced", 10, 10) is None
+    assert cost_usd({"m1": {"input_per_1m": 1.0}}, "m1", 1_000_000, 1) == pytest.approx(1.0)
+    prices.write_text("m1: {input_per_1m: -2}\n")
+    import os
+
+    os.utime(prices, ns=(1, 1))  # a new mtime: read again
+    with pytest.raises(SpecError, match=r"WTB_LLM_PRICES\.m1\.input_per_1m"):
+        cost_usd({}, "m1", 1, 1)

@@ -10,6 +10,7 @@ A model missing from the table has no cost (``llm_cost_usd`` is not recorded for
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,16 @@ def env_prices() -> dict[str, dict[str, float]]:
     path = os.environ.get(PRICES_ENV)
     if not path:
         return {}
+    try:
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError:
+        stamp = -1  # read_text below names the problem
+    return _read_prices(path, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_prices(path: str, stamp: int) -> dict[str, dict[str, float]]:
+    """The file's table, read again only when it changes (``stamp``: its mtime)."""
     from wtb_domain.inputs import load_yaml, read_text
 
     text = read_text(Path(path), PRICES_ENV)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -261,3 +262,39 @@ class BatchCaseRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     input: Mapped[dict[str, Any]] = mapped_column(JsonType)
     expected: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+
+
+class LangGraphCheckpointRow(Base):
+    """A LangGraph checkpoint (thread, namespace, id) and the WTB checkpoint holding its values
+    (migration 0008; see :mod:`wtb_domain.langgraph.saver`)."""
+
+    __tablename__ = "wtb_lg_checkpoints"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_executions.id", ondelete="CASCADE")
+    )
+    wtb_checkpoint_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_checkpoints.id", ondelete="CASCADE"), unique=True
+    )
+    parent_checkpoint_id: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+
+
+class LangGraphWriteRow(Base):
+    """A pending write of a LangGraph task against a checkpoint (serde-typed bytes)."""
+
+    __tablename__ = "wtb_lg_writes"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    task_path: Mapped[str] = mapped_column(String(1024))

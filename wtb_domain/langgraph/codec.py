@@ -1,0 +1,108 @@
+"""How LangGraph values are stored in WTB's content-addressed blobs (JSON text).
+
+A value that is plain JSON (dict with str keys, list, str, int, finite float, bool, None) is
+stored as its canonical JSON, readable by every WTB command. Anything else goes through
+LangGraph's serde (``JsonPlusSerializer``: msgpack, never pickle) and is stored as an envelope
+``{"__lg__": <serde type>, "b64": <bytes>, "view": <a JSON rendering for humans>}``; only
+``__lg__``/``b64`` are read back, ``view`` is what ``wtb show``/``wtb diff`` display.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+from datetime import date, datetime, time
+from typing import Any, Protocol
+
+from wtb_domain.state import content_hash
+
+ENVELOPE = "__lg__"
+_MAX_DEPTH = 200
+
+
+class Serde(Protocol):
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]: ...
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any: ...
+
+
+def is_plain(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` reads back from JSON as an equal value of the same types."""
+    if depth > _MAX_DEPTH:
+        return False
+    kind = type(value)
+    if value is None or kind in (str, bool, int):
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(is_plain(v, depth + 1) for v in value)
+    if kind is dict:
+        return all(type(k) is str and is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def encode(value: Any, serde: Serde) -> str:
+    """The JSON text stored for ``value`` (see the module docstring)."""
+    if is_plain(value) and not (isinstance(value, dict) and ENVELOPE in value):
+        try:
+            text = canonical(value)
+            text.encode("utf-8")
+            return text
+        except (UnicodeEncodeError, RecursionError, ValueError):
+            pass  # lone surrogates etc.: serde keeps them exactly
+    kind, data = serde.dumps_typed(value)
+    envelope = {ENVELOPE: kind, "b64": base64.b64encode(data).decode("ascii"), "view": view(value)}
+    return canonical(envelope)
+
+
+def encode_hashed(value: Any, serde: Serde) -> tuple[str, str]:
+    """``(content hash, text)`` of ``value``."""
+    text = encode(value, serde)
+    return content_hash(text), text
+
+
+def decode(text: str, serde: Serde) -> Any:
+    return unwrap(json.loads(text), serde)
+
+
+def unwrap(loaded: Any, serde: Serde) -> Any:
+    """The value a decoded blob stands for (an envelope goes back through serde)."""
+    if isinstance(loaded, dict) and ENVELOPE in loaded:
+        return serde.loads_typed((str(loaded[ENVELOPE]), base64.b64decode(loaded["b64"])))
+    return loaded
+
+
+def view(value: Any, depth: int = 0) -> Any:
+    """A JSON rendering of any value for people (lossy: never read back)."""
+    if depth > 50:
+        return "..."
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): view(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [view(v, depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return {"type": type(value).__name__, **view(dump(), depth + 1)}
+        except Exception:  # noqa: BLE001 - a view never fails the write
+            pass
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **view(dataclasses.asdict(value), depth + 1)}
+    return repr(value)[:500]

@@ -414,6 +414,12 @@ class ExecutionController:
         return load_workflow(workflow) if isinstance(workflow, str) else workflow
 
     def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:
+        if workflow is None and "langgraph" in execution.labels:
+            raise WorkflowError(
+                f"execution {execution.id} is a LangGraph thread (run by LangGraph with "
+                "WtbCheckpointSaver); fork it with `wtb fork CP --set ...` or "
+                "WtbCheckpointSaver.fork and continue the new thread in LangGraph"
+            )
         if workflow is None:
             if not execution.workflow_ref:
                 raise WorkflowError(

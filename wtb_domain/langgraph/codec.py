@@ -1,10 +1,10 @@
 """How LangGraph values are stored in WTB's content-addressed blobs (JSON text).
 
 A value that is plain JSON (dict with str keys, list, str, int, finite float, bool, None) is
-stored as its canonical JSON, readable by every WTB command. Anything else goes through
-LangGraph's serde (``JsonPlusSerializer``: msgpack, never pickle) and is stored as an envelope
-``{"__lg__": <serde type>, "b64": <bytes>, "view": <a JSON rendering for humans>}``; only
-``__lg__``/``b64`` are read back, ``view`` is what ``wtb show``/``wtb diff`` display.
+stored as its canonical JSON, readable by every WTB command. Anything else (LangChain
+messages, tuples, bytes, datetimes, ...) goes through LangGraph's serde (``JsonPlusSerializer``:
+msgpack, never pickle) and is stored as an envelope ``{"__lg__": <serde type>, "b64": <bytes>}``;
+``wtb show``/``wtb diff``/``wtb status`` display it decoded (:func:`readable`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from wtb_domain.state import content_hash
 
 ENVELOPE = "__lg__"
+WRAPPED = "wtb:json"
+"""The envelope type of a plain dict that has an ``__lg__`` key of its own."""
 _MAX_DEPTH = 200
 
 
@@ -52,16 +54,22 @@ def canonical(value: Any) -> str:
 
 def encode(value: Any, serde: Serde) -> str:
     """The JSON text stored for ``value`` (see the module docstring)."""
-    if is_plain(value) and not (isinstance(value, dict) and ENVELOPE in value):
+    if is_plain(value):
+        if isinstance(value, dict) and ENVELOPE in value:  # a plain dict that looks like one
+            value = {ENVELOPE: WRAPPED, "value": value}
         try:
             text = canonical(value)
             text.encode("utf-8")
             return text
         except (UnicodeEncodeError, RecursionError, ValueError):
             pass  # lone surrogates etc.: serde keeps them exactly
+    return envelope(value, serde)
+
+
+def envelope(value: Any, serde: Serde) -> str:
+    """``value`` through LangGraph's serde, as a JSON envelope."""
     kind, data = serde.dumps_typed(value)
-    envelope = {ENVELOPE: kind, "b64": base64.b64encode(data).decode("ascii"), "view": view(value)}
-    return canonical(envelope)
+    return canonical({ENVELOPE: kind, "b64": base64.b64encode(data).decode("ascii")})
 
 
 def encode_hashed(value: Any, serde: Serde) -> tuple[str, str]:
@@ -77,8 +85,27 @@ def decode(text: str, serde: Serde) -> Any:
 def unwrap(loaded: Any, serde: Serde) -> Any:
     """The value a decoded blob stands for (an envelope goes back through serde)."""
     if isinstance(loaded, dict) and ENVELOPE in loaded:
+        if loaded[ENVELOPE] == WRAPPED:
+            return loaded["value"]
         return serde.loads_typed((str(loaded[ENVELOPE]), base64.b64decode(loaded["b64"])))
     return loaded
+
+
+def readable(value: Any) -> Any:
+    """``value`` for display: an envelope decoded by LangGraph's serde and rendered as JSON
+    (``{"__lg__": type, "bytes": n}`` when LangGraph is not installed); anything else as is."""
+    if not (isinstance(value, dict) and ENVELOPE in value):
+        return value
+    if value[ENVELOPE] == WRAPPED:
+        return value.get("value")
+    try:
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    except ImportError:
+        return {ENVELOPE: value[ENVELOPE], "bytes": len(str(value["b64"])) * 3 // 4}
+    try:
+        return view(unwrap(value, JsonPlusSerializer()))
+    except Exception:  # noqa: BLE001 - display only: show what is stored
+        return value
 
 
 def view(value: Any, depth: int = 0) -> Any:

@@ -11,7 +11,7 @@ The async methods run the sync ones in a worker thread (the store is a sync SQLA
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
 import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -350,11 +350,12 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
     # -- encoding ------------------------------------------------------------------------
 
     def _encode(self, value: Any) -> Any:
-        """A JSON column value: plain JSON as is, anything else a serde envelope."""
-        if codec.is_plain(value) and not (isinstance(value, dict) and codec.ENVELOPE in value):
-            return value
-        kind, data = self.serde.dumps_typed(value)
-        return {codec.ENVELOPE: kind, "b64": base64.b64encode(data).decode("ascii")}
+        """A JSON column value: plain JSON as is, anything else a serde envelope (also text
+        with NUL characters, which PostgreSQL's JSONB refuses)."""
+        text = codec.encode(value, self.serde)
+        if "\\u0000" in text:
+            text = codec.envelope(value, self.serde)
+        return json.loads(text)
 
     def _decode(self, value: Any) -> Any:
         return codec.unwrap(value, self.serde)

@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("langgraph.checkpoint.conformance")
 
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
 
-from wtb_domain.adapters.sql.database import Database  # noqa: E402
-from tests.conftest import PgDatabases  # noqa: E402
-from wtb_domain.langgraph.saver import WtbCheckpointSaver  # noqa: E402
+from tests.conftest import PgDatabases
+from wtb_domain.adapters.sql.database import Database
+from wtb_domain.langgraph.saver import WtbCheckpointSaver
 
 
 def _run(new_url: Callable[[], str], name: str, drop: Callable[[str], None] | None = None) -> None:

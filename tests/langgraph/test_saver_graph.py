@@ -12,18 +12,18 @@ import pytest
 
 pytest.importorskip("langgraph")
 
-from langchain_core.language_models.fake_chat_models import FakeListChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.graph.message import add_messages  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from sqlalchemy import func, select
+from typer.testing import CliRunner
 
-from wtb_cli.main import app as cli  # noqa: E402
-from wtb_domain.adapters.sql.database import Database  # noqa: E402
-from wtb_domain.adapters.sql.repositories import BLOBS, CHECKPOINTS  # noqa: E402
-from wtb_domain.langgraph.saver import WtbCheckpointSaver  # noqa: E402
-from wtb_domain.langgraph.store import execution_id, wtb_checkpoint_id  # noqa: E402
+from wtb_cli.main import app as cli
+from wtb_domain.adapters.sql.database import Database
+from wtb_domain.adapters.sql.repositories import BLOBS, CHECKPOINTS
+from wtb_domain.langgraph.saver import WtbCheckpointSaver
+from wtb_domain.langgraph.store import execution_id, wtb_checkpoint_id
 
 DOC = "reference text " * 2000  # a large channel no node changes
 
@@ -69,7 +69,12 @@ def test_langgraph_thread_is_a_wtb_execution(tmp_path: Path) -> None:
         out = asyncio.run(
             graph.ainvoke({"messages": [HumanMessage(text)], "doc": DOC, "count": 0}, config)
         )
-    assert [m.content for m in out["messages"]] == ["hello", "first answer", "again", "second answer"]
+    assert [m.content for m in out["messages"]] == [
+        "hello",
+        "first answer",
+        "again",
+        "second answer",
+    ]
     assert isinstance(out["messages"][1], AIMessage)
 
     history = list(saver.list(config))
@@ -91,7 +96,9 @@ def test_langgraph_thread_is_a_wtb_execution(tmp_path: Path) -> None:
 
     exec_id = execution_id("chat-1", "")
     listing = _cli(url, "history", exec_id)
-    ids = [wtb_checkpoint_id("chat-1", "", t.config["configurable"]["checkpoint_id"]) for t in history]
+    ids = [
+        wtb_checkpoint_id("chat-1", "", t.config["configurable"]["checkpoint_id"]) for t in history
+    ]
     for cp in ids:
         assert cp[:12] in listing
 

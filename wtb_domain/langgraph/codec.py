@@ -104,7 +104,7 @@ def readable(value: Any) -> Any:
         return {ENVELOPE: value[ENVELOPE], "bytes": len(str(value["b64"])) * 3 // 4}
     try:
         return view(unwrap(value, JsonPlusSerializer()))
-    except Exception:  # noqa: BLE001 - display only: show what is stored
+    except Exception:
         return value
 
 
@@ -127,9 +127,11 @@ def view(value: Any, depth: int = 0) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
-            return {"type": type(value).__name__, **view(dump(), depth + 1)}
-        except Exception:  # noqa: BLE001 - a view never fails the write
-            pass
+            dumped = dump()
+        except Exception:  # a view never fails: fall back to repr
+            dumped = None
+        if isinstance(dumped, dict):
+            return {"type": type(value).__name__, **view(dumped, depth + 1)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"type": type(value).__name__, **view(dataclasses.asdict(value), depth + 1)}
     return repr(value)[:500]

@@ -11,8 +11,10 @@ The async methods run the sync ones in a worker thread (the store is a sync SQLA
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import random
+import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -30,11 +32,10 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from wtb_domain.bootstrap import App
 from wtb_domain.adapters.sql.database import Database, database_for
+from wtb_domain.bootstrap import App
 from wtb_domain.errors import NotFoundError, SpecError
-from wtb_domain.langgraph import codec
-from wtb_domain.langgraph import store
+from wtb_domain.langgraph import codec, store
 from wtb_domain.model import Source
 
 _CACHE_LIMIT = 100_000
@@ -106,7 +107,7 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
             tuples = self._tuples(conn, rows)
         yield from tuples
 
-    def _tuples(self, conn: Any, rows: Sequence[store.Stored]) -> list[CheckpointTuple]:
+    def _tuples(self, conn: Any, rows: Sequence[store.Stored]) -> builtins.list[CheckpointTuple]:
         texts = store.load_blobs(conn, (h for r in rows for h in r.manifest.values()))
         out = []
         for r in rows:
@@ -161,7 +162,7 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
         cp_id = store.check_key("checkpoint_id", str(checkpoint["id"]), 64)
         parent_id = conf.get("checkpoint_id")
         exec_id = store.execution_id(thread_id, ns)
-        c = dict(checkpoint)
+        c: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = c.pop("channel_values", {}) or {}
         versions: Mapping[str, Any] = c.get("channel_versions", {})
         manifest: dict[str, str] = {}
@@ -322,16 +323,16 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
                 )
             source = self._tuples(conn, rows)[0]
         src = rows[0]
-        checkpoint = dict(source.checkpoint)
-        values = dict(checkpoint["channel_values"])
-        versions = dict(checkpoint["channel_versions"])
+        checkpoint: dict[str, Any] = dict(source.checkpoint)
+        values: dict[str, Any] = dict(checkpoint["channel_values"])
+        versions: dict[str, Any] = dict(checkpoint["channel_versions"])
         for channel, value in (patch or {}).items():
             values[channel] = value
             versions[channel] = self.get_next_version(versions.get(channel), None)
         checkpoint.update(
             id=str(uuid6(clock_seq=-1)), channel_values=values, channel_versions=versions
         )
-        thread_id = f"{src.thread_id[:200]}-fork-{random.getrandbits(32):08x}"
+        thread_id = f"{src.thread_id[:200]}-fork-{secrets.token_hex(4)}"
         metadata: dict[str, Any] = {
             **source.metadata,
             "source": "fork",
@@ -380,4 +381,4 @@ def next_version(current: str | int | float | None) -> str:
         number = int(current)
     else:
         number = int(str(current).split(".")[0])
-    return f"{number + 1:032}.{random.random():016}"
+    return f"{number + 1:032}.{random.random():016}"  # noqa: S311 - a tie-breaker, not a secret

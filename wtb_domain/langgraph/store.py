@@ -255,9 +255,7 @@ def load_blobs(connection: Connection, hashes: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def put_writes(
-    connection: Connection, rows: Sequence[Mapping[str, Any]], *, replace: bool
-) -> None:
+def put_writes(connection: Connection, rows: Sequence[Mapping[str, Any]], *, replace: bool) -> None:
     if not rows:
         return
     keys = ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
@@ -265,7 +263,9 @@ def put_writes(
     connection.execute(stmt, list(rows))
 
 
-def writes(connection: Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Any]:
+def writes(
+    connection: Connection, thread_id: str, checkpoint_ns: str, checkpoint_id: str
+) -> list[Any]:
     c = LG_WRITES.c
     stmt = (
         select(c.task_id, c.channel, c.type, c.value, c.task_path, c.idx)

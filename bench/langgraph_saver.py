@@ -6,8 +6,8 @@
 
 The graph: one node looping on itself; each step appends one 300-character AI message (hex
 text) to a ``messages`` channel (``add_messages``) and bumps ``turn``; a ``doc`` channel of
-100 KB is set by the input and never changes. Every saver gets a fresh database (SQLite file / PostgreSQL
-database) and LangGraph's default durability.
+100 KB is set by the input and never changes. Every saver gets a fresh database (SQLite
+file / PostgreSQL database) and LangGraph's default durability.
 """
 
 from __future__ import annotations

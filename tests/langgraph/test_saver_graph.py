@@ -127,6 +127,11 @@ def test_langgraph_thread_is_a_wtb_execution(tmp_path: Path) -> None:
     assert graph.get_state(config).values["count"] == 1
     status = _cli(url, "history", fork_exec)
     assert "fork" in status
+    # What WTB cannot do on a LangGraph thread is refused in one line, naming the way out.
+    refused = CliRunner().invoke(cli, ["resume", exec_id, "--db", url])
+    assert refused.exit_code != 0 and "LangGraph thread" in refused.output
+    refused = CliRunner().invoke(cli, ["fork", cp_agent, "--variant", "agent=x", "--db", url])
+    assert refused.exit_code != 0 and "--set only" in refused.output
     db.engine.dispose()
 
 

@@ -245,12 +245,16 @@ def main(argv: list[str] | None = None) -> int:
                 "`pg_total_relation_size` (PostgreSQL, incl. indexes), divided by the thread's "
                 f"checkpoints. ms / step: median over {runs + 1} threads of wall time / steps.",
                 markdown_table(headers, rows),
-                "WtbCheckpointSaver stores the unchanging `doc` once (content-addressed); "
+                "WtbCheckpointSaver stores the unchanging `doc` once (content-addressed). "
                 "SqliteSaver writes the whole checkpoint, `doc` included, every step. "
-                "PostgresSaver also keeps one blob per channel *version*, so it stores `doc` once "
-                "per thread too; both store the whole message list again at every step, "
-                "WtbCheckpointSaver as LangGraph's serde bytes in base64 (4/3 of their size) "
-                "inside WTB's JSON text blobs.",
+                "PostgresSaver keeps non-primitive channels as one blob per channel version, "
+                "but inlines `str`/`int`/`float`/`bool`/`None` values in every checkpoint's "
+                "JSONB, so a large *string* channel such as `doc` is written again at each "
+                "step. All three store the whole message list again at every step "
+                "(WtbCheckpointSaver as LangGraph's serde bytes in base64, 4/3 of their size, "
+                "inside WTB's JSON text blobs). WtbCheckpointSaver's ms / step is higher: each "
+                "put is ~6 statements (execution head, blobs, WTB checkpoint, LangGraph index) "
+                "in one transaction, run synchronously.",
             ]
         )
         update_results_section(

@@ -53,6 +53,12 @@ def build(saver: WtbCheckpointSaver) -> Any:
     return g.compile(checkpointer=saver)
 
 
+def app_history(url: str, exec_id: str) -> list[Any]:
+    from wtb_domain.bootstrap import sql_app
+
+    return sql_app(url).controller.history(exec_id)
+
+
 def _cli(url: str, *args: str) -> str:
     result = CliRunner().invoke(cli, [*args, "--db", url])
     assert result.exit_code == 0, result.output
@@ -101,6 +107,8 @@ def test_langgraph_thread_is_a_wtb_execution(tmp_path: Path) -> None:
     ]
     for cp in ids:
         assert cp[:12] in listing
+    nodes = {c.node for c in app_history(url, exec_id)}
+    assert {"agent", "count"} <= nodes  # the node a checkpoint records, as LangGraph ran it
 
     after_count, after_agent = history[0], history[1]  # newest first
     assert after_agent.checkpoint["channel_values"]["messages"][-1].content == "second answer"

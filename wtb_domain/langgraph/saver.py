@@ -65,6 +65,7 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
             target = target.database
         self.database = target if isinstance(target, Database) else database_for(target)
         self._hashes: dict[tuple[str, str, str], str] = {}
+        self._seen: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -180,6 +181,8 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
                 unknown.append(channel)
         md = get_checkpoint_metadata(config, metadata)
         step = md.get("step")
+        seen: dict[str, Any] = c.get("versions_seen", {}) or {}
+        node = self._nodes(exec_id, str(parent_id) if parent_id else None, seen)
         with self.database.engine.begin() as conn:
             if unknown and parent_id:
                 self._from_parent(conn, thread_id, ns, str(parent_id), unknown, versions, manifest)
@@ -197,13 +200,25 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
                     step=step if isinstance(step, int) else 0,
                     source=store.SOURCES.get(str(md.get("source")), Source.NODE),
                     fork_of=fork_of,
+                    node=node,
                 ),
             )
+        self._seen[exec_id] = (cp_id, seen)
         if len(self._hashes) > _CACHE_LIMIT:
             self._hashes.clear()
+            self._seen.clear()
         for channel, digest in manifest.items():
             self._hashes[(exec_id, channel, str(versions[channel]))] = digest
         return _config(thread_id, ns, cp_id)
+
+    def _nodes(self, exec_id: str, parent_id: str | None, seen: Mapping[str, Any]) -> str | None:
+        """The nodes that ran since the parent: those whose ``versions_seen`` changed (known
+        when this saver wrote the parent; else None)."""
+        last = self._seen.get(exec_id)
+        if last is None or parent_id is None or last[0] != parent_id:
+            return None
+        ran = sorted(k for k, v in seen.items() if v != last[1].get(k) and not k.startswith("__"))
+        return ",".join(ran) or None
 
     def _from_parent(
         self,
@@ -261,7 +276,8 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
     def delete_thread(self, thread_id: str) -> None:
         with self.database.engine.begin() as conn:
             store.delete_thread(conn, str(thread_id))
-        self._hashes = {k: v for k, v in self._hashes.items() if not k[0].startswith("lg-")}
+        self._hashes.clear()
+        self._seen.clear()
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         return next_version(current)

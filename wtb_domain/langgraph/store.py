@@ -86,6 +86,8 @@ class NewCheckpoint:
     step: int
     source: Source
     fork_of: tuple[str, str] | None = None
+    node: str | None = None
+    """The node(s) whose run this checkpoint records, when known."""
     """(execution id, WTB checkpoint id) this checkpoint was forked from."""
 
 
@@ -164,7 +166,7 @@ def save(connection: Connection, new: NewCheckpoint) -> None:
                 "execution_id": exec_id,
                 "parent_id": parent,
                 "step": new.step,
-                "node": None,
+                "node": new.node[:255] if new.node else None,
                 "variant": None,
                 "source": new.source.value,
                 "manifest": new.manifest,

@@ -149,14 +149,9 @@ def save(connection: Connection, new: NewCheckpoint) -> None:
         "checkpoint_ns": new.checkpoint_ns,
         "checkpoint_id": new.checkpoint_id,
     }
-    # A checkpoint put again under the same id replaces the earlier one (as LangGraph's savers).
-    connection.execute(
-        delete(LG_CHECKPOINTS).where(
-            LG_CHECKPOINTS.c.thread_id == new.thread_id,
-            LG_CHECKPOINTS.c.checkpoint_ns == new.checkpoint_ns,
-            LG_CHECKPOINTS.c.checkpoint_id == new.checkpoint_id,
-        )
-    )
+    # A checkpoint put again under the same id replaces the earlier one (as LangGraph's
+    # savers do); the foreign key's ON DELETE CASCADE drops its wtb_lg_checkpoints row too
+    # (the WTB checkpoint id is a function of thread, namespace and checkpoint id).
     connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.id == cp_id))
     connection.execute(
         insert(CHECKPOINTS),

@@ -137,9 +137,11 @@ def test_langgraph_thread_is_a_wtb_execution(tmp_path: Path) -> None:
     assert "fork" in status
     # What WTB cannot do on a LangGraph thread is refused in one line, naming the way out.
     refused = CliRunner().invoke(cli, ["resume", exec_id, "--db", url])
-    assert refused.exit_code != 0 and "LangGraph thread" in refused.output
+    assert refused.exit_code != 0 and "LangGraph thread" in refused.output, refused.output
     refused = CliRunner().invoke(cli, ["fork", cp_agent, "--variant", "agent=x", "--db", url])
     assert refused.exit_code != 0 and "--set only" in refused.output
+    refused = CliRunner().invoke(cli, ["rollback", cp_agent, "--db", url])
+    assert refused.exit_code != 0 and "LangGraph thread" in refused.output, refused.output
     db.engine.dispose()
 
 

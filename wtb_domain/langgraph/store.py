@@ -21,6 +21,7 @@ from wtb_domain.adapters.sql.repositories import (
     EXECUTIONS,
     IN_CHUNK,
     INSERT_BLOBS,
+    INSERT_CHECKPOINTS,
     execution_values,
 )
 from wtb_domain.adapters.sql.tables import LangGraphCheckpointRow, LangGraphWriteRow
@@ -149,27 +150,25 @@ def save(connection: Connection, new: NewCheckpoint) -> None:
         "checkpoint_ns": new.checkpoint_ns,
         "checkpoint_id": new.checkpoint_id,
     }
-    # A checkpoint put again under the same id replaces the earlier one (as LangGraph's
-    # savers do); the foreign key's ON DELETE CASCADE drops its wtb_lg_checkpoints row too
-    # (the WTB checkpoint id is a function of thread, namespace and checkpoint id).
-    connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.id == cp_id))
-    connection.execute(
-        insert(CHECKPOINTS),
-        [
-            {
-                "id": cp_id,
-                "execution_id": exec_id,
-                "parent_id": parent,
-                "step": new.step,
-                "node": new.node[:255] if new.node else None,
-                "variant": None,
-                "source": new.source.value,
-                "manifest": new.manifest,
-                "metadata": {LABEL: lg_ref},
-                "created_at": now,
-            }
-        ],
-    )
+    row = {
+        "id": cp_id,
+        "execution_id": exec_id,
+        "parent_id": parent,
+        "step": new.step,
+        "node": new.node[:255] if new.node else None,
+        "variant": None,
+        "source": new.source.value,
+        "manifest": new.manifest,
+        "metadata": {LABEL: lg_ref},
+        "created_at": now,
+    }
+    insert_checkpoint = INSERT_CHECKPOINTS[connection.dialect.name]
+    if connection.execute(insert_checkpoint, row).rowcount == 0:
+        # A checkpoint put again under the same id replaces the earlier one (as LangGraph's
+        # savers do); the foreign key's ON DELETE CASCADE drops its wtb_lg_checkpoints row
+        # too (the WTB checkpoint id is a function of thread, namespace and checkpoint id).
+        connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.id == cp_id))
+        connection.execute(insert(CHECKPOINTS), row)
     connection.execute(
         insert(LG_CHECKPOINTS),
         [

@@ -253,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                 "step. All three store the whole message list again at every step "
                 "(WtbCheckpointSaver as LangGraph's serde bytes in base64, 4/3 of their size, "
                 "inside WTB's JSON text blobs). WtbCheckpointSaver's ms / step is higher: each "
-                "put is ~6 statements (execution head, blobs, WTB checkpoint, LangGraph index) "
-                "in one transaction, run synchronously.",
+                "put is 4 statements (execution head, new blobs, WTB checkpoint, LangGraph "
+                "index) in one transaction, each a round trip, and each task's writes one more "
+                "transaction; on this loaded machine round trips to PostgreSQL dominate.",
             ]
         )
         update_results_section(

@@ -55,3 +55,32 @@ def test_a_memory_app_is_refused() -> None:
 
     with pytest.raises(SpecError, match="memory App"):
         WtbCheckpointSaver(memory_app())
+
+
+def test_a_value_the_engine_stored_as_a_delta_blob_reads_back(tmp_path: Path) -> None:
+    """Content addressing is shared with WTB's own runs: the row for a hash may be a delta."""
+    from wtb_domain.adapters.sql.repositories import BLOBS
+    from wtb_domain.deltas import delta_data
+    from wtb_domain.langgraph.codec import canonical
+    from wtb_domain.state import content_hash
+
+    db = Database(f"sqlite:///{tmp_path / 'e.db'}")
+    base, full = canonical([1, 2]), canonical([1, 2, 3])
+    with db.engine.begin() as conn:
+        conn.execute(
+            BLOBS.insert(),
+            [
+                {"hash": content_hash(base), "data": base, "size": len(base)},
+                {
+                    "hash": content_hash(full),
+                    "data": delta_data(content_hash(base), canonical([3])),
+                    "size": 3,
+                },
+            ],
+        )
+    saver = WtbCheckpointSaver(db)
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    saver.put(config, _checkpoint("cp-1", xs=[1, 2, 3]), {"source": "loop", "step": 0}, {"xs": 1})
+    got = saver.get_tuple(config)
+    assert got is not None and got.checkpoint["channel_values"] == {"xs": [1, 2, 3]}
+    db.engine.dispose()

@@ -109,15 +109,12 @@ class WtbCheckpointSaver(BaseCheckpointSaver[str]):
         yield from tuples
 
     def _tuples(self, conn: Any, rows: Sequence[store.Stored]) -> builtins.list[CheckpointTuple]:
-        texts = store.load_blobs(conn, (h for r in rows for h in r.manifest.values()))
+        loaded = store.load_values(conn, (h for r in rows for h in r.manifest.values()))
         out = []
         for r in rows:
-            missing = [h for h in r.manifest.values() if h not in texts]
-            if missing:
-                raise NotFoundError(f"checkpoint {r.checkpoint_id}: values missing {missing[:3]}")
             checkpoint = self._decode(r.checkpoint)
             checkpoint["channel_values"] = {
-                k: codec.decode(texts[h], self.serde) for k, h in r.manifest.items()
+                k: codec.unwrap(loaded[h], self.serde) for k, h in r.manifest.items()
             }
             pending = [
                 (w.task_id, w.channel, self.serde.loads_typed((w.type, bytes(w.value))))

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
 
+from wtb_domain import deltas
 from wtb_domain.adapters.sql.repositories import (
     BLOBS,
     CHECKPOINTS,
@@ -241,14 +242,21 @@ def find(
     return [_stored(r) for r in connection.execute(stmt)]
 
 
-def load_blobs(connection: Connection, hashes: Iterable[str]) -> dict[str, str]:
-    wanted = list(dict.fromkeys(hashes))
-    out: dict[str, str] = {}
-    for i in range(0, len(wanted), IN_CHUNK):
-        chunk = wanted[i : i + IN_CHUNK]
-        rows = connection.execute(select(BLOBS.c.hash, BLOBS.c.data).where(BLOBS.c.hash.in_(chunk)))
-        out.update({h: d for h, d in rows})
-    return out
+def load_values(connection: Connection, hashes: Iterable[str]) -> dict[str, Any]:
+    """Decoded JSON of the blobs (a delta blob the WTB engine wrote for equal content is
+    rebuilt); raise NotFoundError if one is missing."""
+
+    def fetch(wanted: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), IN_CHUNK):
+            chunk = list(wanted[i : i + IN_CHUNK])
+            rows = connection.execute(
+                select(BLOBS.c.hash, BLOBS.c.data).where(BLOBS.c.hash.in_(chunk))
+            )
+            out.update({h: d for h, d in rows})
+        return out
+
+    return deltas.load_values(list(dict.fromkeys(hashes)), fetch)
 
 
 def put_writes(connection: Connection, rows: Sequence[Mapping[str, Any]], *, replace: bool) -> None:

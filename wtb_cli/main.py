@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING, Annotated
 
@@ -183,6 +184,8 @@ def fork(
     patch = parse_json(set_state, "--set")
     if patch is not None and not isinstance(patch, dict):
         raise SpecError('--set: must be a JSON object, e.g. {"question": "..."}')
+    if _fork_langgraph(checkpoint_id, patch, bool(variant) or workflow is not None, db):
+        return
     e = app_for(db).controller.fork(
         checkpoint_id,
         patch,
@@ -192,6 +195,33 @@ def fork(
         more_labels=call_labels(llm_mode, llm_source_batch, no_cache),
     )
     _show(db, e.id)
+
+
+def _fork_langgraph(
+    checkpoint_id: str, patch: dict[str, object] | None, wtb_options: bool, db: str | None
+) -> bool:
+    """Fork a checkpoint of a LangGraph thread into a new thread; False if it is not one."""
+    from wtb_domain.langgraph.store import LABEL, execution_id
+
+    app = app_for(db)
+    if LABEL not in app.controller.checkpoint(checkpoint_id).metadata:
+        return False
+    if wtb_options:
+        raise SpecError(
+            "--variant/--workflow: a LangGraph thread has no WTB workflow; fork it with "
+            "--set only, then continue the new thread in LangGraph"
+        )
+    try:
+        from wtb_domain.langgraph.saver import WtbCheckpointSaver
+    except ImportError:
+        raise SpecError(
+            'checkpoint of a LangGraph thread: install the extra (pip install -e ".[langgraph]")'
+        ) from None
+    config = WtbCheckpointSaver(app).fork(checkpoint_id, patch)
+    conf = config["configurable"]
+    _show(db, execution_id(conf["thread_id"], conf["checkpoint_ns"]))
+    typer.echo(f"continue it in LangGraph: graph.invoke(None, {json.dumps(config)})")
+    return True
 
 
 @app.command()

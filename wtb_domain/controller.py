@@ -163,6 +163,7 @@ class ExecutionController:
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)
+            _refuse_langgraph(execution, "rolled back")
             expected = execution.head_checkpoint_id
             execution.head_checkpoint_id = cp.id
             execution.metrics = dict(cp.metadata.get("totals", {}))
@@ -185,6 +186,7 @@ class ExecutionController:
         """
         with self._uow() as uow:
             execution = uow.executions.get(execution_id)
+            _refuse_langgraph(execution, "edited")
             if execution.status not in (Status.PAUSED, Status.FAILED, Status.PENDING):
                 raise ExecutionError(
                     f"execution {execution_id} is {execution.status.value}; only a paused or "
@@ -440,6 +442,8 @@ class ExecutionController:
 
     def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:
         if workflow is None:
+            _refuse_langgraph(execution, "run by WTB")
+        if workflow is None:
             if not execution.workflow_ref:
                 raise WorkflowError(
                     f"execution {execution.id} was started from a Workflow object without an "
@@ -454,3 +458,13 @@ class ExecutionController:
                 "fork from a checkpoint with the new workflow's run instead"
             )
         return wf
+
+
+def _refuse_langgraph(execution: Execution, action: str) -> None:
+    """A LangGraph thread (written by ``WtbCheckpointSaver``) is LangGraph's to advance."""
+    if "langgraph" in execution.labels:
+        raise WorkflowError(
+            f"execution {execution.id} is a LangGraph thread and cannot be {action}; fork it "
+            "with `wtb fork CP --set ...` (or WtbCheckpointSaver.fork) and continue the new "
+            "thread in LangGraph, or pass a checkpoint_id in LangGraph's config to go back"
+        )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -312,3 +313,39 @@ class NodeCacheRow(Base):
     writes: Mapped[dict[str, Any]] = mapped_column(JsonType)
     checkpoint_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LangGraphCheckpointRow(Base):
+    """A LangGraph checkpoint (thread, namespace, id) and the WTB checkpoint holding its values
+    (migration 0009; see :mod:`wtb_domain.langgraph.saver`)."""
+
+    __tablename__ = "wtb_lg_checkpoints"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_executions.id", ondelete="CASCADE")
+    )
+    wtb_checkpoint_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_checkpoints.id", ondelete="CASCADE"), unique=True
+    )
+    parent_checkpoint_id: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+
+
+class LangGraphWriteRow(Base):
+    """A pending write of a LangGraph task against a checkpoint (serde-typed bytes)."""
+
+    __tablename__ = "wtb_lg_writes"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    task_path: Mapped[str] = mapped_column(String(1024))

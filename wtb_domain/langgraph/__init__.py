@@ -1,0 +1,58 @@
+"""Bring a LangGraph ``StateGraph`` to WTB: :func:`from_langgraph` turns it into a Workflow.
+
+LangGraph is an optional extra (``pip install -e ".[langgraph]"``); it is imported only when
+:func:`from_langgraph` (or the codec helpers) are called, so ``import wtb_domain`` works
+without it.
+
+Variant parameters reach a LangGraph node through its ``RunnableConfig``: a node that takes
+``config: RunnableConfig`` reads ``config["configurable"]["prompt"]`` (the same keys a plain
+LangGraph run gets from ``graph.invoke(..., config={"configurable": {...}})``), and
+``config["configurable"]["wtb_ctx"]`` is WTB's node context (``ctx.record("tokens", n)``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wtb_domain.langgraph.spec import VariantSpec, require_langgraph
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from wtb_domain.workflow import Workflow
+
+__all__ = ["VariantSpec", "from_langgraph", "to_langgraph_state"]
+
+
+def from_langgraph(
+    state_graph: Any,
+    *,
+    name: str | None = None,
+    variants: Mapping[str, Mapping[str, VariantSpec]] | None = None,
+    max_steps: int | None = None,
+) -> Workflow:
+    """The WTB workflow of an uncompiled LangGraph ``StateGraph``.
+
+    Args:
+        state_graph: A ``langgraph.graph.StateGraph`` (not compiled).
+        name: The workflow's name (default: the state schema's class name).
+        variants: ``{node: {variant_name: VariantSpec(fn=..., params={...})}}``; a variant
+            named ``default`` replaces the node's own callable or parameters.
+        max_steps: Node runs allowed per execution (default 25, LangGraph's recursion limit).
+
+    Raises:
+        WorkflowError: LangGraph is not installed, the graph uses a feature WTB does not run
+            (Send, Command, subgraphs, joins and fan-out, managed values), naming the node.
+    """
+    require_langgraph()
+    from wtb_domain.langgraph.convert import convert
+
+    return convert(state_graph, name=name, variants=variants or {}, max_steps=max_steps)
+
+
+def to_langgraph_state(state_graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A WTB (JSON) state as LangGraph values: message keys become LangChain messages."""
+    require_langgraph()
+    from wtb_domain.langgraph.codec import StateCodec
+
+    return StateCodec.for_graph(state_graph).decode(state)

@@ -115,26 +115,28 @@ def convert(
         )
 
     for node, spec in graph.nodes.items():
-        if spec.is_error_handler if hasattr(spec, "is_error_handler") else False:
+        if getattr(spec, "is_error_handler", False):
             continue
         _check_node(node, spec)
-        own = variants.get(node, {})
-        default = own.get(DEFAULT_VARIANT, VariantSpec())
+        own = dict(variants.get(node, {}))
+        for variant, vspec in own.items():
+            if not isinstance(vspec, VariantSpec):
+                raise WorkflowError(
+                    f"variants[{node!r}][{variant!r}] must be a VariantSpec(fn=..., params=...), "
+                    f"got {type(vspec).__name__}"
+                )
+        default_name, default = _default_of(node, own)
         runnable = spec.runnable if default.fn is None else _runnable(node, default.fn)
         fn = _identity(spec.runnable) if default.fn is None else default.fn
         builder.add_node(
             node,
             wrap(node, runnable, spec.input_schema, fn),
             params=dict(default.params),
+            variant=default_name,
         )
         for variant, vspec in own.items():
-            if variant == DEFAULT_VARIANT:
+            if variant == default_name:
                 continue
-            if not isinstance(vspec, VariantSpec):
-                raise WorkflowError(
-                    f"variants[{node!r}][{variant!r}] must be a VariantSpec(fn=..., params=...), "
-                    f"got {type(vspec).__name__}"
-                )
             if vspec.fn is None:
                 builder.add_variant(node, variant, params=dict(vspec.params))
             else:
@@ -145,6 +147,18 @@ def convert(
         for key, reducer in reducers.items():
             builder.set_reducer(key, reducer)  # type: ignore[attr-defined]
     return builder.build()
+
+
+def _default_of(node: str, own: Mapping[str, VariantSpec]) -> tuple[str, VariantSpec]:
+    marked = [name for name, v in own.items() if v.default]
+    if len(marked) > 1:
+        raise WorkflowError(
+            f"variants[{node!r}]: {marked[0]!r} and {marked[1]!r} are both default=True; "
+            "mark one"
+        )
+    if marked:
+        return marked[0], own[marked[0]]
+    return DEFAULT_VARIANT, own.get(DEFAULT_VARIANT, VariantSpec())
 
 
 def _identity(runnable: Any) -> Any:

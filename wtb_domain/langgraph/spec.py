@@ -16,10 +16,12 @@ INSTALL_HINT = 'pip install -e ".[langgraph]"'
 class VariantSpec:
     """One variant of a LangGraph node: another callable (a LangGraph node function or a
     Runnable; ``None`` keeps the node's own) and/or parameters, given to the node as
-    ``config["configurable"]``."""
+    ``config["configurable"]``. ``default=True`` makes it the node's default variant (in
+    place of the node's own callable, which is then variant ``default`` only if listed)."""
 
     fn: Callable[..., Any] | Any | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    default: bool = False
 
 
 def require_langgraph() -> None:

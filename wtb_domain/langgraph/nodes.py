@@ -133,8 +133,10 @@ class LangGraphNode:
         return self._update(state, out)
 
     def _invoke(self, node_input: Any, config: dict[str, Any]) -> Any:
+        from langchain_core.runnables.config import var_child_runnable_config
         from langgraph.errors import GraphInterrupt
 
+        token = var_child_runnable_config.set(config)  # get_config() works in the node
         try:
             if self.is_async:
                 return _thread_loop().run_until_complete(self.runnable.ainvoke(node_input, config))
@@ -147,10 +149,13 @@ class LangGraphNode:
         except KeyError as exc:
             if "__pregel" in str(exc):
                 raise WorkflowError(
-                    f"node {self.name!r} used a LangGraph runtime feature ({exc}; interrupt, "
-                    "Send or a subgraph) that the WTB adapter does not support"
+                    f"node {self.name!r} used a LangGraph runtime feature ({exc}: interrupt(), "
+                    "Send or a subgraph) that the WTB adapter does not support; pause with "
+                    "break_before/break_after and edit the state instead"
                 ) from None
             raise
+        finally:
+            var_child_runnable_config.reset(token)
 
     def _update(self, state: Mapping[str, Any], out: Any) -> dict[str, Any]:
         _refuse(self.name, out)

@@ -34,9 +34,7 @@ def counter_graph(*, path_map: bool = True) -> StateGraph[Any]:
     g.add_node("double", double)
     g.add_edge(START, "inc")
     if path_map:
-        g.add_conditional_edges(
-            "inc", lambda s: s["total"] < 4, {True: "inc", False: "double"}
-        )
+        g.add_conditional_edges("inc", lambda s: s["total"] < 4, {True: "inc", False: "double"})
     else:
         g.add_conditional_edges("inc", lambda s: "inc" if s["total"] < 4 else "double")
     g.add_edge("double", END)

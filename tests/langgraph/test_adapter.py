@@ -144,7 +144,7 @@ def _one(name: str, fn: Any, **kw: Any) -> StateGraph[Any]:
 
 
 def test_unsupported_structure_is_refused_naming_node_and_feature() -> None:
-    with pytest.raises(WorkflowError, match="uncompiled StateGraph.*before .compile"):
+    with pytest.raises(WorkflowError, match=r"uncompiled StateGraph.*before \.compile"):
         from_langgraph(graphs.counter_graph().compile())
 
     sub = _one("inner", lambda s: {"x": 1}).compile()
@@ -164,7 +164,7 @@ def test_unsupported_structure_is_refused_naming_node_and_feature() -> None:
     g.add_edge(START, "a")
     g.add_edge("a", "b")
     g.add_edge("a", "c")
-    with pytest.raises(WorkflowError, match="node 'a' has 2 outgoing edges.*parallel"):
+    with pytest.raises(WorkflowError, match=r"node 'a' has 2 outgoing edges.*parallel"):
         from_langgraph(g)
 
     g = StateGraph(_S)

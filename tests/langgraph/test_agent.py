@@ -150,7 +150,9 @@ def test_parity_on_the_demo_agent() -> None:
     config = {"configurable": {"prompt": demo.prompt("chatty")}}
     lg_final = graph.compile().invoke({"question": QUESTION}, config)
     app = memory_app(audit=False)
-    execution = app.controller.run(demo.workflow(), {"question": QUESTION}, variants={"agent": "chatty"})
+    execution = app.controller.run(
+        demo.workflow(), {"question": QUESTION}, variants={"agent": "chatty"}
+    )
     wtb_final = to_langgraph_state(graph, app.controller.state(execution.id))
     assert wtb_final["answer"] == lg_final["answer"]
     assert wtb_final["tool_calls"] == lg_final["tool_calls"] == 1

@@ -23,12 +23,17 @@ def test_wtb_demo_agent_prints_the_matrix_of_the_three_prompts(tmp_path: Path) -
     assert means["agent=grounded"] == 1.0
     assert abs(means["agent=memory"] - 0.4) < 1e-9
     assert 0 < means["agent=chatty"] < 0.4
-    summary = re.search(r"batch (demo-agent-\w+): completed - 60 of 60 results, 0 failed, "
-                        r"220 node runs \(prefix sharing on\)", result.output)
+    summary = re.search(
+        r"batch (demo-agent-\w+): completed - 60 of 60 results, 0 failed, "
+        r"220 node runs \(prefix sharing on\)",
+        result.output,
+    )
     assert summary, result.output
     stored = BatchService(sql_app(url, audit=False)).matrix(summary.group(1))
     assert {s.name: s.n for s in stored.stats} == {
-        "agent=grounded": 20, "agent=memory": 20, "agent=chatty": 20
+        "agent=grounded": 20,
+        "agent=memory": 20,
+        "agent=chatty": 20,
     }
 
 

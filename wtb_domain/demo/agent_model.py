@@ -81,7 +81,11 @@ def recorded_reply(messages: Sequence[BaseMessage]) -> AIMessage:
             f"turn {turn}; record it in {RESPONSES_PATH.name}"
         )
     (message,) = messages_from_dict([replies[turn]])
-    assert isinstance(message, AIMessage)
+    if not isinstance(message, AIMessage):
+        raise ResponseNotRecorded(
+            f"recorded reply {turn} to {question[:60]!r} ({variant!r}) is a {message.type} "
+            "message, not an AI message; fix the recording"
+        )
     return message
 
 

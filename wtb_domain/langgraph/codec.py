@@ -94,7 +94,7 @@ class StateCodec:
             try:
                 hints = typing.get_type_hints(schema, include_extras=True)
             except Exception:  # unresolvable annotations: leave those keys as plain JSON
-                continue
+                hints = {}
             for key, tp in hints.items():
                 if _mentions_message(tp):
                     keys.add(key)

@@ -39,9 +39,11 @@ def _check_graph(graph: Any) -> None:
 
     if not isinstance(graph, StateGraph):
         what = type(graph).__name__
-        hint = " (pass the StateGraph builder, before .compile())" if "Pregel" in what or (
-            "Compiled" in what
-        ) else ""
+        hint = (
+            " (pass the StateGraph builder, before .compile())"
+            if "Pregel" in what or ("Compiled" in what)
+            else ""
+        )
         raise WorkflowError(f"from_langgraph needs an uncompiled StateGraph, got {what}{hint}")
     if graph.waiting_edges:
         starts, end = next(iter(graph.waiting_edges))
@@ -153,8 +155,7 @@ def _default_of(node: str, own: Mapping[str, VariantSpec]) -> tuple[str, Variant
     marked = [name for name, v in own.items() if v.default]
     if len(marked) > 1:
         raise WorkflowError(
-            f"variants[{node!r}]: {marked[0]!r} and {marked[1]!r} are both default=True; "
-            "mark one"
+            f"variants[{node!r}]: {marked[0]!r} and {marked[1]!r} are both default=True; mark one"
         )
     if marked:
         return marked[0], own[marked[0]]

@@ -45,7 +45,7 @@ def _as_input(schema: Any, state: dict[str, Any]) -> Any:
     try:
         from pydantic import BaseModel
     except ImportError:  # pragma: no cover - pydantic is a WTB dependency
-        BaseModel = ()  # type: ignore[assignment,misc]  # noqa: N806
+        BaseModel = ()  # type: ignore[assignment,misc]
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema(**state)
     if dataclasses.is_dataclass(schema) and isinstance(schema, type):
@@ -70,9 +70,9 @@ def _refuse(node: str, out: Any) -> None:
             f"node {node!r} returned a Command, which the WTB adapter does not support; "
             "return a state update and route with add_conditional_edges"
         )
-    if isinstance(out, Send) or (isinstance(out, list | tuple) and any(
-        isinstance(o, Send | Command) for o in out
-    )):
+    if isinstance(out, Send) or (
+        isinstance(out, list | tuple) and any(isinstance(o, Send | Command) for o in out)
+    ):
         raise WorkflowError(
             f"node {node!r} returned Send/Command objects, which the WTB adapter does not "
             "support; return a state update"
@@ -136,7 +136,7 @@ class LangGraphNode:
         from langchain_core.runnables.config import var_child_runnable_config
         from langgraph.errors import GraphInterrupt
 
-        token = var_child_runnable_config.set(config)  # get_config() works in the node
+        token = var_child_runnable_config.set(config)  # type: ignore[arg-type]  # get_config()
         try:
             if self.is_async:
                 return _thread_loop().run_until_complete(self.runnable.ainvoke(node_input, config))

@@ -255,3 +255,25 @@ def test_wtb_domain_imports_without_langgraph_and_the_adapter_says_how_to_instal
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 'pip install -e ".[langgraph]"' in out.stdout, out.stderr
+
+
+def test_a_pydantic_state_schema_reaches_the_node_as_the_model() -> None:
+    from pydantic import BaseModel
+
+    class Doc(BaseModel):
+        text: str = ""
+        words: int = 0
+
+    seen: list[type] = []
+
+    def count(state: Doc) -> dict[str, Any]:
+        seen.append(type(state))
+        return {"words": len(state.text.split())}
+
+    g = StateGraph(Doc)
+    g.add_node("count", count)
+    g.add_edge(START, "count")
+    _, state = run(from_langgraph(g), {"text": "one two three"})
+    assert state == {"text": "one two three", "words": 3}
+    assert seen == [Doc]
+    assert g.compile().invoke({"text": "one two three"}) == state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -10,7 +11,12 @@ from typing import Any
 from wtb_domain.errors import WorkflowError
 from wtb_domain.langgraph.channels import ChannelReducer, channel_reducers
 from wtb_domain.langgraph.codec import StateCodec
-from wtb_domain.langgraph.nodes import LangGraphNode, LangGraphRouter
+from wtb_domain.langgraph.nodes import (
+    AsyncLangGraphNode,
+    LangGraphNode,
+    LangGraphRouter,
+    is_async_runnable,
+)
 from wtb_domain.langgraph.spec import VariantSpec
 from wtb_domain.workflow import DEFAULT_VARIANT, END, GraphBuilder, Workflow
 
@@ -20,7 +26,9 @@ DEFAULT_MAX_STEPS = 25
 
 
 def engine_has_reducers() -> bool:
-    """True once the engine merges updates with per-key reducers (``set_reducer``)."""
+    """True once the engine merges updates with per-key reducers (``set_reducer``) and awaits
+    ``async def`` nodes (they came together); until then the adapter merges inside the node
+    and runs async nodes on the worker thread's own event loop."""
     return hasattr(GraphBuilder, "set_reducer")
 
 
@@ -111,10 +119,9 @@ def convert(
             known = ", ".join(n for n in graph.nodes if not n.startswith("__"))
             raise WorkflowError(f"variants: graph has no node {key!r}; nodes: {known}")
 
-    def wrap(node: str, runnable: Any, schema: Any, identity: Any = None) -> LangGraphNode:
-        return LangGraphNode(
-            node, runnable, schema, codec, channels, reducers, not native, identity
-        )
+    def wrap(node: str, runnable: Any, schema: Any, identity: Any = None) -> Any:
+        cls = AsyncLangGraphNode if native and is_async_runnable(runnable) else LangGraphNode
+        return cls(node, runnable, schema, codec, channels, reducers, not native, identity)
 
     for node, spec in graph.nodes.items():
         if getattr(spec, "is_error_handler", False):
@@ -147,8 +154,16 @@ def convert(
     _add_edges(graph, builder, codec, reducers)
     if native:
         for key, reducer in reducers.items():
-            builder.set_reducer(key, reducer)  # type: ignore[attr-defined]
+            builder.set_reducer(key, _engine_reducer(reducer))  # type: ignore[attr-defined]
     return builder.build()
+
+
+def _engine_reducer(reducer: ChannelReducer) -> Any:
+    """``operator.add`` on a list is the engine's ``"append"`` (its checkpoints store only the
+    appended items); every other reducer is passed as the callable."""
+    if reducer.operator is operator.add and isinstance(reducer.empty, list):
+        return "append"
+    return reducer
 
 
 def _default_of(node: str, own: Mapping[str, VariantSpec]) -> tuple[str, VariantSpec]:

@@ -10,10 +10,11 @@ with a NodeError-worthy WorkflowError naming the node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from wtb_domain.errors import WorkflowError
@@ -91,8 +92,8 @@ def with_defaults(
     return out
 
 
-class LangGraphNode:
-    """A WTB node function ``(state, ctx) -> update`` around one LangGraph node Runnable."""
+class _NodeBase:
+    """What the sync and the async node wrapper share: input, config, errors, the update."""
 
     def __init__(
         self,
@@ -113,34 +114,30 @@ class LangGraphNode:
         self.channels = channels
         self.reducers = reducers
         self.merge_here = merge_here
-        self.is_async = getattr(runnable, "func", True) is None and bool(
-            getattr(runnable, "afunc", None)
-        )
+        self.is_async = is_async_runnable(runnable)
         target = identity if identity is not None else runnable
         self.__module__ = getattr(target, "__module__", None) or __name__
         self.__qualname__ = getattr(
             target, "__qualname__", getattr(runnable, "name", None) or type(target).__name__
         )
 
-    def __call__(self, state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+    def _prepare(self, state: Mapping[str, Any], ctx: Any) -> tuple[Any, dict[str, Any]]:
         params = getattr(ctx, "params", {}) or {}
         decoded = self.codec.decode(with_defaults(state, self.reducers))
         if self.input_keys is not None:
             decoded = {k: v for k, v in decoded.items() if k in self.input_keys}
-        node_input = _as_input(self.input_schema, decoded)
-        config = _config(params, ctx)
-        out = self._invoke(node_input, config)
-        return self._update(state, out)
+        return _as_input(self.input_schema, decoded), _config(params, ctx)
 
-    def _invoke(self, node_input: Any, config: dict[str, Any]) -> Any:
+    @contextlib.contextmanager
+    def _running(self, config: dict[str, Any]) -> Iterator[None]:
+        """``get_config()`` works in the node; LangGraph runtime features become one-line
+        WorkflowErrors naming the node."""
         from langchain_core.runnables.config import var_child_runnable_config
         from langgraph.errors import GraphInterrupt
 
-        token = var_child_runnable_config.set(config)  # type: ignore[arg-type]  # get_config()
+        token = var_child_runnable_config.set(config)  # type: ignore[arg-type]
         try:
-            if self.is_async:
-                return _thread_loop().run_until_complete(self.runnable.ainvoke(node_input, config))
-            return self.runnable.invoke(node_input, config)
+            yield
         except GraphInterrupt:
             raise WorkflowError(
                 f"node {self.name!r} called interrupt(), which the WTB adapter does not "
@@ -183,6 +180,37 @@ class LangGraphNode:
                 if reducer is not None:
                     update[key] = reducer(state.get(key), value)
         return update
+
+
+class LangGraphNode(_NodeBase):
+    """A WTB node function ``(state, ctx) -> update`` around one LangGraph node Runnable; an
+    async node runs on this thread's event loop (for an engine that calls nodes sync)."""
+
+    def __call__(self, state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+        node_input, config = self._prepare(state, ctx)
+        with self._running(config):
+            if self.is_async:
+                coro = self.runnable.ainvoke(node_input, config)
+                out = _thread_loop().run_until_complete(coro)
+            else:
+                out = self.runnable.invoke(node_input, config)
+        return self._update(state, out)
+
+
+class AsyncLangGraphNode(_NodeBase):
+    """The ``async def`` WTB node around an async LangGraph node (the engine awaits it, and
+    a node timeout cancels the coroutine)."""
+
+    async def __call__(self, state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+        node_input, config = self._prepare(state, ctx)
+        with self._running(config):
+            out = await self.runnable.ainvoke(node_input, config)
+        return self._update(state, out)
+
+
+def is_async_runnable(runnable: Any) -> bool:
+    """True for a node LangGraph would await: an ``async def`` function (no sync version)."""
+    return getattr(runnable, "func", True) is None and bool(getattr(runnable, "afunc", None))
 
 
 class LangGraphRouter:

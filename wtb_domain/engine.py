@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -26,7 +25,9 @@ from wtb_domain.events import (
 from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
+from wtb_domain.node_call import call_node
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
+from wtb_domain.reducers import merge_update
 from wtb_domain.state import check_state_size, encode_update, max_state_bytes, value_size
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
 
@@ -70,28 +71,6 @@ class _Head:
         if self.sizes is None:
             self.sizes = {k: value_size(v, node=None, key=k) for k, v in self.state.items()}
         return self.sizes
-
-
-def _call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: RunContext) -> Any:
-    view = MappingProxyType(state)
-    if node.timeout_s is None:
-        return variant.fn(view, ctx)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = variant.fn(view, ctx)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name=f"wtb-node-{node.name}", daemon=True)
-    worker.start()
-    worker.join(node.timeout_s)
-    if worker.is_alive():
-        raise TimeoutError(f"node {node.name!r} exceeded its timeout of {node.timeout_s} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 class Engine:
@@ -272,7 +251,7 @@ class Engine:
         ctx = RunContext(name, variant.name, params, execution.id, step)
         started = time.perf_counter()
         try:
-            update = _call_node(node, variant, head.state, ctx)
+            update = call_node(node, variant, head.state, ctx)
             if update is None:
                 update = {}
             if not isinstance(update, Mapping):
@@ -280,6 +259,8 @@ class Engine:
                     f"node {name!r} returned {type(update).__name__}; "
                     "return a dict of the state keys it changes (or None)"
                 )
+            if workflow.reducers:
+                update = merge_update(workflow.reducers, head.state, update, node=name)
             encoded = encode_update(head.checkpoint.manifest, update, node=name)
             check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:

@@ -43,6 +43,15 @@ def test_conditional_edges_loop_and_reducers_match_langgraph(path_map: bool) -> 
     }
 
 
+def test_channel_reducers_become_the_engines_reducers() -> None:
+    wf = from_langgraph(graphs.counter_graph())
+    assert wf.reducers["log"].identity == "append"  # operator.add on a list
+    assert "langgraph_reducer[total:" in wf.reducers["total"].identity
+    assert "last" not in wf.reducers  # plain keys are replaced
+    chat = from_langgraph(graphs.react_graph())
+    assert "add_messages" in chat.reducers["messages"].identity
+
+
 def test_every_node_run_is_a_checkpoint_with_the_merged_value() -> None:
     app = memory_app(audit=False)
     execution = app.controller.run(from_langgraph(graphs.counter_graph()), {})
@@ -127,6 +136,8 @@ def test_a_default_variant_takes_the_nodes_place() -> None:
 
 def test_async_nodes_run() -> None:
     wf = from_langgraph(graphs.react_graph(graphs.async_model_node))
+    assert wf.node("model").variant(None).is_async  # the engine awaits it on its loop
+    assert not wf.node("tools").variant(None).is_async
     execution, state = run(wf, {"messages": ["4x4"]})
     assert execution.status is Status.COMPLETED, execution.error_message
     assert state["messages"][-1]["data"]["content"] == "16"

@@ -25,13 +25,6 @@ START_NODE = "__start__"
 DEFAULT_MAX_STEPS = 25
 
 
-def engine_has_reducers() -> bool:
-    """True once the engine merges updates with per-key reducers (``set_reducer``) and awaits
-    ``async def`` nodes (they came together); until then the adapter merges inside the node
-    and runs async nodes on the worker thread's own event loop."""
-    return hasattr(GraphBuilder, "set_reducer")
-
-
 def _start_node(state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
     return {}
 
@@ -110,7 +103,6 @@ def convert(
     _check_graph(graph)
     codec = StateCodec.for_graph(graph)
     reducers = channel_reducers(graph, codec)
-    native = engine_has_reducers()
     channels = frozenset(graph.channels)
     wf_name = name or getattr(graph.state_schema, "__name__", None) or "langgraph"
     builder = GraphBuilder(wf_name, max_steps=max_steps or DEFAULT_MAX_STEPS)
@@ -120,8 +112,8 @@ def convert(
             raise WorkflowError(f"variants: graph has no node {key!r}; nodes: {known}")
 
     def wrap(node: str, runnable: Any, schema: Any, identity: Any = None) -> Any:
-        cls = AsyncLangGraphNode if native and is_async_runnable(runnable) else LangGraphNode
-        return cls(node, runnable, schema, codec, channels, reducers, not native, identity)
+        cls = AsyncLangGraphNode if is_async_runnable(runnable) else LangGraphNode
+        return cls(node, runnable, schema, codec, channels, reducers, identity)
 
     for node, spec in graph.nodes.items():
         if getattr(spec, "is_error_handler", False):
@@ -152,9 +144,8 @@ def convert(
                 wrapped = wrap(node, _runnable(node, vspec.fn), spec.input_schema, vspec.fn)
                 builder.add_variant(node, variant, wrapped, params=dict(vspec.params))
     _add_edges(graph, builder, codec, reducers)
-    if native:
-        for key, reducer in reducers.items():
-            builder.set_reducer(key, _engine_reducer(reducer))  # type: ignore[attr-defined]
+    for key, reducer in reducers.items():
+        builder.set_reducer(key, _engine_reducer(reducer))
     return builder.build()
 
 

@@ -9,10 +9,8 @@ with a NodeError-worthy WorkflowError naming the node.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import threading
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -20,17 +18,7 @@ from typing import Any
 from wtb_domain.errors import WorkflowError
 from wtb_domain.langgraph.channels import ChannelReducer
 from wtb_domain.langgraph.codec import StateCodec
-
-_loops = threading.local()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """One event loop per worker thread (for async nodes while the engine runs sync nodes)."""
-    loop = getattr(_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _loops.loop = loop
-    return loop
+from wtb_domain.node_call import thread_loop
 
 
 def _schema_keys(schema: Any) -> frozenset[str] | None:
@@ -103,7 +91,6 @@ class _NodeBase:
         codec: StateCodec,
         channels: frozenset[str],
         reducers: Mapping[str, ChannelReducer],
-        merge_here: bool,
         identity: Any = None,
     ) -> None:
         self.name = name
@@ -113,7 +100,6 @@ class _NodeBase:
         self.codec = codec
         self.channels = channels
         self.reducers = reducers
-        self.merge_here = merge_here
         self.is_async = is_async_runnable(runnable)
         target = identity if identity is not None else runnable
         self.__module__ = getattr(target, "__module__", None) or __name__
@@ -154,7 +140,7 @@ class _NodeBase:
         finally:
             var_child_runnable_config.reset(token)
 
-    def _update(self, state: Mapping[str, Any], out: Any) -> dict[str, Any]:
+    def _update(self, out: Any) -> dict[str, Any]:
         _refuse(self.name, out)
         if out is None:
             return {}
@@ -173,28 +159,17 @@ class _NodeBase:
                 f"node {self.name!r} wrote key {unknown[0]!r}, which is not a key of the graph's "
                 "state schema; add it to the schema"
             )
-        update = self.codec.encode(out)
-        if self.merge_here:
-            for key, value in update.items():
-                reducer = self.reducers.get(key)
-                if reducer is not None:
-                    update[key] = reducer(state.get(key), value)
-        return update
+        return self.codec.encode(out)
 
 
 class LangGraphNode(_NodeBase):
-    """A WTB node function ``(state, ctx) -> update`` around one LangGraph node Runnable; an
-    async node runs on this thread's event loop (for an engine that calls nodes sync)."""
+    """A WTB node function ``(state, ctx) -> update`` around one LangGraph node Runnable."""
 
     def __call__(self, state: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
         node_input, config = self._prepare(state, ctx)
         with self._running(config):
-            if self.is_async:
-                coro = self.runnable.ainvoke(node_input, config)
-                out = _thread_loop().run_until_complete(coro)
-            else:
-                out = self.runnable.invoke(node_input, config)
-        return self._update(state, out)
+            out = self.runnable.invoke(node_input, config)
+        return self._update(out)
 
 
 class AsyncLangGraphNode(_NodeBase):
@@ -205,7 +180,7 @@ class AsyncLangGraphNode(_NodeBase):
         node_input, config = self._prepare(state, ctx)
         with self._running(config):
             out = await self.runnable.ainvoke(node_input, config)
-        return self._update(state, out)
+        return self._update(out)
 
 
 def is_async_runnable(runnable: Any) -> bool:
@@ -245,8 +220,8 @@ class LangGraphRouter:
             decoded = {k: v for k, v in decoded.items() if k in self.input_keys}
         node_input = _as_input(self.input_schema, decoded) if self.input_schema else decoded
         config = _config({}, None)
-        if self.is_async:
-            result = _thread_loop().run_until_complete(self.path.ainvoke(node_input, config))
+        if self.is_async:  # routers are sync in WTB: await on the engine's thread loop
+            result = thread_loop().run_until_complete(self.path.ainvoke(node_input, config))
         else:
             result = self.path.invoke(node_input, config)
         if isinstance(result, list | tuple):

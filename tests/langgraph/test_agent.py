@@ -157,3 +157,13 @@ def test_parity_on_the_demo_agent() -> None:
     assert wtb_final["answer"] == lg_final["answer"]
     assert wtb_final["tool_calls"] == lg_final["tool_calls"] == 1
     assert _normalised(wtb_final["messages"]) == _normalised(lg_final["messages"])
+
+
+def test_a_question_without_a_recording_fails_naming_prompt_and_question() -> None:
+    app = memory_app(audit=False)
+    execution = app.controller.run(demo.workflow(), {"question": "What is the capital of Mars?"})
+    assert execution.status is Status.FAILED
+    assert execution.error_type == "ResponseNotRecorded"
+    message = execution.error_message or ""
+    assert "prompt 'grounded'" in message and "What is the capital of Mars?" in message
+    assert execution.paused_at == "failed:agent"

@@ -18,17 +18,22 @@ from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import load_spec
 from wtb_domain.demo import agent as demo
 from wtb_domain.demo.data import load_dataset
+from wtb_domain.ids import new_id
 from wtb_domain.langgraph import from_langgraph, to_langgraph_state
 
 QUESTION = "How many square kilometres does Marrowick Island cover?"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
     if request.param == "memory":
         yield memory_app(audit=False)
         return
-    application = sql_app(f"sqlite:///{tmp_path / 'wtb.db'}", audit=False)
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'wtb.db'}"
+    application = sql_app(url, audit=False)
     yield application
     assert application.database is not None
     application.database.dispose()
@@ -77,7 +82,8 @@ def test_pause_before_the_tool_fork_with_an_edited_call_and_replay_another_promp
     assert [t for t, _ in _contents(replayed)] == ["human", "ai", "tool", "ai"]
 
 
-def _run_batch(service: BatchService, sharing: bool, batch_id: str) -> int:
+def _run_batch(service: BatchService, sharing: bool, batch_id: str) -> tuple[int, str]:
+    batch_id = f"{batch_id}-{new_id()[:8]}"  # the PostgreSQL database is shared by the session
     spec, base = load_spec(demo.BATCH_PATH)
     spec = spec.model_copy(update={"batch_id": batch_id, "prefix_sharing": sharing})
     prepared = service.prepare(spec, base)
@@ -87,19 +93,19 @@ def _run_batch(service: BatchService, sharing: bool, batch_id: str) -> int:
     )
     summary = service.finish(batch_id, node_executions=node_runs)
     assert summary.done == summary.total == 60 and summary.failed == 0
-    return node_runs
+    return node_runs, batch_id
 
 
 def test_three_prompts_by_twenty_cases_share_the_prefix_and_score_right(app: App) -> None:
     service = BatchService(app)
-    shared = _run_batch(service, True, "agent-shared")
-    unshared = _run_batch(service, False, "agent-unshared")
+    shared, shared_id = _run_batch(service, True, "agent-shared")
+    unshared, unshared_id = _run_batch(service, False, "agent-unshared")
     # per case: prepare once (shared) or per prompt, then grounded/chatty 4 nodes, memory 2
     assert shared == 20 * (1 + 4 + 4 + 2) == 220
     assert unshared == 20 * 3 * 1 + 20 * (4 + 4 + 2) == 260
 
     expected = {c["input"]["question"]: c["expected"]["answer"] for c in load_dataset()[:20]}
-    for batch_id in ("agent-shared", "agent-unshared"):
+    for batch_id in (shared_id, unshared_id):
         with app.uow() as uow:
             results = uow.results.for_batch(batch_id)
         assert len(results) == 60

@@ -296,7 +296,8 @@ def demo_command(
     ] = "qa",
     fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
     no_prefix_sharing: Annotated[
-        bool, typer.Option(help="agent: run every prompt variant from the input.")
+        bool,
+        typer.Option("--no-prefix-sharing", help="agent: run every prompt from the input."),
     ] = False,
     db: DbOpt = None,
 ) -> None:

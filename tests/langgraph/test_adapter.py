@@ -288,3 +288,28 @@ def test_a_pydantic_state_schema_reaches_the_node_as_the_model() -> None:
     assert state == {"text": "one two three", "words": 3}
     assert seen == [Doc]
     assert g.compile().invoke({"text": "one two three"}) == state
+
+
+def test_params_also_fill_the_graphs_context_schema_for_runtime_context() -> None:
+    from dataclasses import dataclass
+
+    from langgraph.runtime import Runtime
+
+    @dataclass
+    class Ctx:
+        greeting: str = "hello"
+
+    def greet(state: _S, runtime: Runtime[Ctx]) -> dict[str, Any]:
+        return {"x": len(runtime.context.greeting)}
+
+    g = StateGraph(_S, context_schema=Ctx)
+    g.add_node("greet", greet)
+    g.add_edge(START, "greet")
+    wf = from_langgraph(
+        g, variants={"greet": {"long": VariantSpec(params={"greeting": "bonjour"})}}
+    )
+    _, state = run(wf, {})
+    assert state == {"x": 5}
+    _, state = run(wf, {}, variants={"greet": "long"})
+    assert state == {"x": 7}
+    assert g.compile().invoke({}, context=Ctx("bonjour")) == state

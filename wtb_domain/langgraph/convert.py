@@ -104,6 +104,7 @@ def convert(
     codec = StateCodec.for_graph(graph)
     reducers = channel_reducers(graph, codec)
     channels = frozenset(graph.channels)
+    context_schema = getattr(graph, "context_schema", None)
     wf_name = name or getattr(graph.state_schema, "__name__", None) or "langgraph"
     builder = GraphBuilder(wf_name, max_steps=max_steps or DEFAULT_MAX_STEPS)
     for key in variants:
@@ -113,7 +114,7 @@ def convert(
 
     def wrap(node: str, runnable: Any, schema: Any, identity: Any = None) -> Any:
         cls = AsyncLangGraphNode if is_async_runnable(runnable) else LangGraphNode
-        return cls(node, runnable, schema, codec, channels, reducers, identity)
+        return cls(node, runnable, schema, codec, channels, reducers, identity, context_schema)
 
     for node, spec in graph.nodes.items():
         if getattr(spec, "is_error_handler", False):

@@ -42,13 +42,33 @@ def _as_input(schema: Any, state: dict[str, Any]) -> Any:
     return state
 
 
-def _config(params: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+def _config(params: Mapping[str, Any], ctx: Any, runtime_context: Any = None) -> dict[str, Any]:
     from langgraph.runtime import DEFAULT_RUNTIME
 
-    configurable: dict[str, Any] = {**params, "__pregel_runtime": DEFAULT_RUNTIME}
+    runtime = DEFAULT_RUNTIME
+    if runtime_context is not None:
+        runtime = DEFAULT_RUNTIME.override(context=runtime_context)
+    configurable: dict[str, Any] = {**params, "__pregel_runtime": runtime}
     if ctx is not None:
         configurable["wtb_ctx"] = ctx
     return {"configurable": configurable, "recursion_limit": 25}
+
+
+def runtime_context(node: str, schema: Any, params: Mapping[str, Any]) -> Any:
+    """The graph's ``context_schema`` filled from the variant's params (its fields only), for
+    nodes that read ``runtime.context``; None without a context schema."""
+    if schema is None:
+        return None
+    fields = _schema_keys(schema) or frozenset()
+    try:
+        return _as_input(schema, {k: v for k, v in params.items() if k in fields})
+    except Exception as exc:
+        name = getattr(schema, "__name__", type(schema).__name__)
+        raise WorkflowError(
+            f"node {node!r}: the variant's params do not fit the graph's context_schema "
+            f"{name} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); give every "
+            "required field in the variant's params"
+        ) from None
 
 
 def _refuse(node: str, out: Any) -> None:
@@ -92,8 +112,10 @@ class _NodeBase:
         channels: frozenset[str],
         reducers: Mapping[str, ChannelReducer],
         identity: Any = None,
+        context_schema: Any = None,
     ) -> None:
         self.name = name
+        self.context_schema = context_schema
         self.runnable = runnable
         self.input_schema = input_schema
         self.input_keys = _schema_keys(input_schema)
@@ -112,7 +134,8 @@ class _NodeBase:
         decoded = self.codec.decode(with_defaults(state, self.reducers))
         if self.input_keys is not None:
             decoded = {k: v for k, v in decoded.items() if k in self.input_keys}
-        return _as_input(self.input_schema, decoded), _config(params, ctx)
+        context = runtime_context(self.name, self.context_schema, params)
+        return _as_input(self.input_schema, decoded), _config(params, ctx, context)
 
     @contextlib.contextmanager
     def _running(self, config: dict[str, Any]) -> Iterator[None]:

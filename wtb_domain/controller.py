@@ -22,7 +22,13 @@ from wtb_domain.events import (
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWorkFactory, run_once
-from wtb_domain.state import StateDiff, check_state_size, diff_states, encode_update
+from wtb_domain.state import (
+    StateDiff,
+    check_state_size,
+    deltas_metadata,
+    diff_states,
+    encode_update,
+)
 from wtb_domain.workflow import Workflow, load_workflow
 
 WorkflowLike = Workflow | str
@@ -187,7 +193,8 @@ class ExecutionController:
             if execution.head_checkpoint_id is None:
                 raise ExecutionError(f"execution {execution_id} has no checkpoint to edit yet")
             head = uow.checkpoints.get(execution.head_checkpoint_id)
-            encoded = encode_update(head.manifest, state_patch, node=None)
+            deltas = head.metadata.get("deltas")
+            encoded = encode_update(head.manifest, state_patch, node=None, deltas=deltas)
             cp = self._new_checkpoint(
                 execution.id,
                 head.id,
@@ -196,7 +203,11 @@ class ExecutionController:
                 head.variant,
                 Source.UPDATE,
                 encoded.manifest,
-                {"patched": encoded.changed_keys, "totals": head.metadata.get("totals", {})},
+                {
+                    "patched": encoded.changed_keys,
+                    "totals": head.metadata.get("totals", {}),
+                    **deltas_metadata(encoded),
+                },
             )
             execution.head_checkpoint_id = cp.id
             execution.updated_at = cp.created_at
@@ -234,7 +245,8 @@ class ExecutionController:
         overrides = dict(variant_overrides or {})
         wf.check_variants(overrides)
         patch = dict(state_patch or {})
-        encoded = encode_update(source.manifest, patch, node=None)
+        deltas = source.metadata.get("deltas")
+        encoded = encode_update(source.manifest, patch, node=None, deltas=deltas)
         execution = Execution(
             id=execution_id or new_id(),
             workflow_name=parent.workflow_name,
@@ -259,7 +271,12 @@ class ExecutionController:
             source.variant,
             Source.FORK,
             encoded.manifest,
-            {"forked_from": source.id, "patched": encoded.changed_keys, "totals": totals},
+            {
+                "forked_from": source.id,
+                "patched": encoded.changed_keys,
+                "totals": totals,
+                **deltas_metadata(encoded),
+            },
         )
         execution.head_checkpoint_id = cp.id
         execution.emit(

@@ -28,7 +28,13 @@ from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.node_call import call_node
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 from wtb_domain.reducers import merge_update
-from wtb_domain.state import check_state_size, encode_update, max_state_bytes, value_size
+from wtb_domain.state import (
+    check_state_size,
+    deltas_metadata,
+    encode_update,
+    max_state_bytes,
+    value_size,
+)
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
 
 _log = logging.getLogger(__name__)
@@ -261,7 +267,13 @@ class Engine:
                 )
             if workflow.reducers:
                 update = merge_update(workflow.reducers, head.state, update, node=name)
-            encoded = encode_update(head.checkpoint.manifest, update, node=name)
+            encoded = encode_update(
+                head.checkpoint.manifest,
+                update,
+                node=name,
+                previous=head.state,
+                deltas=head.checkpoint.metadata.get("deltas"),
+            )
             check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:
             node_event = self._node_failed(execution, node, variant, exc, started)
@@ -288,6 +300,7 @@ class Engine:
                 "metrics": ctx.metrics,
                 "writes": encoded.changed_keys,
                 "totals": totals,
+                **deltas_metadata(encoded),
             },
             created_at=utcnow(),
         )

@@ -49,3 +49,41 @@ def test_async_nodes_in_thread_pool_task_groups(sqlite_url: str) -> None:
     for thread, loop in aw.LOOPS:
         loops_per_thread.setdefault(thread, set()).add(loop)
     assert loops_per_thread and all(len(ls) == 1 for ls in loops_per_thread.values())
+
+
+def test_prefix_sharing_batch_over_delta_stored_messages(sqlite_url: str) -> None:
+    """Children forked after the shared "user" node keep appending onto its stored list."""
+    cases = [
+        {"id": f"c{i}", "input": {"tag": f"t{i}", "turns": 6}, "expected": {"turns": 6}}
+        for i in range(2)
+    ]
+    spec = BatchSpec.parse(
+        {
+            "batch_id": "conv-batch",
+            "workflow": aw.CONVERSATION,
+            "variants": {"bot": ["default", "assistant"]},
+            "cases": cases,
+            "evaluators": [{"type": "exact_match", "field": "turns"}],
+            "max_workers": 2,
+        }
+    )
+    service = BatchService(sql_app(sqlite_url, audit=False))
+    prepared = service.prepare(spec, workers=2)
+    with ThreadPoolExecutor(2) as pool:
+        list(
+            pool.map(
+                lambda g: service.run_group(prepared.payload, g.case_id, list(g.leaf_keys)),
+                prepared.groups,
+            )
+        )
+    app = service.app
+    with app.uow() as uow:
+        results = uow.results.for_batch("conv-batch")
+    assert len(results) == 4
+    for r in results:
+        role = "assistant" if "assistant" in r.combination_name else "bot"
+        messages = app.controller.state(r.execution_id)["messages"]
+        assert [m["role"] for m in messages] == ["user", role] * 3
+        assert [m["n"] for m in messages] == list(range(6))
+        history = app.controller.history(r.execution_id)
+        assert history[-1].metadata.get("deltas", {}).get("messages", 0) >= 1

@@ -123,3 +123,50 @@ def bad_append() -> Workflow:
     g.add_edge("talker", "__end__")
     g.set_entry("talker")
     return g.build()
+
+
+# --- conversation: one ~200-byte message appended per node, for delta storage ----------------
+
+CONVERSATION = "tests.contract.async_workflows:conversation"
+REWRITE = "tests.contract.async_workflows:rewrite"
+
+
+def speak(state: State, ctx: NodeContext) -> dict[str, Any]:
+    n = len(state.get("messages", []))
+    text = f"{state['tag']}-{n:04d}-" + "m" * 160
+    return {"messages": [{"role": ctx.params["role"], "n": n, "text": text}]}
+
+
+def more(state: State) -> str:
+    return "more" if len(state["messages"]) < state["turns"] else "stop"
+
+
+def conversation() -> Workflow:
+    g = GraphBuilder("conversation", max_steps=1000, reducers={"messages": "append"})
+    g.add_node("user", speak, params={"role": "user"})
+    g.add_node("bot", speak, params={"role": "bot"})
+    g.add_variant("bot", "assistant", params={"role": "assistant"})
+    g.add_edge("user", "bot")
+    g.add_conditional_edges("bot", more, {"more": "user", "stop": "__end__"})
+    g.set_entry("user")
+    return g.build()
+
+
+def rewrite_items(state: State, ctx: NodeContext) -> dict[str, Any]:
+    """Replaces the list: first ``[1]``, then ``[True, 2]`` (equal by Python's ``==`` to an
+    extension of ``[1]``, but not the same JSON), then an edit of the first item."""
+    items = state.get("items")
+    if items is None:
+        return {"items": [1]}
+    if items == [1]:
+        return {"items": [True, 2]}
+    return {"items": ["edited", *items[1:], 3]}
+
+
+def rewrite() -> Workflow:
+    g = GraphBuilder("rewrite")
+    g.add_node("one", rewrite_items).add_node("two", rewrite_items)
+    g.add_node("three", rewrite_items)
+    g.add_edge("one", "two").add_edge("two", "three").add_edge("three", "__end__")
+    g.set_entry("one")
+    return g.build()

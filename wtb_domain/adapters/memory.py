@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any, Self
 from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
+from wtb_domain.deltas import load_values
 from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
 from wtb_domain.events import Event
 from wtb_domain.ids import new_id
@@ -139,13 +139,12 @@ class MemoryCheckpoints:
         staged_blobs: dict[str, str] = {}
         for _, blobs in self._staged.checkpoints:
             staged_blobs.update(blobs)
-        out: dict[str, Any] = {}
-        for h in hashes:
-            text = staged_blobs.get(h) or self._store.blobs.get(h)
-            if text is None:
-                raise NotFoundError(f"state value {h} is missing from the store")
-            out[h] = json.loads(text)
-        return out
+
+        def fetch(wanted: Sequence[str]) -> dict[str, str]:
+            found = {h: staged_blobs.get(h) or self._store.blobs.get(h) for h in wanted}
+            return {h: text for h, text in found.items() if text is not None}
+
+        return load_values(hashes, fetch)
 
 
 class MemoryAudit:

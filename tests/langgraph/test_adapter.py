@@ -16,7 +16,7 @@ from langgraph.types import Command, Send, interrupt
 from tests.langgraph import graphs
 from wtb_domain import END as WTB_END
 from wtb_domain import Status, WorkflowError, memory_app
-from wtb_domain.langgraph import VariantSpec, from_langgraph, to_langgraph_state
+from wtb_domain.langgraph import VariantSpec, from_langgraph, to_langgraph_state, to_wtb_state
 from wtb_domain.langgraph.codec import decode_messages, encode_messages
 
 
@@ -313,3 +313,27 @@ def test_params_also_fill_the_graphs_context_schema_for_runtime_context() -> Non
     _, state = run(wf, {}, variants={"greet": "long"})
     assert state == {"x": 7}
     assert g.compile().invoke({}, context=Ctx("bonjour")) == state
+
+
+def test_a_growing_message_history_is_stored_as_deltas_not_snapshots() -> None:
+    def talk(state: graphs.Chat) -> dict[str, Any]:
+        return {
+            "messages": [
+                AIMessage(f"turn {len(state['messages'])}", id=f"m{len(state['messages'])}")
+            ]
+        }
+
+    g = StateGraph(graphs.Chat)
+    g.add_node("talk", talk)
+    g.add_edge(START, "talk")
+    g.add_conditional_edges("talk", lambda s: "talk" if len(s["messages"]) < 30 else END)
+    app = memory_app(audit=False)
+    start = to_wtb_state(g, {"messages": [HumanMessage("hi", id="h")]})
+    assert start == {"messages": [{"type": "human", "data": start["messages"][0]["data"]}]}
+    execution = app.controller.run(from_langgraph(g, max_steps=40), start)
+    assert execution.status is Status.COMPLETED, execution.error_message
+    assert len(app.controller.state(execution.id)["messages"]) == 30
+    node_cps = [cp for cp in app.controller.history(execution.id) if cp.node == "talk"]
+    with_delta = [cp for cp in node_cps if "messages" in cp.metadata.get("deltas", {})]
+    assert len(node_cps) == 29
+    assert len(with_delta) >= 25, [cp.metadata.get("deltas") for cp in node_cps]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from wtb_domain.workflow import Workflow
 
-__all__ = ["VariantSpec", "from_langgraph", "to_langgraph_state"]
+__all__ = ["VariantSpec", "from_langgraph", "to_langgraph_state", "to_wtb_state"]
 
 
 def from_langgraph(
@@ -56,3 +56,12 @@ def to_langgraph_state(state_graph: Any, state: Mapping[str, Any]) -> dict[str, 
     from wtb_domain.langgraph.codec import StateCodec
 
     return StateCodec.for_graph(state_graph).decode(state)
+
+
+def to_wtb_state(state_graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A LangGraph state (or input) as WTB's JSON: message keys become ``messages_to_dict``
+    dicts, so ``controller.run(workflow, to_wtb_state(graph, {"messages": [msg]}))`` works."""
+    require_langgraph()
+    from wtb_domain.langgraph.codec import StateCodec
+
+    return StateCodec.for_graph(state_graph).encode(state)

@@ -85,7 +85,7 @@ def call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: N
         result = variant.fn(view, ctx)
     else:
         result = _call_in_thread(node, variant, view, ctx)
-    if isinstance(result, Awaitable):  # a plain function that returned a coroutine
+    if type(result) is not dict and isinstance(result, Awaitable):  # returned a coroutine
         return run_awaitable(result, node)
     return result
 

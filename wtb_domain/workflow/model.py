@@ -7,6 +7,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -59,7 +60,7 @@ class NodeVariant:
     fn: NodeFn
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def is_async(self) -> bool:
         """The engine awaits this variant's coroutine on its worker thread's event loop."""
         return is_async_callable(self.fn)

@@ -45,9 +45,9 @@ def thread_loop() -> asyncio.AbstractEventLoop:
     return holder.loop
 
 
-def _run_here(awaitable: Awaitable[Any], node: Node) -> Any:
+def _run_here(awaitable: Awaitable[Any], node: Node | None) -> Any:
     async def bounded() -> Any:
-        if node.timeout_s is None:
+        if node is None or node.timeout_s is None:
             return await awaitable
         try:
             return await asyncio.wait_for(awaitable, node.timeout_s)
@@ -60,9 +60,10 @@ def _run_here(awaitable: Awaitable[Any], node: Node) -> Any:
     return thread_loop().run_until_complete(bounded())
 
 
-def run_awaitable(awaitable: Awaitable[Any], node: Node) -> Any:
-    """Await ``awaitable`` on this thread's loop; if this thread already runs a loop (the
-    engine was called from async code), on a helper thread's loop instead."""
+def run_awaitable(awaitable: Awaitable[Any], node: Node | None) -> Any:
+    """Await ``awaitable`` on this thread's loop (bounded by ``node``'s timeout, if any); if
+    this thread already runs a loop (the engine was called from async code), on a helper
+    thread's loop instead."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -95,7 +95,9 @@ def say(state: State, ctx: NodeContext) -> dict[str, Any]:
     return {"messages": [{"role": ctx.params["role"], "n": turn}], "count": 1}
 
 
-def route(state: State) -> str:
+async def route(state: State) -> str:
+    """An async router (awaited on the thread's loop like an async node)."""
+    await asyncio.sleep(0)
     return "more" if len(state["messages"]) < state["turns"] else "stop"
 
 

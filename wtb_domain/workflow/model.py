@@ -94,8 +94,9 @@ class Node:
 
 @dataclass(frozen=True)
 class ConditionalEdge:
-    """Routes from ``source`` to ``targets[router(state)]``; the router is a plain (sync)
-    function of the state (not ``async def``)."""
+    """Routes from ``source`` to ``targets[router(state)]``. The router should be a plain,
+    quick function of the state; an ``async def`` router is awaited on the thread's event
+    loop (without a timeout)."""
 
     source: str
     router: Router
@@ -145,6 +146,10 @@ class Workflow:
         if cond is None:
             return END
         key = cond.router(state)
+        if inspect.isawaitable(key):  # an async router: awaited on this thread's loop
+            from wtb_domain.node_call import run_awaitable  # node_call imports this module
+
+            key = run_awaitable(key, None)
         if key not in cond.targets:
             raise WorkflowError(
                 f"router of node {after!r} returned {key!r}, which is not one of its targets "

@@ -163,6 +163,7 @@ class ExecutionController:
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)
+            _refuse_langgraph(execution, "rolled back")
             expected = execution.head_checkpoint_id
             execution.head_checkpoint_id = cp.id
             execution.metrics = dict(cp.metadata.get("totals", {}))
@@ -185,6 +186,7 @@ class ExecutionController:
         """
         with self._uow() as uow:
             execution = uow.executions.get(execution_id)
+            _refuse_langgraph(execution, "edited")
             if execution.status not in (Status.PAUSED, Status.FAILED, Status.PENDING):
                 raise ExecutionError(
                     f"execution {execution_id} is {execution.status.value}; only a paused or "
@@ -231,12 +233,15 @@ class ExecutionController:
         break_after: Iterable[str] = (),
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
+        more_labels: Mapping[str, Any] | None = None,
         _replayed: tuple[str, str] | None = None,
     ) -> Execution:
         """Start a new execution from ``checkpoint_id`` with an edited state and/or variants.
 
         The fork's first checkpoint has the original as parent (``source=fork``); the routing
         after it is recomputed from the patched state. With ``run=False`` the fork stays paused.
+        ``labels`` replace the parent's labels; ``more_labels`` are set over them (e.g. the
+        ``llm`` call mode, the ``cache`` settings).
         """
         with self._uow() as uow:
             source = uow.checkpoints.get(checkpoint_id)
@@ -259,7 +264,7 @@ class ExecutionController:
             paused_at=f"fork:{source.step}",
             parent_execution_id=parent.id,
             forked_from_checkpoint_id=source.id,
-            labels=dict(labels or parent.labels),
+            labels={**(labels or parent.labels), **(more_labels or {})},
         )
         totals = dict(source.metadata.get("totals", {}))
         execution.metrics = dict(totals)
@@ -307,6 +312,7 @@ class ExecutionController:
         variant: str,
         *,
         workflow: WorkflowLike | None = None,
+        more_labels: Mapping[str, Any] | None = None,
     ) -> Execution:
         """Rerun ``node`` with another variant from ``checkpoint_id`` (NodeReplacer).
 
@@ -327,7 +333,11 @@ class ExecutionController:
                 f"{node!r}, or the one {node!r} wrote"
             )
         return self.fork(
-            cp.id, variant_overrides={node: variant}, workflow=wf, _replayed=(node, variant)
+            cp.id,
+            variant_overrides={node: variant},
+            workflow=wf,
+            more_labels=more_labels,
+            _replayed=(node, variant),
         )
 
     def drive(
@@ -432,6 +442,8 @@ class ExecutionController:
 
     def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:
         if workflow is None:
+            _refuse_langgraph(execution, "run by WTB")
+        if workflow is None:
             if not execution.workflow_ref:
                 raise WorkflowError(
                     f"execution {execution.id} was started from a Workflow object without an "
@@ -446,3 +458,13 @@ class ExecutionController:
                 "fork from a checkpoint with the new workflow's run instead"
             )
         return wf
+
+
+def _refuse_langgraph(execution: Execution, action: str) -> None:
+    """A LangGraph thread (written by ``WtbCheckpointSaver``) is LangGraph's to advance."""
+    if "langgraph" in execution.labels:
+        raise WorkflowError(
+            f"execution {execution.id} is a LangGraph thread and cannot be {action}; fork it "
+            "with `wtb fork CP --set ...` (or WtbCheckpointSaver.fork) and continue the new "
+            "thread in LangGraph, or pass a checkpoint_id in LangGraph's config to go back"
+        )

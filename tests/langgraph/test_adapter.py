@@ -17,7 +17,7 @@ from tests.langgraph import graphs
 from wtb_domain import END as WTB_END
 from wtb_domain import Status, WorkflowError, memory_app
 from wtb_domain.langgraph import VariantSpec, from_langgraph, to_langgraph_state, to_wtb_state
-from wtb_domain.langgraph.codec import decode_messages, encode_messages
+from wtb_domain.langgraph.messages import decode_messages, encode_messages
 
 
 def run(wf: Any, state: dict[str, Any], **kw: Any) -> tuple[Any, dict[str, Any]]:

@@ -11,6 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from wtb_domain.adapters.memory_calls import CallData, MemoryCalls, MemoryNodeCache
 from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
@@ -53,6 +54,7 @@ class MemoryStore:
         """Event id -> its outbox record (insertion order is the outbox's order)."""
         self.processed: set[tuple[str, str]] = set()
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
+        self.calls = CallData()
 
     def unit_of_work(self, record_events: bool = True) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self, record_events)
@@ -70,6 +72,7 @@ class _Staged:
         self.published: list[str] = []
         self.processed: list[tuple[str, str]] = []
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
+        self.calls = CallData()
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -341,6 +344,8 @@ class MemoryUnitOfWork:
         self.results = MemoryResults(store, self._staged)
         self.baselines = MemoryBaselines(store, self._staged)
         self.cases = MemoryCases(store, self._staged)
+        self.calls = MemoryCalls(store.calls, self._staged.calls)
+        self.node_cache = MemoryNodeCache(store.calls, self._staged.calls)
 
     def __enter__(self) -> Self:
         return self
@@ -389,6 +394,7 @@ class MemoryUnitOfWork:
             store.baselines.extend(staged.baselines)
             for batch_id, cases in staged.cases.items():
                 store.cases.setdefault(batch_id, {}).update(cases)
+            store.calls.apply(staged.calls)
         self.rollback()
 
     def start_execution(
@@ -489,3 +495,4 @@ class MemoryUnitOfWork:
         self._staged.published.clear()
         self._staged.processed.clear()
         self._staged.cases.clear()
+        self._staged.calls.clear()

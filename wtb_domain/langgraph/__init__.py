@@ -1,7 +1,9 @@
-"""Bring a LangGraph ``StateGraph`` to WTB: :func:`from_langgraph` turns it into a Workflow.
+"""LangGraph integration (``pip install -e ".[langgraph]"``).
 
-LangGraph is an optional extra (``pip install -e ".[langgraph]"``); it is imported only when
-:func:`from_langgraph` (or the codec helpers) are called, so ``import wtb_domain`` works
+:func:`from_langgraph` turns a ``StateGraph`` into a WTB Workflow (WTB runs it);
+``WtbCheckpointSaver`` is a LangGraph checkpointer over WTB's stores (LangGraph runs it).
+
+LangGraph is imported only when these names are used, so ``import wtb_domain`` works
 without it.
 
 Variant parameters reach a LangGraph node through its ``RunnableConfig``: a node that takes
@@ -21,7 +23,13 @@ if TYPE_CHECKING:
 
     from wtb_domain.workflow import Workflow
 
-__all__ = ["VariantSpec", "from_langgraph", "to_langgraph_state", "to_wtb_state"]
+__all__ = [
+    "VariantSpec",
+    "WtbCheckpointSaver",
+    "from_langgraph",
+    "to_langgraph_state",
+    "to_wtb_state",
+]
 
 
 def from_langgraph(
@@ -53,7 +61,7 @@ def from_langgraph(
 def to_langgraph_state(state_graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """A WTB (JSON) state as LangGraph values: message keys become LangChain messages."""
     require_langgraph()
-    from wtb_domain.langgraph.codec import StateCodec
+    from wtb_domain.langgraph.messages import StateCodec
 
     return StateCodec.for_graph(state_graph).decode(state)
 
@@ -62,6 +70,14 @@ def to_wtb_state(state_graph: Any, state: Mapping[str, Any]) -> dict[str, Any]:
     """A LangGraph state (or input) as WTB's JSON: message keys become ``messages_to_dict``
     dicts, so ``controller.run(workflow, to_wtb_state(graph, {"messages": [msg]}))`` works."""
     require_langgraph()
-    from wtb_domain.langgraph.codec import StateCodec
+    from wtb_domain.langgraph.messages import StateCodec
 
     return StateCodec.for_graph(state_graph).encode(state)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WtbCheckpointSaver":
+        from wtb_domain.langgraph.saver import WtbCheckpointSaver
+
+        return WtbCheckpointSaver
+    raise AttributeError(name)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wtb_domain.errors import WorkflowError
-from wtb_domain.langgraph.codec import StateCodec, decode_messages, encode_messages
+from wtb_domain.langgraph.messages import StateCodec, decode_messages, encode_messages
 
 Reducer = Callable[[Any, Any], Any]
 

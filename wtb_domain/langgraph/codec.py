@@ -1,124 +1,137 @@
-"""LangChain messages in a JSON state: ``messages_to_dict`` out, ``messages_from_dict`` back.
+"""How LangGraph values are stored in WTB's content-addressed blobs (JSON text).
 
-Only the keys whose channel holds messages (an ``add_messages`` reducer, or a type that names
-a LangChain message class) are converted. Decoding builds messages by their ``type`` field
-through LangChain's own table of message classes (no import paths are followed, nothing is
-unpickled). Inputs may also use LangChain's short forms: ``"text"``, ``["user", "text"]`` or
-``{"role": "user", "content": "text"}``.
+A value that is plain JSON (dict with str keys, list, str, int, finite float, bool, None) is
+stored as its canonical JSON, readable by every WTB command. Anything else (LangChain
+messages, tuples, bytes, datetimes, ...) goes through LangGraph's serde (``JsonPlusSerializer``:
+msgpack, never pickle) and is stored as an envelope ``{"__lg__": <serde type>, "b64": <bytes>}``;
+``wtb show``/``wtb diff``/``wtb status`` display it decoded (:func:`readable`).
 """
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import base64
+import dataclasses
+import json
+import math
+from datetime import date, datetime, time
+from typing import Any, Protocol
 
-from langchain_core.messages import (
-    BaseMessage,
-    convert_to_messages,
-    messages_from_dict,
-    messages_to_dict,
-)
+from wtb_domain.state import content_hash
 
-from wtb_domain.errors import StateError
-
-
-def is_message_reducer(operator: Any) -> bool:
-    """True for LangGraph's ``add_messages`` (it is wrapped once the graph is built)."""
-    qualname = getattr(operator, "__qualname__", "") or ""
-    return "add_messages" in qualname
+ENVELOPE = "__lg__"
+WRAPPED = "wtb:json"
+"""The envelope type of a plain dict that has an ``__lg__`` key of its own."""
+_MAX_DEPTH = 200
 
 
-def _mentions_message(tp: Any, depth: int = 0) -> bool:
-    if depth > 8:
+class Serde(Protocol):
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]: ...
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any: ...
+
+
+def is_plain(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` reads back from JSON as an equal value of the same types."""
+    if depth > _MAX_DEPTH:
         return False
-    if isinstance(tp, type) and issubclass(tp, BaseMessage):
+    kind = type(value)
+    if value is None or kind in (str, bool, int):
         return True
-    return any(_mentions_message(arg, depth + 1) for arg in typing.get_args(tp))
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(is_plain(v, depth + 1) for v in value)
+    if kind is dict:
+        return all(type(k) is str and is_plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
-def decode_messages(value: Any, *, key: str) -> list[BaseMessage]:
-    """JSON (or LangChain's short forms) to a list of messages."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else [value]
-    out: list[BaseMessage] = []
-    for item in items:
-        if isinstance(item, BaseMessage):
-            out.append(item)
-        elif isinstance(item, Mapping) and set(item) == {"type", "data"}:
-            try:
-                out.extend(messages_from_dict([dict(item)]))
-            except (ValueError, TypeError, KeyError) as exc:
-                raise StateError(
-                    f"state key {key!r}: {item.get('type')!r} is not a LangChain message "
-                    f"({exc}); store messages as messages_to_dict() writes them"
-                ) from None
-        else:
-            try:
-                out.extend(convert_to_messages([item]))
-            except (ValueError, TypeError, NotImplementedError) as exc:
-                raise StateError(
-                    f"state key {key!r}: cannot read {str(item)[:60]!r} as a message ({exc}); "
-                    "use 'text', ['user', 'text'] or {'role': 'user', 'content': 'text'}"
-                ) from None
-    return out
+def canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
-def encode_messages(value: Any, *, key: str) -> list[dict[str, Any]]:
-    """Messages (one, a list, or short forms) as JSON dicts (``messages_to_dict``)."""
-    return messages_to_dict(decode_messages(value, key=key))
+def encode(value: Any, serde: Serde) -> str:
+    """The JSON text stored for ``value`` (see the module docstring)."""
+    if is_plain(value):
+        if isinstance(value, dict) and ENVELOPE in value:  # a plain dict that looks like one
+            value = {ENVELOPE: WRAPPED, "value": value}
+        try:
+            text = canonical(value)
+            text.encode("utf-8")
+            return text
+        except (UnicodeEncodeError, RecursionError, ValueError):
+            pass  # lone surrogates etc.: serde keeps them exactly
+    return envelope(value, serde)
 
 
-@dataclass(frozen=True)
-class StateCodec:
-    """Which state keys hold messages; converts a whole state or one node update."""
+def envelope(value: Any, serde: Serde) -> str:
+    """``value`` through LangGraph's serde, as a JSON envelope."""
+    kind, data = serde.dumps_typed(value)
+    return canonical({ENVELOPE: kind, "b64": base64.b64encode(data).decode("ascii")})
 
-    message_keys: frozenset[str]
-    single_message_keys: frozenset[str] = frozenset()
-    """Keys holding one message (not a list)."""
 
-    @classmethod
-    def for_graph(cls, state_graph: Any) -> StateCodec:
-        from langgraph.channels.binop import BinaryOperatorAggregate
+def encode_hashed(value: Any, serde: Serde) -> tuple[str, str]:
+    """``(content hash, text)`` of ``value``."""
+    text = encode(value, serde)
+    return content_hash(text), text
 
-        keys: set[str] = set()
-        single: set[str] = set()
-        for key, channel in state_graph.channels.items():
-            if isinstance(channel, BinaryOperatorAggregate) and is_message_reducer(
-                channel.operator
-            ):
-                keys.add(key)
-        for schema in state_graph.schemas:
-            try:
-                hints = typing.get_type_hints(schema, include_extras=True)
-            except Exception:  # unresolvable annotations: leave those keys as plain JSON
-                hints = {}
-            for key, tp in hints.items():
-                if _mentions_message(tp):
-                    keys.add(key)
-                    if isinstance(tp, type) and issubclass(tp, BaseMessage):
-                        single.add(key)
-        return cls(frozenset(keys), frozenset(single))
 
-    def decode(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(state)
-        for key in self.message_keys & out.keys():
-            messages = decode_messages(out[key], key=key)
-            if key in self.single_message_keys:
-                out[key] = messages[0] if messages else None
-            else:
-                out[key] = messages
-        return out
+def decode(text: str, serde: Serde) -> Any:
+    return unwrap(json.loads(text), serde)
 
-    def encode_value(self, key: str, value: Any) -> Any:
-        if key not in self.message_keys or value is None:
-            return value
-        encoded = encode_messages(value, key=key)
-        if key in self.single_message_keys and not isinstance(value, list | tuple):
-            return encoded[0] if encoded else None
-        return encoded
 
-    def encode(self, update: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: self.encode_value(key, value) for key, value in update.items()}
+def unwrap(loaded: Any, serde: Serde) -> Any:
+    """The value a decoded blob stands for (an envelope goes back through serde)."""
+    if isinstance(loaded, dict) and ENVELOPE in loaded:
+        if loaded[ENVELOPE] == WRAPPED:
+            return loaded["value"]
+        return serde.loads_typed((str(loaded[ENVELOPE]), base64.b64decode(loaded["b64"])))
+    return loaded
+
+
+def readable(value: Any) -> Any:
+    """``value`` for display: an envelope decoded by LangGraph's serde and rendered as JSON
+    (``{"__lg__": type, "bytes": n}`` when LangGraph is not installed); anything else as is."""
+    if not (isinstance(value, dict) and ENVELOPE in value):
+        return value
+    if value[ENVELOPE] == WRAPPED:
+        return value.get("value")
+    try:
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    except ImportError:
+        return {ENVELOPE: value[ENVELOPE], "bytes": len(str(value["b64"])) * 3 // 4}
+    try:
+        return view(unwrap(value, JsonPlusSerializer()))
+    except Exception:
+        return value
+
+
+def view(value: Any, depth: int = 0) -> Any:
+    """A JSON rendering of any value for people (lossy: never read back)."""
+    if depth > 50:
+        return "..."
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): view(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [view(v, depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            dumped = dump()
+        except Exception:  # a view never fails: fall back to repr
+            dumped = None
+        if isinstance(dumped, dict):
+            return {"type": type(value).__name__, **view(dumped, depth + 1)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **view(dataclasses.asdict(value), depth + 1)}
+    return repr(value)[:500]

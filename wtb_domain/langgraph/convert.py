@@ -10,7 +10,7 @@ from typing import Any
 
 from wtb_domain.errors import WorkflowError
 from wtb_domain.langgraph.channels import ChannelReducer, channel_reducers
-from wtb_domain.langgraph.codec import StateCodec
+from wtb_domain.langgraph.messages import StateCodec
 from wtb_domain.langgraph.nodes import (
     AsyncLangGraphNode,
     LangGraphNode,

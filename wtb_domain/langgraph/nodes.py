@@ -17,7 +17,7 @@ from typing import Any
 
 from wtb_domain.errors import WorkflowError
 from wtb_domain.langgraph.channels import ChannelReducer
-from wtb_domain.langgraph.codec import StateCodec
+from wtb_domain.langgraph.messages import StateCodec
 from wtb_domain.node_call import thread_loop
 
 

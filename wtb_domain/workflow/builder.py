@@ -53,6 +53,7 @@ class GraphBuilder:
         self._timeouts: dict[str, float | None] = {}
         self._schemas: dict[str, type[BaseModel] | None] = {}
         self._deterministic: dict[str, bool] = {}
+        self._cache: dict[str, tuple[bool, tuple[str, ...] | None]] = {}
         self._edges: dict[str, str] = {}
         self._conditional: dict[str, ConditionalEdge] = {}
         self._entry: str | None = None
@@ -67,6 +68,8 @@ class GraphBuilder:
         timeout_s: float | None = None,
         param_schema: type[BaseModel] | None = None,
         deterministic: bool = True,
+        cache: bool = False,
+        reads: Iterable[str] | None = None,
     ) -> GraphBuilder:
         """Add a node; ``variant`` names its default implementation.
 
@@ -80,6 +83,9 @@ class GraphBuilder:
                 (batch specs are checked against it before anything runs).
             deterministic: False if repeated runs may give different results; batch repeats
                 then never share this node's run.
+            cache: Reuse the node's result for the same node, variant, code and read state
+                (across executions and batches; see :mod:`wtb_domain.recording.cache`).
+            reads: The state keys the node reads (its cache key); default: the whole state.
         """
         if name == END or not name:
             raise WorkflowError(f"invalid node name {name!r}")
@@ -92,6 +98,9 @@ class GraphBuilder:
         self._timeouts[name] = timeout_s
         self._schemas[name] = param_schema
         self._deterministic[name] = deterministic
+        if isinstance(reads, str):
+            raise WorkflowError(f"node {name!r}: reads must be a list of state keys, not a str")
+        self._cache[name] = (bool(cache), None if reads is None else tuple(reads))
         return self
 
     def add_variant(
@@ -175,6 +184,7 @@ class GraphBuilder:
                 self._timeouts[name],
                 self._schemas[name],
                 self._deterministic[name],
+                *self._cache[name],
             )
             for name, variants in self._nodes.items()
         }

@@ -35,6 +35,18 @@ class NodeContext(Protocol):
     def record(self, name: str, value: float) -> None:
         """Record a numeric metric (tokens, cost, ...); values of the same name add up."""
 
+    def llm(self, call: Callable[..., Any], **request: Any) -> Any:
+        """An LLM call, recorded/replayed per the run's mode (:mod:`wtb_domain.recording`)."""
+
+    async def allm(self, call: Callable[..., Any], **request: Any) -> Any:
+        """The async :meth:`llm`."""
+
+    def tool(self, name: str, fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
+        """A tool call, recorded/replayed per the run's mode."""
+
+    async def atool(self, name: str, fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
+        """The async :meth:`tool`."""
+
 
 NodeFn = Callable[
     [State, NodeContext],
@@ -80,6 +92,10 @@ class Node:
     timeout_s: float | None = None
     param_schema: type[BaseModel] | None = None
     deterministic: bool = True
+    cache: bool = False
+    """Results are cached (see :mod:`wtb_domain.recording.cache`)."""
+    reads: tuple[str, ...] | None = None
+    """The state keys the node reads (the cache key); None: the whole state."""
 
     def variant(self, name: str | None) -> NodeVariant:
         chosen = name or self.default

@@ -329,12 +329,27 @@ def parity_command(
 
 
 def demo_command(
+    which: Annotated[
+        str, typer.Argument(help="qa (the default) or agent (the LangGraph agent demo).")
+    ] = "qa",
     fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
+    no_prefix_sharing: Annotated[
+        bool,
+        typer.Option("--no-prefix-sharing", help="agent: run every prompt from the input."),
+    ] = False,
     db: DbOpt = None,
 ) -> None:
-    """Run the shipped QA demo batch (27 variant combinations x 40 questions)."""
+    """Run a shipped demo batch: qa (27 variant combinations x 40 questions, on Prefect) or
+    agent (a LangGraph agent, 3 prompts x 20 questions on recorded replies, in-process)."""
     check_format(fmt)
     check_database_url(db)
+    if which == "agent":
+        from wtb_cli.demo_agent import run_agent_demo
+
+        run_agent_demo(fmt, db, prefix_sharing=not no_prefix_sharing)
+        return
+    if which != "qa":
+        raise SpecError(f"demo: unknown demo {which[:40]!r}; use qa or agent")
     from wtb_domain.batch.spec import load_spec
 
     spec, base_dir = load_spec(DEMO_SPEC)

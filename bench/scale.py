@@ -1,0 +1,217 @@
+"""Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (existing cluster) and ThreadPool.
+
+    python bench/scale.py [--repeats 2] [--worker-path DIR] [--label TEXT] [--no-write]
+
+One ``prefect server`` (started here) serves every run. Ray: a local cluster started here
+with ``ray start --head --num-cpus 8`` (``tests.ray_cluster``, stopped by PID); its start and
+one warm-up batch (which starts the 8 worker processes) are not counted. ThreadPool: each
+``run_batch`` from flow start. ideal = node executions x 0.1 s / 8. Per-task overhead =
+(wall - ideal) / tasks, for WTB and for a bare Prefect flow whose tasks only sleep as long
+as WTB's planned groups, on the same task runner (a whole flow run each).
+
+``--worker-path`` puts another checkout first on the Ray nodes' PYTHONPATH (e.g. the code
+before warm workers) while the driver stays on this one; ``--label`` names the run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench.batch as bb  # noqa: E402  (sets the Prefect/Ray environment first)
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from bench import workflows as wf  # noqa: E402
+from bench.common import (  # noqa: E402
+    machine_info,
+    machine_line,
+    markdown_table,
+    print_table,
+    update_results_section,
+    verdict,
+)
+from flows.runners import build_task_runner, prefect_api_for_ray  # noqa: E402
+from tests.ray_cluster import ray_cluster  # noqa: E402
+from wtb_domain.batch.spec import BatchSpec, RayConfig  # noqa: E402
+
+SECTION = "scale"
+TITLE = "Scale-out targets (100 variants x 0.1 s, 8 workers; Ray on an existing cluster)"
+TARGET = {"ray": 1.3, "threadpool": 1.2}
+OVERHEAD_TARGET = 1.2
+WORKERS = bb.FAN_WORKERS
+
+
+@dataclass
+class Row:
+    runner: str
+    walls: list[float] = field(default_factory=list)
+    ideals: list[float] = field(default_factory=list)
+    in_task: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)  # bare flow wall, same plan
+    tasks: int = 0
+    loads: list[float] = field(default_factory=list)
+
+    def ratio(self) -> float:
+        return statistics.median(w / i for w, i in zip(self.walls, self.ideals, strict=True))
+
+    def wtb_per_task(self) -> float:
+        return statistics.median(
+            (w - i) / self.tasks for w, i in zip(self.walls, self.ideals, strict=True)
+        )
+
+    def bare_per_task(self, ideal: float) -> float:
+        return statistics.median((b - ideal) / self.tasks for b in self.bare)
+
+
+def ray_spec(db: Path, address: str) -> BatchSpec:
+    spec = bb.fan_spec(db, "ray")
+    config = RayConfig(ray_address=address, max_pending_tasks=100, max_retries=0)
+    return spec.model_copy(update={"ray": config})
+
+
+def bare_wall(spec: BatchSpec, sleeps: list[float], api_url: str | None) -> float:
+    """Wall of one bare Prefect flow run of tasks sleeping ``sleeps`` on ``spec``'s runner."""
+    if spec.runner == "ray":
+        runner: Any = build_task_runner(spec, api_url)
+        cpus: float | None = spec.ray.num_cpus_per_task
+    else:
+        runner, cpus = ThreadPoolTaskRunner(max_workers=WORKERS), None
+    gc.collect()
+    t0 = time.perf_counter()
+    bb.bare_flow.with_options(task_runner=runner)([sleeps], cpus)
+    return time.perf_counter() - t0
+
+
+def measure(
+    row: Row, make: Any, work: bb.Workdir, repeats: int, sleeps: list[float], api: str | None
+) -> None:
+    for r in range(repeats):
+        db = work.db(f"{row.runner}-{r}")
+        run = bb.flow_run(f"{row.runner} #{r + 1}", make(db), db, row.tasks)
+        if not run.ok:
+            raise SystemExit(f"{row.runner} batch did not complete: {run.summary}")
+        row.walls.append(run.wall)
+        row.ideals.append(run.nodes * wf.FAN_SLEEP_S / WORKERS)
+        row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
+        row.bare.append(bare_wall(make(db), sleeps, api))
+        row.loads.append(bb.load_avg()[0])
+        print(f"    bare {row.runner} #{r + 1}: {row.bare[-1]:.2f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--worker-path", default=str(bb.REPO_ROOT))
+    parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--skip-threadpool", action="store_true")
+    args = parser.parse_args(argv)
+
+    info = machine_info(["prefect", "prefect-ray", "ray", "sqlalchemy"])
+    info["load avg at start"] = bb.fmt_load(bb.load_avg())
+    plan = bb.plan_of(bb.fan_spec(Path("/nonexistent.db"), "threadpool"))
+    sleeps = [k * wf.FAN_SLEEP_S for k in plan.node_runs]
+    shaped_ideal = sum(sleeps) / WORKERS
+    rows: list[Row] = []
+    node_path = os.pathsep.join([args.worker_path, str(bb.REPO_ROOT)])
+    with tempfile.TemporaryDirectory(prefix="wtb-scale-") as tmp, prefect_api_for_ray() as api:
+        work = bb.Workdir(Path(tmp))
+        with ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path}) as cluster:
+            print(f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True)
+            warm = work.db("ray-warmup")
+            bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
+            ray_row = Row("ray", tasks=plan.tasks)
+            measure(
+                ray_row,
+                lambda db: ray_spec(db, cluster.address),
+                work,
+                args.repeats,
+                sleeps,
+                api,
+            )
+            rows.append(ray_row)
+        if not args.skip_threadpool:
+            tp_row = Row("threadpool", tasks=plan.tasks)
+            measure(
+                tp_row,
+                lambda db: bb.fan_spec(db, "threadpool"),
+                work,
+                args.repeats,
+                sleeps,
+                api,
+            )
+            rows.append(tp_row)
+
+    headers = [
+        "runner",
+        "code on workers",
+        "runs",
+        "tasks",
+        "ideal s",
+        "wall s (median)",
+        "wall / ideal",
+        "target",
+        "",
+        "in-task overhead ms",
+        "WTB ms / task",
+        "bare Prefect ms / task",
+        "WTB / bare",
+        "target",
+        "",
+        "load (1 min)",
+    ]
+    table = []
+    for row in rows:
+        wtb, bare = row.wtb_per_task(), row.bare_per_task(shaped_ideal)
+        table.append(
+            [
+                row.runner,
+                args.label if row.runner == "ray" else "(driver)",
+                len(row.walls),
+                row.tasks,
+                f"{statistics.median(row.ideals):.2f}",
+                f"{statistics.median(row.walls):.2f}",
+                f"{row.ratio():.2f}",
+                f"<= {TARGET[row.runner]}",
+                verdict(row.ratio() <= TARGET[row.runner]),
+                f"{statistics.median(row.in_task) * 1e3:.0f}",
+                f"{wtb * 1e3:.0f}",
+                f"{bare * 1e3:.0f}",
+                f"{wtb / bare:.2f}" if bare > 0 else "n/a",
+                f"<= {OVERHEAD_TARGET}",
+                verdict(bare > 0 and wtb / bare <= OVERHEAD_TARGET),
+                " / ".join(f"{x:.2f}" for x in row.loads),
+            ]
+        )
+    print_table(TITLE, headers, table)
+    if not args.no_write:
+        body = "\n\n".join(
+            [
+                f"Machine: {machine_line(info)}.",
+                __doc__.split("\n\n", 2)[2].strip(),
+                markdown_table(headers, table),
+            ]
+        )
+        update_results_section(f"{SECTION}-{slug(args.label)}", f"{TITLE}: {args.label}", body)
+    return 0
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (existing cluster) and ThreadPool.
+"""Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (a cluster) and ThreadPool.
 
     python bench/scale.py [--repeats 2] [--worker-path DIR] [--label TEXT] [--no-write]
 
@@ -21,21 +21,24 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import bench.batch as bb  # noqa: E402  (sets the Prefect/Ray environment first)
+# bench.batch sets the Prefect/Ray environment before Prefect is imported
+import bench.batch as bb
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+# isort: split
 
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
-from bench import workflows as wf  # noqa: E402
-from bench.common import (  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from bench import workflows as wf
+from bench.common import (
     machine_info,
     machine_line,
     markdown_table,
@@ -43,9 +46,9 @@ from bench.common import (  # noqa: E402
     update_results_section,
     verdict,
 )
-from flows.runners import build_task_runner, prefect_api_for_ray  # noqa: E402
-from tests.ray_cluster import ray_cluster  # noqa: E402
-from wtb_domain.batch.spec import BatchSpec, RayConfig  # noqa: E402
+from flows.runners import build_task_runner, prefect_api_for_ray
+from tests.ray_cluster import ray_cluster
+from wtb_domain.batch.spec import BatchSpec, RayConfig
 
 SECTION = "scale"
 TITLE = "Scale-out targets (100 variants x 0.1 s, 8 workers; Ray on an existing cluster)"

@@ -42,7 +42,7 @@ class RayCluster:
 
     def daemon_pids(self) -> set[int]:
         """Processes whose command line names this cluster's temp dir (raylet, gcs, ...)."""
-        out = subprocess.run(  # noqa: S603 - fixed arguments
+        out = subprocess.run(
             ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
         ).stdout
         mine = set()
@@ -58,7 +58,7 @@ class RayCluster:
             "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
             "print(sum(1 for n in ray.nodes() if n['Alive']))"
         )
-        done = subprocess.run(  # noqa: S603 - sys.executable with fixed arguments
+        done = subprocess.run(
             [sys.executable, "-c", code, self.address],
             capture_output=True,
             text=True,
@@ -88,7 +88,7 @@ class RayCluster:
 
 def _start_node(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - the venv's ray with fixed arguments
+        return subprocess.Popen(
             [RAY, "start", "--block", *args],
             env=dict(env),
             stdout=out,

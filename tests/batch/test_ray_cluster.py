@@ -70,7 +70,8 @@ def test_demo_batch_on_an_existing_two_node_cluster_matches_threadpool(
     assert summary["errors"] == []
 
     threadpool = f"demo-cluster-tp-{secrets.token_hex(4)}"
-    tp = run_batch(spec.model_copy(update={"runner": "threadpool", "batch_id": threadpool}))
+    tp_spec = spec.model_copy(update={"runner": "threadpool", "batch_id": threadpool})
+    tp = run_batch(tp_spec, base_dir)
     assert tp["state"] == "Completed", tp
     with sql_app(pg_url, audit=False).uow() as uow:
         ray_rows, tp_rows = uow.results.for_batch(on_ray), uow.results.for_batch(threadpool)

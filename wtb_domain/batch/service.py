@@ -200,9 +200,7 @@ class BatchService:
             stored = uow.batches.get(batch_id).spec
         if spec_hash(stored) != hash_:
             return _resolved(self.load(batch_id, hash_, overlay))  # raises the SpecError
-        return resolved_batch(
-            hash_, overlay, lambda: _resolved(spec_from_stored(stored, overlay))
-        )
+        return resolved_batch(hash_, overlay, lambda: _resolved(spec_from_stored(stored, overlay)))
 
     def plan(
         self, registration: Registration, workers: int = 4, secrets: dict[str, Any] | None = None

@@ -63,6 +63,8 @@ class Row:
     walls: list[float] = field(default_factory=list)
     ideals: list[float] = field(default_factory=list)
     in_task: list[float] = field(default_factory=list)
+    to_first: list[float] = field(default_factory=list)  # flow call -> first execution
+    active: list[float] = field(default_factory=list)  # first execution -> last result
     bare: list[float] = field(default_factory=list)  # bare flow wall, same plan
     tasks: int = 0
     loads: list[float] = field(default_factory=list)
@@ -109,6 +111,8 @@ def measure(
         row.walls.append(run.wall)
         row.ideals.append(run.nodes * wf.FAN_SLEEP_S / WORKERS)
         row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
+        row.to_first.append(run.to_first_execution)
+        row.active.append(run.active)
         row.bare.append(bare_wall(make(db), sleeps, api))
         row.loads.append(bb.load_avg()[0])
         print(f"    bare {row.runner} #{r + 1}: {row.bare[-1]:.2f} s", flush=True)
@@ -168,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall / ideal",
         "target",
         "",
+        "flow call -> 1st execution s",
+        "active / ideal",
         "in-task overhead ms",
         "WTB ms / task",
         "bare Prefect ms / task",
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row.ratio():.2f}",
                 f"<= {TARGET[row.runner]}",
                 verdict(row.ratio() <= TARGET[row.runner]),
+                f"{statistics.median(row.to_first):.2f}",
+                f"{statistics.median(a / i for a, i in zip(row.active, row.ideals)):.2f}",
                 f"{statistics.median(row.in_task) * 1e3:.0f}",
                 f"{wtb * 1e3:.0f}",
                 f"{bare * 1e3:.0f}",
@@ -200,12 +208,21 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     print_table(TITLE, headers, table)
+    cost = task_cost()
+    cost_line = (
+        "**Warm workers, per-task cost in one process** (`task_cost`: 40 one-leaf tasks of a "
+        "no-sleep batch, `run_case_group` called directly, best of 2): "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in cost.items())
+        + f"; load {bb.fmt_load(bb.load_avg())}."
+    )
+    print(cost_line)
     if not args.no_write:
         body = "\n\n".join(
             [
                 f"Machine: {machine_line(info)}.",
                 __doc__.split("\n\n", 2)[2].strip(),
                 markdown_table(headers, table),
+                cost_line,
             ]
         )
         update_results_section(f"{SECTION}-{slug(args.label)}", f"{TITLE}: {args.label}", body)
@@ -218,3 +235,37 @@ def slug(text: str) -> str:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def task_cost(cases: int = 40) -> dict[str, float]:
+    """ms per task of ``run_case_group`` in one process: 1-leaf groups of a no-sleep batch.
+
+    *warm*: the App and the resolved batch kept (this branch); *before*: both cleared before
+    every task, as workers did before warm workers (the engine and the lru cache of
+    ``resolve`` by spec JSON were already kept); *cold*: that lru cache cleared too."""
+    from tasks.batch import run_case_group
+    from wtb_domain.batch import service as svc
+    from wtb_domain.batch import warm
+    from wtb_domain.batch.service import BatchService
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="wtb-taskcost-") as tmp:
+        for mode in ("cold", "before", "warm") * 2:
+            db = Path(tmp) / f"{mode}-{len(out)}-{time.monotonic_ns()}.db"
+            data = bb.fan_spec(db, "threadpool", probe=True).model_dump(mode="json")
+            data["cases"] = [{"id": f"c{i}", "input": {"x": i}} for i in range(cases)]
+            spec = BatchSpec.parse(data)
+            bb.premigrate(db)
+            prepared = BatchService(bb.sql_app(bb.url_of(db), audit=False)).prepare(spec, 1)
+            t0 = time.perf_counter()
+            for group in prepared.groups:
+                if mode != "warm":
+                    warm.APPS.clear()
+                    warm.RESOLVED.clear()
+                if mode == "cold":
+                    svc._resolve_cached.cache_clear()
+                run_case_group.fn(prepared.payload, group.case_id, list(group.leaf_keys))
+            ms = (time.perf_counter() - t0) / len(prepared.groups) * 1e3
+            out[mode] = min(out.get(mode, float("inf")), ms)
+            print(f"    task cost {mode}: {ms:.1f} ms / task", flush=True)
+    return out

@@ -85,7 +85,7 @@ def test_demo_batch_on_an_existing_two_node_cluster_matches_threadpool(
     nodes = {_node_of(pid, cluster) for pid in pids} - {None}
     assert nodes == {0, 1}, f"worker processes {sorted(pids)} ran on nodes {nodes}"
 
-    # A second batch reuses the cluster (and its warm worker processes).
+    # A second batch runs on the same cluster (new worker processes: Ray binds them to a job).
     again = f"demo-cluster-again-{secrets.token_hex(4)}"
     second = run_batch(spec.model_copy(update={"batch_id": again}), base_dir)
     assert (second["state"], second["done"]) == ("Completed", DEMO_RESULTS), second

@@ -72,6 +72,9 @@ class Row:
     def ratio(self) -> float:
         return statistics.median(w / i for w, i in zip(self.walls, self.ideals, strict=True))
 
+    def active_ratio(self) -> float:
+        return statistics.median(a / i for a, i in zip(self.active, self.ideals, strict=True))
+
     def wtb_per_task(self) -> float:
         return statistics.median(
             (w - i) / self.tasks for w, i in zip(self.walls, self.ideals, strict=True)
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"<= {TARGET[row.runner]}",
                 verdict(row.ratio() <= TARGET[row.runner]),
                 f"{statistics.median(row.to_first):.2f}",
-                f"{statistics.median(a / i for a, i in zip(row.active, row.ideals)):.2f}",
+                f"{row.active_ratio():.2f}",
                 f"{statistics.median(row.in_task) * 1e3:.0f}",
                 f"{wtb * 1e3:.0f}",
                 f"{bare * 1e3:.0f}",

@@ -39,6 +39,15 @@ class RayCluster:
     temp_dir: Path
     env: dict[str, str]
     nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    node_dirs: list[Path] = field(default_factory=list)  # each node's own --temp-dir
+
+    def node_of_worker(self, pid: int) -> int | None:
+        """The node (index) whose raylet started worker process ``pid``: its log files
+        (``worker-<id>-<job>-<pid>.out``) are in that node's temp dir."""
+        for n, root in enumerate(self.node_dirs):
+            if any(root.glob(f"session_*/logs/worker-*-{pid}.out")):
+                return n
+        return None
 
     def daemon_pids(self) -> set[int]:
         """Processes whose command line names this cluster's temp dir (raylet, gcs, ...)."""
@@ -113,7 +122,8 @@ def ray_cluster(
     port = free_port()
     address = f"127.0.0.1:{port}"
     cluster = RayCluster(address, temp_dir, node_env)
-    common = ["--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    cluster.node_dirs = [temp_dir / f"n{n}" for n in range(len(cpus_per_node))]
     try:
         head = [
             "--head",
@@ -121,12 +131,18 @@ def ray_cluster(
             "--include-dashboard=false",
             f"--num-cpus={cpus_per_node[0]}",
             f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={cluster.node_dirs[0]}",
             *common,
         ]
         cluster.nodes.append(_start_node(head, node_env, temp_dir / "head.log"))
         _wait_for_nodes(cluster, 1)
         for n, cpus in enumerate(cpus_per_node[1:], start=1):
-            worker = [f"--address={address}", f"--num-cpus={cpus}", *common]
+            worker = [
+                f"--address={address}",
+                f"--num-cpus={cpus}",
+                f"--temp-dir={cluster.node_dirs[n]}",
+                *common,
+            ]
             cluster.nodes.append(_start_node(worker, node_env, temp_dir / f"worker{n}.log"))
         _wait_for_nodes(cluster, len(cpus_per_node))
         yield cluster

@@ -37,20 +37,6 @@ def cluster() -> Iterator[RayCluster]:
     assert not running.daemon_pids(), "Ray processes outlived the cluster's stop"
 
 
-def _node_of(pid: int, cluster: RayCluster) -> int | None:
-    """Which node (index of its ``ray start`` process) a worker process runs under."""
-    nodes = {proc.pid: n for n, proc in enumerate(cluster.nodes)}
-    while pid > 1:
-        if pid in nodes:
-            return nodes[pid]
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return None
-        pid = int(next(line for line in status.splitlines() if line.startswith("PPid:"))[5:])
-    return None
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 def test_demo_batch_on_an_existing_two_node_cluster_matches_threadpool(
@@ -82,7 +68,7 @@ def test_demo_batch_on_an_existing_two_node_cluster_matches_threadpool(
     # The results were written by Ray worker processes, not by this one, on both nodes.
     pids = {int(str(r.worker_id).split(":")[1]) for r in ray_rows}
     assert os.getpid() not in pids
-    nodes = {_node_of(pid, cluster) for pid in pids} - {None}
+    nodes = {cluster.node_of_worker(pid) for pid in pids}
     assert nodes == {0, 1}, f"worker processes {sorted(pids)} ran on nodes {nodes}"
 
     # A second batch runs on the same cluster (new worker processes: Ray binds them to a job).

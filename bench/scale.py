@@ -236,10 +236,6 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def task_cost(cases: int = 40) -> dict[str, float]:
     """ms per task of ``run_case_group`` in one process: 1-leaf groups of a no-sleep batch.
 
@@ -272,3 +268,7 @@ def task_cost(cases: int = 40) -> dict[str, float]:
             out[mode] = min(out.get(mode, float("inf")), ms)
             print(f"    task cost {mode}: {ms:.1f} ms / task", flush=True)
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,14 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
-from wtb_domain.batch.parity import compare_results
-from wtb_domain.batch.plan import resolve
-from wtb_domain.batch.service import BatchService
-from wtb_domain.batch.spec import BatchSpec, load_spec
-from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.batch import reads
 from wtb_domain.ids import new_id
+
+if TYPE_CHECKING:  # the service, spec and planning modules load with the commands that run
+    # a batch: `wtb batch status` and `wtb matrix` import only the read side
+    from wtb_domain.batch.spec import BatchSpec
+    from wtb_domain.comparison import ComparisonMatrix
 
 batch_app = typer.Typer(no_args_is_help=True, help="Batch tests: variants x cases x repeats.")
 
@@ -41,7 +43,24 @@ def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
     update = {k: v for k, v in values.items() if v is not None}
     if not update:
         return spec
+    from wtb_domain.batch.spec import BatchSpec
+
     return BatchSpec.parse({**spec.model_dump(), **update})
+
+
+def with_call_options(
+    spec: BatchSpec, mode: str | None, source_batch: str | None, no_cache: bool
+) -> BatchSpec:
+    """The spec with ``--llm-mode`` / ``--llm-source-batch`` / ``--no-cache`` applied."""
+    if mode is None and source_batch is None and not no_cache:
+        return spec
+    llm = spec.llm.model_dump()
+    if mode is not None:
+        llm["mode"] = mode
+    if source_batch is not None:
+        llm["source_batch"] = source_batch
+    cache = {**spec.cache.model_dump(), **({"enabled": False} if no_cache else {})}
+    return BatchSpec.parse({**spec.model_dump(), "llm": llm, "cache": cache})
 
 
 def check_format(fmt: str) -> None:
@@ -56,12 +75,14 @@ def check_format(fmt: str) -> None:
 
 def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
     check_format(fmt)
+    # soft_wrap: a machine-readable line longer than the console (180 columns when piped) is
+    # printed whole; wrapping it would split a CSV row or a Markdown table row in two.
     if fmt == "markdown":
-        console.print(matrix.to_markdown(), markup=False, highlight=False)
+        console.print(matrix.to_markdown(), markup=False, highlight=False, soft_wrap=True)
     elif fmt == "csv":
-        console.print(matrix.to_csv(), markup=False, highlight=False, end="")
+        console.print(matrix.to_csv(), markup=False, highlight=False, end="", soft_wrap=True)
     elif fmt == "json":
-        console.print_json(matrix.to_json())
+        console.print_json(matrix.to_json())  # print_json soft-wraps already
     else:
         _rich_matrix(matrix)
 
@@ -155,18 +176,21 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
 def run_spec(
     spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
 ) -> dict[str, Any]:
+    from wtb_domain.batch.plan import resolve
+
     resolve(spec)  # workflow, variants, evaluators: a SpecError here, before Prefect starts
     _quiet_prefect()
     if spec.batch_id is None:
         spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})
     summary = _run_with_progress(spec, base_dir, quiet)
     if summary.get("done"):
-        show_matrix(BatchService(app_for(spec.database_url)).matrix(str(spec.batch_id)), fmt)
+        show_matrix(reads.batch_matrix(app_for(spec.database_url), str(spec.batch_id)), fmt)
     console.print(
         escape(
             f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
             f"{summary.get('total')} results, {summary.get('failed')} failed, "
             f"{summary.get('node_executions')} node runs"
+            f" ({summary.get('cache_hits', 0)} from the cache)"
         ),
         highlight=False,
     )
@@ -185,11 +209,16 @@ def batch_run(
     no_prefix_sharing: Annotated[bool, typer.Option(help="Run every leaf alone.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Run a batch spec as a Prefect flow and print the comparison matrix."""
     check_format(fmt)
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(
         spec,
@@ -199,6 +228,7 @@ def batch_run(
         database_url=db,
         prefix_sharing=False if no_prefix_sharing else None,
     )
+    spec = with_call_options(spec, llm_mode, llm_source_batch, no_cache)
     check_database_url(spec.database_url, "database_url")
     summary = run_spec(spec, base_dir, fmt, quiet)
     if summary.get("state") != "Completed":
@@ -209,9 +239,9 @@ def batch_run(
 @user_errors
 def batch_status(batch_id: str, db: DbOpt = None) -> None:
     """Show a batch's status and progress."""
-    service = BatchService(app_for(db))
-    batch = service.status(batch_id)
-    p = service.progress(batch_id)
+    app = app_for(db)
+    batch = reads.batch_status(app, batch_id)
+    p = reads.batch_progress(app, batch_id)
     console.print(
         escape(
             f"batch {batch.id} ({batch.workflow_ref}): {batch.status.value}"
@@ -226,6 +256,8 @@ def batch_status(batch_id: str, db: DbOpt = None) -> None:
 @user_errors
 def batch_cancel(batch_id: str, db: DbOpt = None) -> None:
     """Ask a running batch to stop after the executions in progress."""
+    from wtb_domain.batch.service import BatchService
+
     running = BatchService(app_for(db)).cancel(batch_id)
     console.print(
         escape(f"cancel requested for {batch_id}" + ("" if running else " (not running)")),
@@ -241,7 +273,7 @@ def matrix_command(
 ) -> None:
     """Show the comparison matrix of a batch."""
     check_format(fmt)
-    show_matrix(BatchService(app_for(db)).matrix(batch_id, baseline), fmt)
+    show_matrix(reads.batch_matrix(app_for(db), batch_id, baseline), fmt)
 
 
 def parity_command(
@@ -251,6 +283,8 @@ def parity_command(
 ) -> None:
     """Run a spec on ThreadPool (with and without prefix sharing) and on Ray; compare."""
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(spec_file)
     spec = _overrides(spec, database_url=db)
     check_database_url(spec.database_url, "database_url")
@@ -261,6 +295,8 @@ def parity_command(
     }
     if ray:
         variants["ray"] = {"runner": "ray"}
+    from wtb_domain.batch.service import BatchService
+
     service = BatchService(app_for(spec.database_url))
     results = {}
     for label, changes in variants.items():
@@ -271,6 +307,8 @@ def parity_command(
             results[label] = uow.results.for_batch(str(run.batch_id))
     failed = False
     for label in list(variants)[1:]:
+        from wtb_domain.batch.parity import compare_results
+
         report = compare_results("threadpool", results["threadpool"], label, results[label])
         if report.ok:
             console.print(
@@ -297,6 +335,8 @@ def demo_command(
     """Run the shipped QA demo batch (27 variant combinations x 40 questions)."""
     check_format(fmt)
     check_database_url(db)
+    from wtb_domain.batch.spec import load_spec
+
     spec, base_dir = load_spec(DEMO_SPEC)
     spec = _overrides(spec, database_url=db)
     summary = run_spec(spec.model_copy(update={"batch_id": f"demo-{new_id()[:12]}"}), base_dir, fmt)

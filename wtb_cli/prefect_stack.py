@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from wtb_domain.errors import SpecError, WtbError
 
 STATE_FILE = "wtb-stack.json"
@@ -76,6 +74,8 @@ def stack_env(home: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 def healthy(api_url: str) -> bool:
+    import httpx  # only the prefect commands need it: `wtb matrix` starts faster without
+
     try:
         return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:

@@ -10,7 +10,8 @@ Every error WTB raises on purpose derives from :class:`WtbError`::
     ├── ExecutionError     an operation does not fit the execution's status (resume a completed run)
     ├── NotFoundError      an execution, checkpoint or batch id does not exist
     ├── StoreError         the database failed or is unreachable after retries
-    └── RunError           a flow run crashed or ended without a result (infrastructure, not input)
+    ├── RunError           a flow run crashed or ended without a result (infrastructure, not input)
+    └── RecordingError     an LLM/tool call cannot be recorded or replayed (names node and request)
 
 Messages say what was wrong and how to fix it.
 """
@@ -59,3 +60,8 @@ class StoreError(WtbError):
 
 class RunError(WtbError):
     """A flow run crashed, or ended without the summary it should return."""
+
+
+class RecordingError(WtbError):
+    """A recorded LLM or tool call cannot be recorded or replayed (a request never seen in
+    replay mode, a response that is not JSON, an unknown mode)."""

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from wtb_domain.adapters.sql.database import absolute_url
+from wtb_domain.batch.calls_spec import run_labels
 from wtb_domain.batch.credentials import DatabaseRef
 from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
+from wtb_domain.batch.reads import batch_matrix, batch_progress, batch_status
 from wtb_domain.batch.spec import BatchSpec, Case
 from wtb_domain.batch.stored import (
     live_overlay,
@@ -85,6 +87,7 @@ class GroupOutcome:
     failed: int = 0
     executions: int = 0
     node_executions: int = 0
+    cache_hits: int = 0
     cancelled: bool = False
     worker_id: str = ""
 
@@ -98,6 +101,8 @@ class BatchSummary:
     failed: int
     node_executions: int = 0
     errors: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+    """Of ``node_executions``, the node runs served from the node result cache."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "status": self.status.value}
@@ -276,6 +281,7 @@ class BatchService:
             nondeterministic=resolved.nondeterministic,
             prefix_sharing=spec.prefix_sharing,
             cancelled=self._cancel_probe(batch_id),
+            labels=run_labels(spec.llm, spec.cache),
         )
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
@@ -287,6 +293,7 @@ class BatchService:
             outcome.executions += 1
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run
+        outcome.cache_hits = tree.cache_hits
         outcome.cancelled = self._cancel_probe(batch_id, poll_s=0)()
         self.app.flush()
         return outcome
@@ -363,13 +370,10 @@ class BatchService:
         return cancelled
 
     def progress(self, batch_id: str) -> BatchProgress:
-        with self.app.uow() as uow:
-            batch = uow.batches.get(batch_id)
-            return uow.results.progress(batch_id, batch.total)
+        return batch_progress(self.app, batch_id)
 
     def status(self, batch_id: str) -> BatchTest:
-        with self.app.uow() as uow:
-            return uow.batches.get(batch_id)
+        return batch_status(self.app, batch_id)
 
     def cancel(self, batch_id: str) -> bool:
         """Ask running tasks to stop after their current execution; True if it was running."""
@@ -383,7 +387,11 @@ class BatchService:
         return was_running
 
     def finish(
-        self, batch_id: str, errors: Sequence[str] = (), node_executions: int = 0
+        self,
+        batch_id: str,
+        errors: Sequence[str] = (),
+        node_executions: int = 0,
+        cache_hits: int = 0,
     ) -> BatchSummary:
         """Set the batch's final status from its results and return a summary."""
         with self.app.uow() as uow:
@@ -412,6 +420,7 @@ class BatchService:
             progress.failed,
             node_executions,
             list(errors),
+            cache_hits,
         )
 
     def rows(self, batch_id: str) -> list[ResultRow]:
@@ -420,7 +429,6 @@ class BatchService:
             return result_rows(uow.results.for_batch(batch_id))
 
     def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
-        """The comparison matrix, aggregated by the store (one SQL query on PostgreSQL)."""
-        batch = self.status(batch_id)
-        with self.app.uow() as uow:
-            return uow.results.comparison(batch_id, baseline or batch.spec.get("baseline"))
+        """The comparison matrix, aggregated by the store (from the rollups, see
+        :mod:`wtb_domain.batch.reads`)."""
+        return batch_matrix(self.app, batch_id, baseline)

@@ -1,0 +1,134 @@
+"""The read side of a running batch: ``wtb batch status`` and ``wtb matrix`` read the batch
+row and the rollups, never the result rows (a 100,000-result batch answers as fast as a small
+one), and their processes import neither Prefect, Ray, Alembic nor the planning modules.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.postgres.conftest import forget_database
+from tests.postgres.test_aggregates import store_batch, synthetic
+from wtb_domain import App, sql_app
+from wtb_domain.batch import reads
+from wtb_domain.batch.service import BatchService
+
+pytestmark = pytest.mark.postgres
+
+REPO = Path(__file__).resolve().parents[2]
+# Modules a read-only command has no use for: the flow runner, the cluster, the HTTP client of
+# `wtb prefect`, the migration tool (the schema is at head), the planner and its spec models.
+NOT_IMPORTED = (
+    "prefect",
+    "ray",
+    "httpx",
+    "alembic",
+    "wtb_domain.batch.service",
+    "wtb_domain.batch.spec",
+    "wtb_domain.batch.plan",
+    "wtb_domain.evaluation",
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[App, str]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'wtb.db'}"
+        yield sql_app(url, audit=False), url
+        forget_database(url)
+    else:
+        url = request.getfixturevalue("pg_url")
+        yield sql_app(url, audit=False), url
+
+
+def recorded(app: App, fn: Any) -> tuple[Any, list[str]]:
+    assert app.database is not None
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(app.database.engine, "before_cursor_execute", record)
+    try:
+        return fn(), statements
+    finally:
+        event.remove(app.database.engine, "before_cursor_execute", record)
+
+
+def test_status_and_progress_read_the_batch_row_and_the_rollups_only(
+    store: tuple[App, str],
+) -> None:
+    app, _ = store
+    results = synthetic(f"reads-{secrets.token_hex(5)}", 3)
+    batch_id = store_batch(app, results)
+    failed = sum(not r.success for r in results)
+    progress, statements = recorded(app, lambda: reads.batch_progress(app, batch_id))
+    assert (progress.total, progress.done, progress.failed) == (len(results), len(results), failed)
+    batch, more = recorded(app, lambda: reads.batch_status(app, batch_id))
+    assert batch.id == batch_id and batch.total == len(results)
+    for sql in statements + more:
+        assert "wtb_batch_test_results" not in sql, sql  # no result row is read
+        assert batch_id not in sql  # bound parameters only
+    assert any("wtb_result_rollups" in s for s in statements)
+    service = BatchService(app)  # the service answers the same (it delegates)
+    assert service.progress(batch_id) == progress
+
+
+def test_cli_status_and_matrix_import_only_the_read_side(store: tuple[App, str]) -> None:
+    """Both commands in a fresh process against a migrated store: right output, and the heavy
+    modules they do not need stay unimported (their start-up is most of their time)."""
+    app, url = store
+    results = synthetic(f"reads-cli-{secrets.token_hex(5)}", 5)
+    batch_id = store_batch(app, results)
+    script = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from wtb_cli.main import app\n"
+        "out = {}\n"
+        "for name, args in json.loads(sys.argv[1]).items():\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    out[name] = {'code': r.exit_code, 'out': r.output}\n"
+        f"out['imported'] = [m for m in {list(NOT_IMPORTED)!r} if m in sys.modules]\n"
+        "print(json.dumps(out))\n"
+    )
+    commands = {
+        "status": ["batch", "status", batch_id, "--db", url],
+        "matrix": ["matrix", batch_id, "--db", url, "--format", "csv"],
+    }
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=True,
+    )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["status"]["code"] == 0, got["status"]
+    assert got["matrix"]["code"] == 0, got["matrix"]
+    failed = sum(not r.success for r in results)
+    assert (
+        f"{len(results)} of {len(results)} results, {failed} failed, 0 pending"
+        in (got["status"]["out"])
+    )
+    combos = {r.combination_name for r in results}
+    rows = got["matrix"]["out"].strip().splitlines()  # one line per row, however long
+    assert rows[0].startswith("name,rank,n,") and len(rows) == 1 + len(combos), rows
+    assert sorted(next(csv.reader([r]))[0] for r in rows[1:]) == sorted(combos)
+    assert got["imported"] == [], got["imported"]

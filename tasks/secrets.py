@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from wtb_domain import App, sql_app
 from wtb_domain.batch.credentials import DatabaseRef, resolve_database_url
+from wtb_domain.batch.warm import APPS
 from wtb_domain.errors import WtbError
 
 
@@ -31,4 +32,7 @@ def database_url(database: Mapping[str, Any] | str | None) -> str | None:
 
 
 def app_for(database: Mapping[str, Any] | str | None) -> App:
-    return sql_app(database_url(database))
+    """The process's App for a batch's store: built once per URL, reused by every task
+    this worker runs (engine, migrations check, bus and controller)."""
+    url = database_url(database)
+    return APPS.get_or_build(url, lambda: sql_app(url))

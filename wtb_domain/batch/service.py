@@ -29,6 +29,7 @@ from wtb_domain.batch.stored import (
     stored_spec,
 )
 from wtb_domain.batch.tree import Finished, VariantTree, derived_id
+from wtb_domain.batch.warm import resolved_batch
 from wtb_domain.bootstrap import App
 from wtb_domain.comparison import ComparisonMatrix, ResultRow, result_rows
 from wtb_domain.engine import LATENCY_METRIC
@@ -194,6 +195,18 @@ class BatchService:
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
         return spec_from_stored(batch.spec, overlay)
 
+    def resolved(
+        self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None
+    ) -> ResolvedBatch:
+        """The resolved batch; built once per process for a stored-spec hash (warm workers),
+        after the store's spec was checked to still have that hash."""
+        overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
+        with self.app.uow() as uow:
+            stored = uow.batches.get(batch_id).spec
+        if spec_hash(stored) != hash_:
+            return _resolved(self.load(batch_id, hash_, overlay))  # raises the SpecError
+        return resolved_batch(hash_, overlay, lambda: _resolved(spec_from_stored(stored, overlay)))
+
     def plan(
         self, registration: Registration, workers: int = 4, secrets: dict[str, Any] | None = None
     ) -> PreparedBatch:
@@ -252,7 +265,7 @@ class BatchService:
         secrets: dict[str, Any] | None,
     ) -> GroupOutcome:
         batch_id = payload["batch_id"]
-        resolved = _resolved(self.load(batch_id, payload["spec_hash"], secrets))
+        resolved = self.resolved(batch_id, payload["spec_hash"], secrets)
         spec = resolved.spec
         with self.app.uow() as uow:
             the_case = Case.model_validate(uow.cases.get(batch_id, case_id))

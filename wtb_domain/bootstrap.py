@@ -19,7 +19,6 @@ from wtb_domain.metrics import PrometheusMetrics
 from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
-
 _METRICS_LOCK = threading.Lock()
 _metrics: PrometheusMetrics | None = None
 

@@ -49,6 +49,10 @@ class ExecutionError(WtbError):
     """The requested operation does not fit the execution's current status."""
 
 
+class ExecutionExists(ExecutionError):
+    """An execution with the requested id is stored already."""
+
+
 class NotFoundError(WtbError):
     """An execution, checkpoint or batch id does not exist in the store."""
 

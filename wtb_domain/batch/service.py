@@ -303,7 +303,11 @@ class BatchService:
         worker: str,
     ) -> list[BatchResult]:
         execution = finished.execution
-        state = self.app.controller.state(execution.id)
+        head = execution.head  # the final state as this run left it: not read back
+        if head is not None and head.id == execution.head_checkpoint_id and head.state is not None:
+            state = dict(head.state)
+        else:
+            state = self.app.controller.state(execution.id)
         error = None
         if execution.status is Status.FAILED:
             error = f"{execution.error_type}: {execution.error_message}"

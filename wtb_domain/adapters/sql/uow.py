@@ -36,7 +36,7 @@ from wtb_domain.adapters.sql.repositories import (
     SqlResults,
 )
 from wtb_domain.claims import Claim
-from wtb_domain.errors import ExecutionError, StoreError
+from wtb_domain.errors import ExecutionExists, StoreError
 from wtb_domain.events import Event
 from wtb_domain.model import Checkpoint, Execution
 
@@ -150,7 +150,7 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if isinstance(exc.orig, UniqueViolation):
-                raise ExecutionError(
+                raise ExecutionExists(
                     f"execution {execution.id!r} already exists; use another id"
                 ) from None
             raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
@@ -163,9 +163,12 @@ class SqlUnitOfWork:
         new_blobs: Mapping[str, str],
         execution: Execution,
         claim: Claim | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         """Store a node's checkpoint and move the execution's head from the checkpoint's
-        parent (a compare-and-set, renewing ``claim``), committed together.
+        parent (a compare-and-set, renewing ``claim``, or freeing it with ``release``),
+        committed together.
 
         One statement in autocommit mode on PostgreSQL when nothing is pending (see
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
@@ -173,13 +176,14 @@ class SqlUnitOfWork:
         nothing behind: the one statement inserts nothing, the transaction is rolled back.
         """
         if not self._one_statement_writes(new_blobs):
-            self._guarded(execution, checkpoint.parent_id, claim, hold=claim is not None)
+            hold = claim is not None and not release
+            self._guarded(execution, checkpoint.parent_id, claim, hold=hold)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
         events = self._take_events()
         statement = save_node_statement(len(new_blobs), len(events))
-        params = save_node_params(checkpoint, new_blobs, execution, claim)
+        params = save_node_params(checkpoint, new_blobs, execution, claim, release=release)
         params.update(event_params(events))
         try:
             moved = self._autocommit(statement, params, scalar=True)

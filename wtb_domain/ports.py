@@ -206,6 +206,16 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        """Insert the results whose leaf is new, add those to the rollups, record
+        ``events_for(n)`` for the ``n`` inserted (nothing when none was), and commit.
+
+        Returns ``(n, the events written)``. Stores may do it in one statement.
+        """
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(

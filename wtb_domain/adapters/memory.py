@@ -6,7 +6,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -357,6 +357,15 @@ class MemoryUnitOfWork:
     def record(self, events: Sequence[Event]) -> None:
         if self._record_events:
             self._staged.events.extend(events)
+
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        recorded = self.results.add_many(results)
+        events = list(events_for(recorded)) if recorded else []
+        self.record(events)
+        self.commit()
+        return recorded, events
 
     def commit(self) -> None:
         staged, store = self._staged, self._store

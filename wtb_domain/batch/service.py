@@ -179,6 +179,12 @@ class BatchService:
     def load(self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None) -> BatchSpec:
         """The spec of a registered batch, its secrets restored (``secrets`` or this
         process's memory); StateError if the batch was registered again with another spec."""
+        return self._load(batch_id, hash_, secrets)[0]
+
+    def _load(
+        self, batch_id: str, hash_: str, secrets: dict[str, Any] | None
+    ) -> tuple[BatchSpec, bool]:
+        """:meth:`load`, and the batch's cancel flag as read."""
         with self.app.uow() as uow:
             batch = uow.batches.get(batch_id)
         if spec_hash(batch.spec) != hash_:
@@ -187,7 +193,7 @@ class BatchService:
                 "started; rerun it"
             )
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
-        return spec_from_stored(batch.spec, overlay)
+        return spec_from_stored(batch.spec, overlay), batch.cancel_requested
 
     def plan(
         self, registration: Registration, workers: int = 4, secrets: dict[str, Any] | None = None
@@ -247,7 +253,9 @@ class BatchService:
         secrets: dict[str, Any] | None,
     ) -> GroupOutcome:
         batch_id = payload["batch_id"]
-        resolved = _resolved(self.load(batch_id, payload["spec_hash"], secrets))
+        stored, cancel_flag = self._load(batch_id, payload["spec_hash"], secrets)
+        loaded_at = time.monotonic()
+        resolved = _resolved(stored)
         spec = resolved.spec
         with self.app.uow() as uow:
             the_case = Case.model_validate(uow.cases.get(batch_id, case_id))
@@ -262,7 +270,8 @@ class BatchService:
             resolved.workflow,
             nondeterministic=resolved.nondeterministic,
             prefix_sharing=spec.prefix_sharing,
-            cancelled=self._cancel_probe(batch_id),
+            # The batch was read just now (``load``): the probe's first read is not due yet.
+            cancelled=self._cancel_probe(batch_id, seen=(loaded_at, cancel_flag)),
         )
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
@@ -281,16 +290,16 @@ class BatchService:
     def _record(self, results: Sequence[BatchResult]) -> int:
         """One transaction of results and their audit entry / outbox event; idempotent
         (leaves already stored are skipped, and then no event is written)."""
-        events: list[Event] = []
+        if not results:
+            return 0
+        first = results[0]
+        failed = sum(1 for r in results if not r.success)
+
+        def progressed(recorded: int) -> list[Event]:
+            return [BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)]
+
         with self.app.uow() as uow:
-            recorded = uow.results.add_many(results)
-            if recorded and results:
-                failed = sum(1 for r in results if not r.success)
-                first = results[0]
-                progressed = BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
-                events.append(progressed)
-                uow.record(events)
-            uow.commit()
+            recorded, events = uow.add_results(results, progressed)
         self.app.publish(events)
         return recorded
 
@@ -340,8 +349,15 @@ class BatchService:
             for leaf in finished.leaves
         ]
 
-    def _cancel_probe(self, batch_id: str, poll_s: float = CANCEL_POLL_S) -> Any:
-        last = [0.0, False]
+    def _cancel_probe(
+        self,
+        batch_id: str,
+        poll_s: float = CANCEL_POLL_S,
+        seen: tuple[float, bool] = (float("-inf"), False),
+    ) -> Any:
+        """A probe reading the batch's cancel flag at most every ``poll_s`` seconds;
+        ``seen``: when it was last read, and its value then."""
+        last: list[Any] = [seen[0], seen[1]]
 
         def cancelled() -> bool:
             now = time.monotonic()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -10,7 +10,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from wtb_domain.adapters.sql import claims
+from wtb_domain.adapters.sql import claims, result_writes
 from wtb_domain.adapters.sql.baselines import SqlBaselines
 from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
@@ -38,7 +38,7 @@ from wtb_domain.adapters.sql.repositories import (
 from wtb_domain.claims import Claim
 from wtb_domain.errors import ExecutionExists, StoreError
 from wtb_domain.events import Event
-from wtb_domain.model import Checkpoint, Execution
+from wtb_domain.model import BatchResult, Checkpoint, Execution
 
 
 def _describe(exc: DBAPIError) -> str:
@@ -105,6 +105,44 @@ class SqlUnitOfWork:
         """Stage events for the next commit (outbox + audit rows in its transaction)."""
         if self._record_events:
             self._events.extend(events)
+
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        """See :meth:`UnitOfWork.add_results`; one statement on PostgreSQL when nothing is
+        pending (:mod:`~wtb_domain.adapters.sql.result_writes`)."""
+        if self._one_statement_results(results):
+            events = list(events_for(len(results))) if self._record_events else []
+            if len(events) <= self.MAX_EVENTS:
+                params, rollups, metrics = result_writes.params(results)
+                params.update(event_params(events))
+                stmt = result_writes.statement(len(results), rollups, metrics, len(events))
+                try:
+                    inserted = int(self.connection.execute(stmt, params).scalar_one())
+                except DBAPIError as exc:
+                    self.connection.rollback()
+                    raise StoreError(f"cannot store results: {_describe(exc)}") from exc
+                if inserted == len(results):
+                    self.commit()
+                    return inserted, events
+                self.rollback()  # none or some were new: the general path sorts them out
+                if inserted == 0:
+                    return 0, []
+        recorded = self.results.add_many(results)
+        written = list(events_for(recorded)) if recorded else []
+        self.record(written)
+        self.commit()
+        return recorded, written
+
+    def _one_statement_results(self, results: Sequence[BatchResult]) -> bool:
+        leaves = {(r.batch_test_id, r.combination_name, r.case_id, r.repeat) for r in results}
+        return (
+            self.connection.dialect.name == "postgresql"
+            and 0 < len(results) <= result_writes.MAX_RESULTS
+            and len(leaves) == len(results)
+            and not self._events
+            and not self.connection.in_transaction()
+        )
 
     def _take_events(self) -> list[Event]:
         events, self._events = self._events, []

@@ -132,7 +132,7 @@ class _SqliteInserts:
                 )
                 for row in batch
             ]
-            connection.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+            connection.exec_driver_sql(sql, params)
 
 
 _sqlite_inserts: _SqliteInserts | None = None

@@ -64,7 +64,8 @@ def _upsert(table: Any, prefix: str, guard: CTE) -> CTE:
     joined = rows.join(guard, true())  # no row unless every result was inserted
     source = select(*[rows.c[c.name] for c in table.columns]).select_from(joined)
     stmt = postgresql.insert(table).from_select([c.name for c in table.columns], source)
-    return _merge(table, stmt).cte(f"upserted_{table.name}")
+    upsert: CTE = _merge(table, stmt).cte(f"upserted_{table.name}")
+    return upsert
 
 
 @functools.lru_cache(maxsize=256)
@@ -106,6 +107,6 @@ def params(results: Sequence[BatchResult]) -> tuple[dict[str, Any], int, int]:
         ("ru_", ROLLUPS, rollup_rows),
         ("mr_", METRIC_ROLLUPS, metric_rows),
     ):
-        for c in table.columns:
-            out[f"{prefix}{c.name}"] = [row[c.name] for row in rows]
+        for col in table.columns:
+            out[f"{prefix}{col.name}"] = [row[col.name] for row in rows]
     return out, len(rollup_rows), len(metric_rows)

@@ -212,7 +212,8 @@ class UnitOfWork(Protocol):
         """Insert the results whose leaf is new, add those to the rollups, record
         ``events_for(n)`` for the ``n`` inserted (nothing when none was), and commit.
 
-        Returns ``(n, the events written)``. Stores may do it in one statement.
+        Returns ``(n, the events)`` (to publish; stored too unless the store has no audit
+        trail). Stores may do it in one statement.
         """
         ...
 

@@ -112,11 +112,12 @@ class SqlUnitOfWork:
         """See :meth:`UnitOfWork.add_results`; one statement on PostgreSQL when nothing is
         pending (:mod:`~wtb_domain.adapters.sql.result_writes`)."""
         if self._one_statement_results(results):
-            events = list(events_for(len(results))) if self._record_events else []
-            if len(events) <= self.MAX_EVENTS:
+            events = list(events_for(len(results)))  # published even when not stored
+            stored = events if self._record_events else []
+            if len(stored) <= self.MAX_EVENTS:
                 params, rollups, metrics = result_writes.params(results)
-                params.update(event_params(events))
-                stmt = result_writes.statement(len(results), rollups, metrics, len(events))
+                params.update(event_params(stored))
+                stmt = result_writes.statement(len(results), rollups, metrics, len(stored))
                 try:
                     inserted = int(self.connection.execute(stmt, params).scalar_one())
                 except DBAPIError as exc:

@@ -36,7 +36,7 @@ EPHEMERAL_START_TIMEOUT_S = 120
 __all__ = ["batch_test", "run_batch", "slug"]
 
 
-def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str]]:
+def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, int, list[str]]:
     """Submit one task per group, at most ``max_pending_tasks`` in flight on Ray.
 
     Tasks are submitted in windows; each window is drained with one ``as_completed`` pass
@@ -47,7 +47,7 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
     task = run_case_group.with_options(retries=retries)
     remote = _remote_options(spec)
     pending = collections.deque(prepared.groups)
-    nodes, errors = 0, []
+    nodes, hits, errors = 0, 0, []
     while pending:
         inflight: list[PrefectFuture[dict[str, Any]]] = []
         while pending and len(inflight) < max(1, window):
@@ -64,10 +64,12 @@ def _submit_all(prepared: PreparedBatch, spec: BatchSpec) -> tuple[int, list[str
                 )
         for done in as_completed(inflight):
             try:
-                nodes += int(done.result()["node_executions"])
+                outcome = done.result()
+                nodes += int(outcome["node_executions"])
+                hits += int(outcome.get("cache_hits", 0))
             except Exception as exc:  # a task that failed after its retries: the batch goes on
                 errors.append(f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
-    return nodes, errors
+    return nodes, hits, errors
 
 
 def task_run_name(case_id: str, leaf_keys: tuple[str, ...]) -> str:
@@ -134,8 +136,8 @@ def batch_test(
         len(prepared.groups),
         parsed.runner,
     )
-    nodes, errors = _submit_all(prepared, parsed)
-    summary = service.finish(prepared.batch_id, errors, nodes)
+    nodes, hits, errors = _submit_all(prepared, parsed)
+    summary = service.finish(prepared.batch_id, errors, nodes, hits)
     push_if_configured()  # the flow process's own metrics (tasks pushed theirs)
     if publish_artifacts:
         publish_matrix(service, prepared.batch_id)

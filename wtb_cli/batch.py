@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
 from wtb_domain.batch.parity import compare_results
@@ -42,6 +43,21 @@ def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
     if not update:
         return spec
     return BatchSpec.parse({**spec.model_dump(), **update})
+
+
+def with_call_options(
+    spec: BatchSpec, mode: str | None, source_batch: str | None, no_cache: bool
+) -> BatchSpec:
+    """The spec with ``--llm-mode`` / ``--llm-source-batch`` / ``--no-cache`` applied."""
+    if mode is None and source_batch is None and not no_cache:
+        return spec
+    llm = spec.llm.model_dump()
+    if mode is not None:
+        llm["mode"] = mode
+    if source_batch is not None:
+        llm["source_batch"] = source_batch
+    cache = {**spec.cache.model_dump(), **({"enabled": False} if no_cache else {})}
+    return BatchSpec.parse({**spec.model_dump(), "llm": llm, "cache": cache})
 
 
 def check_format(fmt: str) -> None:
@@ -167,6 +183,7 @@ def run_spec(
             f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
             f"{summary.get('total')} results, {summary.get('failed')} failed, "
             f"{summary.get('node_executions')} node runs"
+            f" ({summary.get('cache_hits', 0)} from the cache)"
         ),
         highlight=False,
     )
@@ -185,6 +202,9 @@ def batch_run(
     no_prefix_sharing: Annotated[bool, typer.Option(help="Run every leaf alone.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table|markdown|csv|json")] = "table",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Run a batch spec as a Prefect flow and print the comparison matrix."""
@@ -199,6 +219,7 @@ def batch_run(
         database_url=db,
         prefix_sharing=False if no_prefix_sharing else None,
     )
+    spec = with_call_options(spec, llm_mode, llm_source_batch, no_cache)
     check_database_url(spec.database_url, "database_url")
     summary = run_spec(spec, base_dir, fmt, quiet)
     if summary.get("state") != "Completed":

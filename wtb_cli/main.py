@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from wtb_cli import render
+from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt, call_labels
 from wtb_cli.common import (
     app_for,
     check_database_url,
@@ -89,6 +91,9 @@ def run(
     variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
     break_before: Annotated[list[str] | None, typer.Option(help="Pause before NODE.")] = None,
     break_after: Annotated[list[str] | None, typer.Option(help="Pause after NODE.")] = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Run a workflow from an input state, with a checkpoint after every node."""
@@ -103,6 +108,7 @@ def run(
         variants=parse_pairs(variant, "--variant"),
         break_before=break_before or [],
         break_after=break_after or [],
+        labels=call_labels(llm_mode, llm_source_batch, no_cache),
     )
     render.execution(e, controller.state(e.id))
     if e.status.value == "failed":
@@ -168,6 +174,9 @@ def fork(
     variant: Annotated[list[str] | None, typer.Option(help="NODE=VARIANT (repeatable).")] = None,
     no_run: Annotated[bool, typer.Option("--no-run", help="Create the fork paused.")] = False,
     workflow: WorkflowOpt = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Start a new execution from a checkpoint, optionally with edited state or variants."""
@@ -175,14 +184,44 @@ def fork(
     patch = parse_json(set_state, "--set")
     if patch is not None and not isinstance(patch, dict):
         raise SpecError('--set: must be a JSON object, e.g. {"question": "..."}')
+    if _fork_langgraph(checkpoint_id, patch, bool(variant) or workflow is not None, db):
+        return
     e = app_for(db).controller.fork(
         checkpoint_id,
         patch,
         parse_pairs(variant, "--variant"),
         workflow=workflow,
         run=not no_run,
+        more_labels=call_labels(llm_mode, llm_source_batch, no_cache),
     )
     _show(db, e.id)
+
+
+def _fork_langgraph(
+    checkpoint_id: str, patch: dict[str, object] | None, wtb_options: bool, db: str | None
+) -> bool:
+    """Fork a checkpoint of a LangGraph thread into a new thread; False if it is not one."""
+    from wtb_domain.langgraph.store import LABEL, execution_id
+
+    app = app_for(db)
+    if LABEL not in app.controller.checkpoint(checkpoint_id).metadata:
+        return False
+    if wtb_options:
+        raise SpecError(
+            "--variant/--workflow: a LangGraph thread has no WTB workflow; fork it with "
+            "--set only, then continue the new thread in LangGraph"
+        )
+    try:
+        from wtb_domain.langgraph.saver import WtbCheckpointSaver
+    except ImportError:
+        raise SpecError(
+            'checkpoint of a LangGraph thread: install the extra (pip install -e ".[langgraph]")'
+        ) from None
+    config = WtbCheckpointSaver(app).fork(checkpoint_id, patch)
+    conf = config["configurable"]
+    _show(db, execution_id(conf["thread_id"], conf["checkpoint_ns"]))
+    typer.echo(f"continue it in LangGraph: graph.invoke(None, {json.dumps(config)})")
+    return True
 
 
 @app.command()
@@ -192,11 +231,17 @@ def replay(
     node: str,
     variant: str,
     workflow: WorkflowOpt = None,
+    llm_mode: LlmModeOpt = None,
+    llm_source_batch: LlmSourceOpt = None,
+    no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Rerun NODE with VARIANT from a checkpoint (a new, forked execution)."""
     check_workflow_ref(workflow, "--workflow")
-    e = app_for(db).controller.replay(checkpoint_id, node, variant, workflow=workflow)
+    more = call_labels(llm_mode, llm_source_batch, no_cache)
+    e = app_for(db).controller.replay(
+        checkpoint_id, node, variant, workflow=workflow, more_labels=more
+    )
     _show(db, e.id)
 
 

@@ -15,13 +15,14 @@ from rich.text import Text
 
 from wtb_cli.common import console
 from wtb_domain import Checkpoint, Execution, StateDiff
+from wtb_domain.langgraph.codec import readable
 
 STYLE = {"completed": "green", "failed": "red", "paused": "yellow", "running": "cyan"}
 
 
 def short(value: Any, width: int = 80) -> str:
     """Compact JSON of a value, cut to ``width`` characters (not escaped)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = json.dumps(readable(value), ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -91,7 +92,8 @@ def checkpoint(cp: Checkpoint) -> None:
         f"  parent {_e(cp.parent_id)}, created {cp.created_at.isoformat()}", highlight=False
     )
     console.print(f"  metadata {_e(json.dumps(cp.metadata, default=str))}", highlight=False)
-    console.print_json(json.dumps(cp.state, ensure_ascii=False))
+    state = {k: readable(v) for k, v in (cp.state or {}).items()}
+    console.print_json(json.dumps(state if cp.state is not None else None, ensure_ascii=False))
 
 
 def diff(d: StateDiff) -> None:

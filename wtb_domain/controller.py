@@ -22,7 +22,13 @@ from wtb_domain.events import (
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
 from wtb_domain.ports import Retry, UnitOfWorkFactory, run_once
-from wtb_domain.state import StateDiff, check_state_size, diff_states, encode_update
+from wtb_domain.state import (
+    StateDiff,
+    check_state_size,
+    deltas_metadata,
+    diff_states,
+    encode_update,
+)
 from wtb_domain.workflow import Workflow, load_workflow
 
 WorkflowLike = Workflow | str
@@ -162,6 +168,7 @@ class ExecutionController:
         with self._uow() as uow:
             cp = uow.checkpoints.get(checkpoint_id)
             execution = uow.executions.get(cp.execution_id)
+            _refuse_langgraph(execution, "rolled back")
             expected = execution.head_checkpoint_id
             execution.head_checkpoint_id = cp.id
             execution.metrics = dict(cp.metadata.get("totals", {}))
@@ -184,6 +191,7 @@ class ExecutionController:
         """
         with self._uow() as uow:
             execution = uow.executions.get(execution_id)
+            _refuse_langgraph(execution, "edited")
             if execution.status not in (Status.PAUSED, Status.FAILED, Status.PENDING):
                 raise ExecutionError(
                     f"execution {execution_id} is {execution.status.value}; only a paused or "
@@ -192,7 +200,8 @@ class ExecutionController:
             if execution.head_checkpoint_id is None:
                 raise ExecutionError(f"execution {execution_id} has no checkpoint to edit yet")
             head = uow.checkpoints.get(execution.head_checkpoint_id)
-            encoded = encode_update(head.manifest, state_patch, node=None)
+            deltas = head.metadata.get("deltas")
+            encoded = encode_update(head.manifest, state_patch, node=None, deltas=deltas)
             cp = self._new_checkpoint(
                 execution.id,
                 head.id,
@@ -201,7 +210,11 @@ class ExecutionController:
                 head.variant,
                 Source.UPDATE,
                 encoded.manifest,
-                {"patched": encoded.changed_keys, "totals": head.metadata.get("totals", {})},
+                {
+                    "patched": encoded.changed_keys,
+                    "totals": head.metadata.get("totals", {}),
+                    **deltas_metadata(encoded),
+                },
             )
             execution.head_checkpoint_id = cp.id
             execution.updated_at = cp.created_at
@@ -225,6 +238,7 @@ class ExecutionController:
         break_after: Iterable[str] = (),
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
+        more_labels: Mapping[str, Any] | None = None,
         split_before: Callable[[str], bool] | None = None,
         parent: Execution | None = None,
         _replayed: tuple[str, str] | None = None,
@@ -233,6 +247,8 @@ class ExecutionController:
 
         The fork's first checkpoint has the original as parent (``source=fork``); the routing
         after it is recomputed from the patched state. With ``run=False`` the fork stays paused.
+        ``labels`` replace the parent's labels; ``more_labels`` are set over them (e.g. the
+        ``llm`` call mode, the ``cache`` settings).
         ``parent``: the execution whose in-memory head (:attr:`Execution.head`, as this
         process's run left it) is ``checkpoint_id``; then the source is not read back.
         Raises ExecutionExists if ``execution_id`` is stored already (nothing ran).
@@ -248,7 +264,8 @@ class ExecutionController:
         overrides = dict(variant_overrides or {})
         wf.check_variants(overrides)
         patch = dict(state_patch or {})
-        encoded = encode_update(source.manifest, patch, node=None)
+        deltas = source.metadata.get("deltas")
+        encoded = encode_update(source.manifest, patch, node=None, deltas=deltas)
         execution = Execution(
             id=execution_id or new_id(),
             workflow_name=parent.workflow_name,
@@ -261,7 +278,7 @@ class ExecutionController:
             paused_at=f"fork:{source.step}",
             parent_execution_id=parent.id,
             forked_from_checkpoint_id=source.id,
-            labels=dict(labels or parent.labels),
+            labels={**(labels or parent.labels), **(more_labels or {})},
         )
         totals = dict(source.metadata.get("totals", {}))
         execution.metrics = dict(totals)
@@ -273,7 +290,12 @@ class ExecutionController:
             source.variant,
             Source.FORK,
             encoded.manifest,
-            {"forked_from": source.id, "patched": encoded.changed_keys, "totals": totals},
+            {
+                "forked_from": source.id,
+                "patched": encoded.changed_keys,
+                "totals": totals,
+                **deltas_metadata(encoded),
+            },
         )
         execution.head_checkpoint_id = cp.id
         execution.emit(
@@ -308,6 +330,7 @@ class ExecutionController:
         variant: str,
         *,
         workflow: WorkflowLike | None = None,
+        more_labels: Mapping[str, Any] | None = None,
     ) -> Execution:
         """Rerun ``node`` with another variant from ``checkpoint_id`` (NodeReplacer).
 
@@ -328,7 +351,11 @@ class ExecutionController:
                 f"{node!r}, or the one {node!r} wrote"
             )
         return self.fork(
-            cp.id, variant_overrides={node: variant}, workflow=wf, _replayed=(node, variant)
+            cp.id,
+            variant_overrides={node: variant},
+            workflow=wf,
+            more_labels=more_labels,
+            _replayed=(node, variant),
         )
 
     def drive(
@@ -433,6 +460,8 @@ class ExecutionController:
 
     def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:
         if workflow is None:
+            _refuse_langgraph(execution, "run by WTB")
+        if workflow is None:
             if not execution.workflow_ref:
                 raise WorkflowError(
                     f"execution {execution.id} was started from a Workflow object without an "
@@ -447,3 +476,13 @@ class ExecutionController:
                 "fork from a checkpoint with the new workflow's run instead"
             )
         return wf
+
+
+def _refuse_langgraph(execution: Execution, action: str) -> None:
+    """A LangGraph thread (written by ``WtbCheckpointSaver``) is LangGraph's to advance."""
+    if "langgraph" in execution.labels:
+        raise WorkflowError(
+            f"execution {execution.id} is a LangGraph thread and cannot be {action}; fork it "
+            "with `wtb fork CP --set ...` (or WtbCheckpointSaver.fork) and continue the new "
+            "thread in LangGraph, or pass a checkpoint_id in LangGraph's config to go back"
+        )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
 from wtb_domain.claims import Claim, ExecutionClaimed, abandoned_here, forget, new_claim
-from wtb_domain.errors import NodeError, StateError, WorkflowError
+from wtb_domain.errors import NodeError, RecordingError, StateError, WorkflowError
 from wtb_domain.events import (
     Event,
     ExecutionCompleted,
@@ -26,8 +25,18 @@ from wtb_domain.events import (
 from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
 from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
+from wtb_domain.node_call import call_node
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
-from wtb_domain.state import check_state_size, encode_update, max_state_bytes, value_size
+from wtb_domain.recording import node_run
+from wtb_domain.recording.recorder import Recorder
+from wtb_domain.reducers import merge_update
+from wtb_domain.state import (
+    check_state_size,
+    deltas_metadata,
+    encode_update,
+    max_state_bytes,
+    value_size,
+)
 from wtb_domain.workflow import END, Node, NodeVariant, Workflow
 
 _log = logging.getLogger(__name__)
@@ -51,12 +60,36 @@ class RunContext:
     execution_id: str
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
+    calls: Recorder | None = field(default=None, repr=False)
+    """Recorded LLM/tool calls of this node run (see :mod:`wtb_domain.recording`)."""
 
     def record(self, name: str, value: float) -> None:
         """Add ``value`` to the metric ``name`` for this node run."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"metric {name!r} must be a number, got {type(value).__name__}")
         self.metrics[name] = self.metrics.get(name, 0.0) + float(value)
+
+    def _recorder(self) -> Recorder:
+        if self.calls is None:
+            raise RecordingError(f"node {self.node!r}: ctx has no call recorder (not run by WTB)")
+        return self.calls
+
+    def llm(self, call: Callable[..., Any], **request: Any) -> Any:
+        """``call(**request)``, recorded or replayed per the run's LLM mode; JSON back."""
+        return self._recorder().llm(call, **request)
+
+    async def allm(self, call: Callable[..., Awaitable[Any]], **request: Any) -> Any:
+        """The async :meth:`llm` (``await call(**request)``)."""
+        return await self._recorder().allm(call, **request)
+
+    def tool(self, name: str, fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
+        """``fn(**args)``, recorded or replayed (not run) per the run's mode; JSON back."""
+        return self._recorder().tool(name, fn, args)
+
+    async def atool(
+        self, name: str, fn: Callable[..., Awaitable[Any]], args: Mapping[str, Any]
+    ) -> Any:
+        return await self._recorder().atool(name, fn, args)
 
 
 @dataclass
@@ -72,28 +105,6 @@ class _Head:
         if self.sizes is None:
             self.sizes = {k: value_size(v, node=None, key=k) for k, v in self.state.items()}
         return self.sizes
-
-
-def _call_node(node: Node, variant: NodeVariant, state: Mapping[str, Any], ctx: RunContext) -> Any:
-    view = MappingProxyType(state)
-    if node.timeout_s is None:
-        return variant.fn(view, ctx)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = variant.fn(view, ctx)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name=f"wtb-node-{node.name}", daemon=True)
-    worker.start()
-    worker.join(node.timeout_s)
-    if worker.is_alive():
-        raise TimeoutError(f"node {node.name!r} exceeded its timeout of {node.timeout_s} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 class Engine:
@@ -276,7 +287,11 @@ class Engine:
         ctx = RunContext(name, variant.name, params, execution.id, step)
         started = time.perf_counter()
         try:
-            update = _call_node(node, variant, head.state, ctx)
+            run = node_run.begin(
+                self._uow, workflow, execution, node, variant, head.checkpoint.manifest, ctx
+            )
+            ctx.calls = run.recorder
+            update = run.call(head.state, ctx, call_node)
             if update is None:
                 update = {}
             if not isinstance(update, Mapping):
@@ -284,7 +299,16 @@ class Engine:
                     f"node {name!r} returned {type(update).__name__}; "
                     "return a dict of the state keys it changes (or None)"
                 )
-            encoded = encode_update(head.checkpoint.manifest, update, node=name)
+            run.returned(update)  # what the cache keeps: the update before reducers
+            if workflow.reducers:
+                update = merge_update(workflow.reducers, head.state, update, node=name)
+            encoded = encode_update(
+                head.checkpoint.manifest,
+                update,
+                node=name,
+                previous=head.state,
+                deltas=head.checkpoint.metadata.get("deltas"),
+            )
             check_state_size(head.key_sizes(), encoded.sizes, node=name, limit=self.max_state)
         except StateError as exc:
             node_event = self._node_failed(execution, node, variant, exc, started)
@@ -311,6 +335,8 @@ class Engine:
                 "metrics": ctx.metrics,
                 "writes": encoded.changed_keys,
                 "totals": totals,
+                **deltas_metadata(encoded),
+                **run.metadata(),
             },
             created_at=utcnow(),
         )
@@ -333,14 +359,16 @@ class Engine:
             else:
                 events = (done, ExecutionPaused(execution.id, where or "", cp.id))
         release = stop is not None
-        self._write(
-            uow,
-            execution,
-            lambda: uow.save_node(cp, encoded.new_blobs, execution, claim, release=release),
-            *events,
-        )
+
+        def write() -> None:
+            if run.needs_write:  # calls and cache entry commit with the checkpoint
+                run.stage(uow, cp)
+            uow.save_node(cp, encoded.new_blobs, execution, claim, release=release)
+
+        self._write(uow, execution, write, *events)
         self._heartbeat.renewed(execution.id, claim)
         execution.nodes_run += 1
+        execution.cache_hits += run.hit is not None
         execution.head = replace(cp, state=state)
         if stop is not None:
             return execution

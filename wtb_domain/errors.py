@@ -11,7 +11,8 @@ Every error WTB raises on purpose derives from :class:`WtbError`::
     │   └── ExecutionExists  an execution with the requested id is stored already
     ├── NotFoundError      an execution, checkpoint or batch id does not exist
     ├── StoreError         the database failed or is unreachable after retries
-    └── RunError           a flow run crashed or ended without a result (infrastructure, not input)
+    ├── RunError           a flow run crashed or ended without a result (infrastructure, not input)
+    └── RecordingError     an LLM/tool call cannot be recorded or replayed (names node and request)
 
 Messages say what was wrong and how to fix it.
 """
@@ -64,3 +65,8 @@ class StoreError(WtbError):
 
 class RunError(WtbError):
     """A flow run crashed, or ended without the summary it should return."""
+
+
+class RecordingError(WtbError):
+    """A recorded LLM or tool call cannot be recorded or replayed (a request never seen in
+    replay mode, a response that is not JSON, an unknown mode)."""

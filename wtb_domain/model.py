@@ -79,6 +79,8 @@ class Execution:
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
     nodes_run: int = field(default=0, compare=False, repr=False)
     """Nodes this process ran for the execution (not stored)."""
+    cache_hits: int = field(default=0, compare=False, repr=False)
+    """Of ``nodes_run``, how many the node result cache served (not stored)."""
     recorded: int = field(default=0, init=False, compare=False, repr=False)
     """How many of ``events`` were written with a store write (outbox + audit; not stored)."""
     head: Checkpoint | None = field(default=None, compare=False, repr=False)

@@ -22,6 +22,7 @@ from wtb_domain.model import (
     Severity,
     Status,
 )
+from wtb_domain.recording.model import CacheEntry, CallRecord
 
 
 class ExecutionRepository(Protocol):
@@ -169,6 +170,38 @@ class CaseRepository(Protocol):
     def count(self, batch_id: str) -> int: ...
 
 
+class CallStore(Protocol):
+    """Recorded LLM/tool calls (rows per node checkpoint) and their content-addressed bodies."""
+
+    def add_many(self, records: Sequence[CallRecord], bodies: Mapping[str, str]) -> None:
+        """Stage records and the bodies they refer to (hash -> JSON text): written with the
+        next commit; a record already stored (same checkpoint and seq) is skipped."""
+        ...
+
+    def find(self, request_key: str, *, batch_id: str | None = None) -> list[CallRecord]:
+        """Records of live calls of this request (of ``batch_id`` only, if given), oldest
+        first: what a replay may serve (replayed calls are stored too, but not served)."""
+        ...
+
+    def for_checkpoint(self, checkpoint_id: str) -> list[CallRecord]:
+        """The calls the node that wrote this checkpoint made, in call order."""
+        ...
+
+    def bodies(self, hashes: Sequence[str]) -> dict[str, Any]:
+        """Decoded bodies by hash; NotFoundError if one is missing."""
+        ...
+
+
+class NodeCacheStore(Protocol):
+    """The node result cache: entries by key (see :mod:`wtb_domain.recording.cache`)."""
+
+    def get(self, key: str) -> CacheEntry | None: ...
+
+    def put(self, entry: CacheEntry) -> None:
+        """Stage an entry for the next commit; an existing key keeps its first entry."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over the repositories. Rolls back unless :meth:`commit` is called."""
 
@@ -197,6 +230,12 @@ class UnitOfWork(Protocol):
 
     @property
     def processed(self) -> ProcessedEvents: ...
+
+    @property
+    def calls(self) -> CallStore: ...
+
+    @property
+    def node_cache(self) -> NodeCacheStore: ...
 
     def record(self, events: Sequence[Event]) -> None:
         """Stage events: each becomes an outbox row and an audit entry written with the next

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wtb_domain.deltas import MAX_DELTA_CHAIN, delta_data, tail_prefix
 from wtb_domain.errors import SpecError, StateError
 
 MAX_STATE_ENV = "WTB_MAX_STATE_BYTES"
@@ -129,28 +130,71 @@ class EncodedUpdate:
     """The changed values as they read back from JSON (tuples become lists, ...)."""
     sizes: dict[str, int] = field(default_factory=dict)
     """Encoded bytes (UTF-8) of every key of the update."""
+    deltas: dict[str, int] = field(default_factory=dict)
+    """Per key whose value is stored as a delta blob: the length of its delta chain (kept in
+    the checkpoint's metadata as ``deltas``, so the next write knows when to store in full)."""
 
 
 def encode_update(
-    manifest: Mapping[str, str], update: Mapping[str, Any], *, node: str | None
+    manifest: Mapping[str, str],
+    update: Mapping[str, Any],
+    *,
+    node: str | None,
+    previous: Mapping[str, Any] | None = None,
+    deltas: Mapping[str, int] | None = None,
 ) -> EncodedUpdate:
-    """Encode only the keys in ``update``; unchanged keys keep their hash from ``manifest``."""
+    """Encode only the keys in ``update``; unchanged keys keep their hash from ``manifest``.
+
+    With ``previous`` (the state ``manifest`` describes), a list that extends its previous
+    value is stored as a delta blob (see :mod:`wtb_domain.deltas`); ``deltas`` are the chain
+    lengths of the keys stored so (the previous checkpoint's ``deltas`` metadata).
+    """
     check_keys(update, node=node)
     new_manifest = dict(manifest)
     blobs: dict[str, str] = {}
     changed: list[str] = []
     decoded: dict[str, Any] = {}
     sizes: dict[str, int] = {}
+    chains = dict(deltas or {})
     for key, value in update.items():
         encoded = encode_value(value, node=node, key=key)
         sizes[key] = len(encoded.encode("utf-8"))
         digest = content_hash(encoded)
-        if new_manifest.get(key) != digest:
+        old = new_manifest.get(key)
+        if old != digest:
             new_manifest[key] = digest
-            blobs[digest] = encoded
+            depth = chains.pop(key, 0) + 1
+            data = None
+            if previous is not None and old is not None and depth <= MAX_DELTA_CHAIN:
+                data = _delta(encoded, value, previous.get(key), old, node=node, key=key)
+            blobs[digest] = encoded if data is None else data
+            if data is not None:
+                chains[key] = depth
             changed.append(key)
             decoded[key] = value if _plain(value) else json.loads(encoded)
-    return EncodedUpdate(new_manifest, blobs, changed, decoded, sizes)
+    return EncodedUpdate(new_manifest, blobs, changed, decoded, sizes, chains)
+
+
+def deltas_metadata(encoded: EncodedUpdate) -> dict[str, Any]:
+    """The ``deltas`` entry of a checkpoint's metadata (empty when no value is a delta)."""
+    return {"deltas": encoded.deltas} if encoded.deltas else {}
+
+
+def _delta(
+    encoded: str, value: Any, before: Any, before_hash: str, *, node: str | None, key: str
+) -> str | None:
+    """The delta blob of ``value`` if it is ``before`` plus a tail at most half its size."""
+    if not isinstance(value, list) or not isinstance(before, list):
+        return None
+    kept = len(before)
+    if kept == 0 or len(value) <= kept:
+        return None
+    tail = encode_value(value[kept:], node=node, key=key)
+    if 2 * len(tail) > len(encoded):
+        return None
+    if content_hash(tail_prefix(encoded, tail)) != before_hash:
+        return None  # not an extension (an item changed), or equal only by Python's ==
+    return delta_data(before_hash, tail)
 
 
 def _plain(value: Any) -> bool:

@@ -376,6 +376,7 @@ def test_finish_without_failures_and_with_missing_results(store: Store) -> None:
         "failed": 0,
         "node_executions": 7,
         "errors": [],
+        "cache_hits": 0,
     }
     summary = service.finish("partial", errors=["RuntimeError: task died"])
     assert summary.status is BatchStatus.FAILED

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,9 +11,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from wtb_domain.adapters.memory_calls import CallData, MemoryCalls, MemoryNodeCache
 from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
+from wtb_domain.deltas import load_values
 from wtb_domain.errors import ExecutionError, ExecutionExists, NotFoundError, StoreError
 from wtb_domain.events import Event
 from wtb_domain.ids import new_id
@@ -53,6 +54,7 @@ class MemoryStore:
         """Event id -> its outbox record (insertion order is the outbox's order)."""
         self.processed: set[tuple[str, str]] = set()
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
+        self.calls = CallData()
 
     def unit_of_work(self, record_events: bool = True) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self, record_events)
@@ -70,6 +72,7 @@ class _Staged:
         self.published: list[str] = []
         self.processed: list[tuple[str, str]] = []
         self.cases: dict[str, dict[str, dict[str, Any]]] = {}
+        self.calls = CallData()
 
 
 def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
@@ -139,13 +142,12 @@ class MemoryCheckpoints:
         staged_blobs: dict[str, str] = {}
         for _, blobs in self._staged.checkpoints:
             staged_blobs.update(blobs)
-        out: dict[str, Any] = {}
-        for h in hashes:
-            text = staged_blobs.get(h) or self._store.blobs.get(h)
-            if text is None:
-                raise NotFoundError(f"state value {h} is missing from the store")
-            out[h] = json.loads(text)
-        return out
+
+        def fetch(wanted: Sequence[str]) -> dict[str, str]:
+            found = {h: staged_blobs.get(h) or self._store.blobs.get(h) for h in wanted}
+            return {h: text for h, text in found.items() if text is not None}
+
+        return load_values(hashes, fetch)
 
 
 class MemoryAudit:
@@ -342,6 +344,8 @@ class MemoryUnitOfWork:
         self.results = MemoryResults(store, self._staged)
         self.baselines = MemoryBaselines(store, self._staged)
         self.cases = MemoryCases(store, self._staged)
+        self.calls = MemoryCalls(store.calls, self._staged.calls)
+        self.node_cache = MemoryNodeCache(store.calls, self._staged.calls)
 
     def __enter__(self) -> Self:
         return self
@@ -399,6 +403,7 @@ class MemoryUnitOfWork:
             store.baselines.extend(staged.baselines)
             for batch_id, cases in staged.cases.items():
                 store.cases.setdefault(batch_id, {}).update(cases)
+            store.calls.apply(staged.calls)
         self.rollback()
 
     def start_execution(
@@ -501,3 +506,4 @@ class MemoryUnitOfWork:
         self._staged.published.clear()
         self._staged.processed.clear()
         self._staged.cases.clear()
+        self._staged.calls.clear()

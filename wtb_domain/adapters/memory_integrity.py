@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from wtb_domain.adapters.memory import MemoryStore
+from wtb_domain.deltas import delta_base, is_delta, referenced_bases
 from wtb_domain.integrity.checks import INTERRUPTED, INTERRUPTED_MESSAGE
 from wtb_domain.integrity.model import Problem
 from wtb_domain.model import Status, utcnow
@@ -50,11 +51,16 @@ class MemoryIntegrityView:
                 for cp in sorted(self.store.checkpoints.values(), key=lambda c: c.id)
                 for key, digest in sorted(cp.manifest.items())
                 if digest not in self.store.blobs
+            ] + [
+                Problem(h, f"delta value: its base blob {delta_base(data)} is missing")
+                for h, data in sorted(self.store.blobs.items())
+                if is_delta(data) and delta_base(data) not in self.store.blobs
             ]
 
     def orphan_blobs(self) -> list[Problem]:
         with self.store.lock:
             used = {h for cp in self.store.checkpoints.values() for h in cp.manifest.values()}
+            used |= referenced_bases(self.store.blobs)  # the bases of delta values
             return [
                 Problem(h, f"{len(data)} bytes, no checkpoint refers to it")
                 for h, data in sorted(self.store.blobs.items())

@@ -20,9 +20,11 @@ from wtb_domain.ports import (
     AuditLog,
     BaselineRepository,
     BatchRepository,
+    CallStore,
     CaseRepository,
     CheckpointStore,
     ExecutionRepository,
+    NodeCacheStore,
     Outbox,
     ProcessedEvents,
     ResultRepository,
@@ -70,6 +72,14 @@ class TimedUnitOfWork:
     @property
     def processed(self) -> ProcessedEvents:
         return self._inner.processed
+
+    @property
+    def calls(self) -> CallStore:
+        return self._inner.calls
+
+    @property
+    def node_cache(self) -> NodeCacheStore:
+        return self._inner.node_cache
 
     def record(self, events: Sequence[Event]) -> None:
         self._inner.record(events)

@@ -98,6 +98,8 @@ def resolve(spec: BatchSpec) -> ResolvedBatch:
     workflow = base.with_variants(extra)
     for i, node in enumerate(spec.nondeterministic_nodes):
         _node_or_error(workflow, node, f"nondeterministic_nodes[{i}]")
+    for i, node in enumerate(spec.cache.nodes):
+        _node_or_error(workflow, node, f"cache.nodes[{i}]")
     combos = _combinations(spec, workflow, axes)
     if spec.baseline is not None and spec.baseline not in {c.name for c in combos}:
         names = ", ".join(c.name for c in combos[:5])

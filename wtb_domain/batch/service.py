@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wtb_domain.adapters.sql.database import absolute_url
+from wtb_domain.batch.calls_spec import run_labels
 from wtb_domain.batch.credentials import DatabaseRef
 from wtb_domain.batch.lifecycle import final_events
 from wtb_domain.batch.plan import ResolvedBatch, TaskGroup, plan_groups, resolve
@@ -84,6 +85,7 @@ class GroupOutcome:
     failed: int = 0
     executions: int = 0
     node_executions: int = 0
+    cache_hits: int = 0
     cancelled: bool = False
     worker_id: str = ""
 
@@ -97,6 +99,8 @@ class BatchSummary:
     failed: int
     node_executions: int = 0
     errors: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+    """Of ``node_executions``, the node runs served from the node result cache."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "status": self.status.value}
@@ -272,6 +276,7 @@ class BatchService:
             prefix_sharing=spec.prefix_sharing,
             # The batch was read just now (``load``): the probe's first read is not due yet.
             cancelled=self._cancel_probe(batch_id, seen=(loaded_at, cancel_flag)),
+            labels=run_labels(spec.llm, spec.cache),
         )
         group_key = derived_id(*sorted(leaf_keys))
         for finished in tree.run(batch_id, the_case.id, the_case.input, pending, group_key):
@@ -283,6 +288,7 @@ class BatchService:
             outcome.executions += 1
             outcome.failed += sum(1 for r in results if not r.success)
         outcome.node_executions = tree.nodes_run
+        outcome.cache_hits = tree.cache_hits
         outcome.cancelled = self._cancel_probe(batch_id, poll_s=0)()
         self.app.flush()
         return outcome
@@ -390,7 +396,11 @@ class BatchService:
         return was_running
 
     def finish(
-        self, batch_id: str, errors: Sequence[str] = (), node_executions: int = 0
+        self,
+        batch_id: str,
+        errors: Sequence[str] = (),
+        node_executions: int = 0,
+        cache_hits: int = 0,
     ) -> BatchSummary:
         """Set the batch's final status from its results and return a summary."""
         with self.app.uow() as uow:
@@ -419,6 +429,7 @@ class BatchService:
             progress.failed,
             node_executions,
             list(errors),
+            cache_hits,
         )
 
     def rows(self, batch_id: str) -> list[ResultRow]:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from wtb_domain.batch.calls_spec import CacheSpec, LlmSpec
 from wtb_domain.errors import SpecError
 from wtb_domain.inputs import check_json, load_json, load_yaml, read_text
 from wtb_domain.redaction import MASK, looks_secret, redact
@@ -241,6 +242,8 @@ class BatchSpec(BaseModel):
     prefix_sharing: StrictBool = True
     fail_on_error: StrictBool = False
     regression: RegressionPolicy = Field(default_factory=RegressionPolicy)
+    llm: LlmSpec = Field(default_factory=LlmSpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
 
     @field_validator("ray", mode="before")
     @classmethod

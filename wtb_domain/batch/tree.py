@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -54,13 +54,17 @@ class VariantTree:
         nondeterministic: set[str],
         prefix_sharing: bool = True,
         cancelled: Callable[[], bool] = lambda: False,
+        labels: Mapping[str, object] | None = None,
     ) -> None:
+        """``labels``: more labels of every execution (the call mode, the cache settings)."""
         self._controller = controller
         self._workflow = workflow
         self._nondeterministic = nondeterministic
         self._sharing = prefix_sharing
         self._cancelled = cancelled
+        self._labels = dict(labels or {})
         self.nodes_run = 0
+        self.cache_hits = 0
 
     def run(
         self,
@@ -75,7 +79,7 @@ class VariantTree:
         ``leaves`` are the group's pending leaves; ``group_key`` names the whole group, so a
         rerun after a crash finds the same root execution even when some leaves are done.
         """
-        labels = {"batch_test_id": batch_id, "case_id": case_id}
+        labels = {**self._labels, "batch_test_id": batch_id, "case_id": case_id}
         if not self._sharing:
             for leaf in leaves:
                 if self._cancelled():
@@ -162,6 +166,7 @@ class VariantTree:
                 execution = self._controller.get(execution.id)
                 continue
             self.nodes_run += driven.nodes_run
+            self.cache_hits += driven.cache_hits
             return driven
         return execution
 

@@ -35,6 +35,15 @@ _MANIFEST_ENTRIES = {
 }
 
 
+_DELTA_BASES = "SELECT substr(d.data, 2, 32) AS hash FROM wtb_state_blobs d WHERE d.data LIKE '~%'"
+"""The base hashes of delta blobs (see wtb_domain.deltas: ``~`` + base hash + tail)."""
+_MISSING_BASES = (
+    "SELECT d.hash, substr(d.data, 2, 32) FROM wtb_state_blobs d "
+    "LEFT JOIN wtb_state_blobs b ON b.hash = substr(d.data, 2, 32) "
+    "WHERE d.data LIKE '~%' AND b.hash IS NULL ORDER BY d.hash"
+)
+
+
 def _stuck(dialect: str) -> Any:
     c = EXECUTIONS.c
     return and_(
@@ -109,13 +118,16 @@ class SqlIntegrityView:
             return [
                 Problem(cp, f"value of {key!r} (blob {digest}) missing")
                 for cp, key, digest in conn.execute(stmt)
+            ] + [
+                Problem(h, f"delta value: its base blob {base} is missing")
+                for h, base in conn.execute(sql_text(_MISSING_BASES))
             ]
 
     def orphan_blobs(self) -> list[Problem]:
         entries = _MANIFEST_ENTRIES[self.dialect]
         stmt = sql_text(
             f"SELECT b.hash, b.size FROM wtb_state_blobs b LEFT JOIN "  # noqa: S608 - constants
-            f"(SELECT DISTINCT m.hash FROM ({entries}) m) r ON r.hash = b.hash "
+            f"(SELECT m.hash FROM ({entries}) m UNION {_DELTA_BASES}) r ON r.hash = b.hash "
             "WHERE r.hash IS NULL ORDER BY b.hash"
         )
         with self._read() as conn:

@@ -22,6 +22,7 @@ from wtb_domain.adapters.sql.tables import (
 )
 from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.deltas import load_values
 from wtb_domain.errors import ExecutionExists, NotFoundError
 from wtb_domain.model import (
     BatchProgress,
@@ -34,7 +35,6 @@ from wtb_domain.model import (
     Status,
     utcnow,
 )
-from wtb_domain.state import decode_value
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 CHECKPOINTS = cast(Table, CheckpointRow.__table__)
@@ -251,17 +251,16 @@ class SqlCheckpoints:
         return [_checkpoint_from(r) for r in self._s.execute(stmt)]
 
     def load_values(self, hashes: Sequence[str]) -> dict[str, Any]:
-        wanted = list(dict.fromkeys(hashes))
-        out: dict[str, Any] = {}
+        return load_values(hashes, self._fetch)
+
+    def _fetch(self, wanted: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
         for i in range(0, len(wanted), IN_CHUNK):
             chunk = wanted[i : i + IN_CHUNK]
             rows = self._s.execute(
                 select(BLOBS.c.hash, BLOBS.c.data).where(BLOBS.c.hash.in_(chunk))
             )
-            out.update({h: decode_value(d) for h, d in rows})
-        missing = [h for h in wanted if h not in out]
-        if missing:
-            raise NotFoundError(f"state values missing from the store: {missing[:3]}")
+            out.update({h: d for h, d in rows})
         return out
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -261,3 +262,90 @@ class BatchCaseRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     input: Mapped[dict[str, Any]] = mapped_column(JsonType)
     expected: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+
+
+class CallRecordRow(Base):
+    """A recorded LLM/tool call of a node run, keyed by the checkpoint it wrote (0008)."""
+
+    __tablename__ = "wtb_call_records"
+    __table_args__ = (
+        Index("ix_wtb_call_records_request_key", "request_key", "created_at"),
+        Index("ix_wtb_call_records_batch_id", "batch_id"),
+    )
+
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    execution_id: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    node: Mapped[str] = mapped_column(String(255))
+    variant: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    request_key: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_hash: Mapped[str] = mapped_column(String(64))
+    repeat: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    occurrence: Mapped[int] = mapped_column(Integer)
+    live: Mapped[bool] = mapped_column(Boolean)
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallBodyRow(Base):
+    """A request or response body of recorded calls, stored once per content (0008)."""
+
+    __tablename__ = "wtb_call_bodies"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+
+
+class NodeCacheRow(Base):
+    """A node result cache entry: the hashes of the values the node wrote (0008)."""
+
+    __tablename__ = "wtb_node_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(255))
+    variant: Mapped[str] = mapped_column(String(255))
+    writes: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    checkpoint_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LangGraphCheckpointRow(Base):
+    """A LangGraph checkpoint (thread, namespace, id) and the WTB checkpoint holding its values
+    (migration 0009; see :mod:`wtb_domain.langgraph.saver`)."""
+
+    __tablename__ = "wtb_lg_checkpoints"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_executions.id", ondelete="CASCADE")
+    )
+    wtb_checkpoint_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wtb_checkpoints.id", ondelete="CASCADE"), unique=True
+    )
+    parent_checkpoint_id: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType)
+
+
+class LangGraphWriteRow(Base):
+    """A pending write of a LangGraph task against a checkpoint (serde-typed bytes)."""
+
+    __tablename__ = "wtb_lg_writes"
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(String(255), primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    task_path: Mapped[str] = mapped_column(String(1024))

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wtb_domain.adapters.sql import claims, result_writes
 from wtb_domain.adapters.sql.baselines import SqlBaselines
+from wtb_domain.adapters.sql.calls import SqlCalls, SqlNodeCache
 from wtb_domain.adapters.sql.cases import SqlCases
 from wtb_domain.adapters.sql.checkpoint_writes import (
     MAX_VALUES,
@@ -63,6 +64,8 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     processed: SqlProcessed
     cases: SqlCases
+    calls: SqlCalls
+    node_cache: SqlNodeCache
 
     connection: Connection
 
@@ -85,6 +88,8 @@ class SqlUnitOfWork:
         self.outbox = SqlOutbox(self.connection)
         self.processed = SqlProcessed(self.connection)
         self.cases = SqlCases(self.connection)
+        self.calls = SqlCalls(self.connection)
+        self.node_cache = SqlNodeCache(self.connection)
         return self
 
     def __exit__(

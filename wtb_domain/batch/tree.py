@@ -212,4 +212,5 @@ class VariantTree:
             # Stored already, or another runner took it over: drive on what the store holds.
             return self._controller.get(execution_id)
         self.nodes_run += execution.nodes_run
+        self.cache_hits += execution.cache_hits
         return execution

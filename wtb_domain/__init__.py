@@ -7,6 +7,7 @@ from wtb_domain.bootstrap import App, memory_app, sql_app
 from wtb_domain.controller import ExecutionController
 from wtb_domain.errors import (
     ExecutionError,
+    ExecutionExists,
     NodeError,
     NotFoundError,
     RunError,
@@ -28,6 +29,7 @@ __all__ = [
     "Execution",
     "ExecutionController",
     "ExecutionError",
+    "ExecutionExists",
     "GraphBuilder",
     "NodeContext",
     "NodeError",

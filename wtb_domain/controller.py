@@ -63,8 +63,11 @@ class ExecutionController:
         break_after: Iterable[str] = (),
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
+        split_before: Callable[[str], bool] | None = None,
     ) -> Execution:
-        """Start an execution from ``input`` and run it until END, a breakpoint or a failure."""
+        """Start an execution from ``input`` and run it until END, a breakpoint or a failure
+        (or a split point: see :meth:`drive`). Raises ExecutionExists if ``execution_id`` is
+        stored already (nothing ran)."""
         wf = self._workflow(workflow)
         claim = self._engine.new_claim()
         try:
@@ -74,7 +77,9 @@ class ExecutionController:
         except BaseException:
             forget(claim)
             raise
-        return self._advance(wf, execution, Mode.RUN, start=start, claim=claim)
+        return self._advance(
+            wf, execution, Mode.RUN, start=start, claim=claim, split_before=split_before
+        )
 
     def create(
         self,
@@ -234,6 +239,8 @@ class ExecutionController:
         execution_id: str | None = None,
         labels: Mapping[str, Any] | None = None,
         more_labels: Mapping[str, Any] | None = None,
+        split_before: Callable[[str], bool] | None = None,
+        parent: Execution | None = None,
         _replayed: tuple[str, str] | None = None,
     ) -> Execution:
         """Start a new execution from ``checkpoint_id`` with an edited state and/or variants.
@@ -242,10 +249,17 @@ class ExecutionController:
         after it is recomputed from the patched state. With ``run=False`` the fork stays paused.
         ``labels`` replace the parent's labels; ``more_labels`` are set over them (e.g. the
         ``llm`` call mode, the ``cache`` settings).
+        ``parent``: the execution whose in-memory head (:attr:`Execution.head`, as this
+        process's run left it) is ``checkpoint_id``; then the source is not read back.
+        Raises ExecutionExists if ``execution_id`` is stored already (nothing ran).
         """
-        with self._uow() as uow:
-            source = uow.checkpoints.get(checkpoint_id)
-            parent = uow.executions.get(source.execution_id)
+        known = parent.head if parent is not None else None
+        if parent is not None and known is not None and known.id == checkpoint_id:
+            source = known
+        else:
+            with self._uow() as uow:
+                source = uow.checkpoints.get(checkpoint_id)
+                parent = uow.executions.get(source.execution_id)
         wf = self._workflow_for(parent, workflow)
         overrides = dict(variant_overrides or {})
         wf.check_variants(overrides)
@@ -301,9 +315,13 @@ class ExecutionController:
                 forget(claim)
             raise
         self._publish(execution.pop_events())
+        start = replace(cp, state={**(source.state or {}), **encoded.decoded})
+        execution.head = start
         if claim is None:
             return execution
-        return self._advance(wf, execution, Mode.RUN, claim=claim)
+        return self._advance(
+            wf, execution, Mode.RUN, claim=claim, start=start, split_before=split_before
+        )
 
     def replay(
         self,

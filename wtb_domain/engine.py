@@ -6,7 +6,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
@@ -98,6 +98,8 @@ class _Head:
     state: dict[str, Any]
     sizes: dict[str, int] | None = None
     """Encoded bytes per top-level key (measured when the first node of a run needs them)."""
+    next: str | None = None
+    """The node the routing chose after this checkpoint, when computed already."""
 
     def key_sizes(self) -> dict[str, int]:
         if self.sizes is None:
@@ -228,9 +230,10 @@ class Engine:
         claim: Claim,
     ) -> Execution:
         first = True
+        execution.head = replace(head.checkpoint, state=head.state)
         while True:
             try:
-                nxt = workflow.next_node(head.checkpoint.node, head.state)
+                nxt = head.next or workflow.next_node(head.checkpoint.node, head.state)
             except WorkflowError as exc:
                 return self._fail(uow, claim, execution, head.checkpoint.node, exc, "")
             if nxt == END:
@@ -247,14 +250,10 @@ class Engine:
                 )
                 return self._fail(uow, claim, execution, nxt, err, "")
             first = False
-            result = self._run_node(uow, claim, workflow, execution, nxt, head)
+            result = self._run_node(uow, claim, workflow, execution, nxt, head, mode, split_before)
             if isinstance(result, Execution):
                 return result
             head = result
-            if nxt in execution.break_after:
-                return self._pause(uow, claim, execution, f"after:{nxt}", head)
-            if mode is Mode.STEP:
-                return self._pause(uow, claim, execution, f"step:{nxt}", head)
 
     @staticmethod
     def _head(uow: UnitOfWork, execution: Execution, start: Checkpoint | None) -> _Head:
@@ -275,7 +274,12 @@ class Engine:
         execution: Execution,
         name: str,
         head: _Head,
+        mode: Mode = Mode.RUN,
+        split_before: Callable[[str], bool] | None = None,
     ) -> _Head | Execution:
+        """Run one node and write its checkpoint. When the run ends after it (END, a
+        breakpoint, a split, a step), the same write pauses or finishes the execution and
+        releases the claim: one write, and the Execution is returned."""
         node = workflow.node(name)
         variant = node.variant(execution.variants.get(name))
         step = head.checkpoint.step + 1
@@ -340,21 +344,63 @@ class Engine:
         execution.metrics = totals
         execution.updated_at = cp.created_at
 
+        # The next node sees exactly what a resumed run would read back: the JSON round trip.
+        state = dict(head.state)
+        state.update(encoded.decoded)
+        stop, nxt = self._stop_after(workflow, execution, mode, split_before, name, state)
         done = NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms)
+        events: tuple[Event, ...] = (done,)
+        if stop is not None:
+            status, where = stop
+            execution.status = status
+            execution.paused_at = where
+            if status is Status.COMPLETED:
+                events = (done, ExecutionCompleted(execution.id, cp.id, dict(totals)))
+            else:
+                events = (done, ExecutionPaused(execution.id, where or "", cp.id))
+        release = stop is not None
 
         def write() -> None:
             if run.needs_write:  # calls and cache entry commit with the checkpoint
                 run.stage(uow, cp)
-            uow.save_node(cp, encoded.new_blobs, execution, claim)
+            uow.save_node(cp, encoded.new_blobs, execution, claim, release=release)
 
-        self._write(uow, execution, write, done)
+        self._write(uow, execution, write, *events)
         self._heartbeat.renewed(execution.id, claim)
         execution.nodes_run += 1
         execution.cache_hits += run.hit is not None
-        # The next node sees exactly what a resumed run would read back: the JSON round trip.
-        state = dict(head.state)
-        state.update(encoded.decoded)
-        return _Head(cp, state, {**head.key_sizes(), **encoded.sizes})
+        execution.head = replace(cp, state=state)
+        if stop is not None:
+            return execution
+        return _Head(cp, state, {**head.key_sizes(), **encoded.sizes}, nxt)
+
+    @staticmethod
+    def _stop_after(
+        workflow: Workflow,
+        execution: Execution,
+        mode: Mode,
+        split_before: Callable[[str], bool] | None,
+        name: str,
+        state: Mapping[str, Any],
+    ) -> tuple[tuple[Status, str | None] | None, str | None]:
+        """Whether the run ends after node ``name`` (the status and ``paused_at`` it ends
+        with), and the next node when the routing gave one; a routing error is left to the
+        loop (which handles it after this node's write, as without this look-ahead)."""
+        if name in execution.break_after:
+            return (Status.PAUSED, f"after:{name}"), None
+        if mode is Mode.STEP:
+            return (Status.PAUSED, f"step:{name}"), None
+        try:
+            nxt = workflow.next_node(name, state)
+        except Exception:  # raised again by the loop, after this node's write
+            return None, None
+        if nxt == END:
+            return (Status.COMPLETED, None), nxt
+        if nxt in execution.break_before:
+            return (Status.PAUSED, f"before:{nxt}"), nxt
+        if split_before is not None and split_before(nxt):
+            return (Status.PAUSED, f"split:{nxt}"), nxt
+        return None, nxt
 
     def _write(
         self,

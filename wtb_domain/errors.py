@@ -8,6 +8,7 @@ Every error WTB raises on purpose derives from :class:`WtbError`::
     ├── StateError         state is not JSON-serialisable; names the node and the key
     ├── NodeError          a node raised or timed out while running
     ├── ExecutionError     an operation does not fit the execution's status (resume a completed run)
+    │   └── ExecutionExists  an execution with the requested id is stored already
     ├── NotFoundError      an execution, checkpoint or batch id does not exist
     ├── StoreError         the database failed or is unreachable after retries
     ├── RunError           a flow run crashed or ended without a result (infrastructure, not input)
@@ -48,6 +49,10 @@ class NodeError(WtbError):
 
 class ExecutionError(WtbError):
     """The requested operation does not fit the execution's current status."""
+
+
+class ExecutionExists(ExecutionError):
+    """An execution with the requested id is stored already."""
 
 
 class NotFoundError(WtbError):

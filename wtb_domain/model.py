@@ -83,6 +83,9 @@ class Execution:
     """Of ``nodes_run``, how many the node result cache served (not stored)."""
     recorded: int = field(default=0, init=False, compare=False, repr=False)
     """How many of ``events`` were written with a store write (outbox + audit; not stored)."""
+    head: Checkpoint | None = field(default=None, compare=False, repr=False)
+    """The head checkpoint with its state, when the runner that last moved it holds it in
+    memory (not stored): a fork or a scorer then need not read it back."""
 
     @property
     def finished(self) -> bool:

@@ -245,6 +245,17 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        """Insert the results whose leaf is new, add those to the rollups, record
+        ``events_for(n)`` for the ``n`` inserted (nothing when none was), and commit.
+
+        Returns ``(n, the events)`` (to publish; stored too unless the store has no audit
+        trail). Stores may do it in one statement.
+        """
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -282,12 +293,15 @@ class UnitOfWork(Protocol):
         new_blobs: Mapping[str, str],
         execution: Execution,
         claim: Claim | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         """Store a node's checkpoint and its new values and update the execution, then commit.
 
         A compare-and-set: the stored head must be ``checkpoint.parent_id`` and the stored
         claim ``claim``'s own, free or expired; the write then holds the claim for ``claim``
-        with a renewed lease (``claim`` None: leaves the execution unclaimed).
+        with a renewed lease (``claim`` None: leaves the execution unclaimed; ``release``:
+        frees it -- the run ends with this node, paused or finished, in the same write).
 
         All or nothing, like ``executions.update`` + ``checkpoints.add`` + :meth:`commit`
         (with anything else this unit of work has pending), which stores may do in fewer

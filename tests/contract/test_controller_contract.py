@@ -35,13 +35,13 @@ from wtb_domain import (
     App,
     Checkpoint,
     ExecutionError,
+    ExecutionExists,
     NotFoundError,
     Severity,
     Source,
     StateError,
     Status,
     WorkflowError,
-    WtbError,
     load_workflow,
     sql_app,
 )
@@ -773,8 +773,11 @@ def test_execution_id_already_in_use_is_refused(app: App) -> None:
     assert first.id == execution_id
     before = [cp.id for cp in c.history(execution_id)]
 
-    with pytest.raises(WtbError, match=execution_id):
+    with pytest.raises(ExecutionExists, match=execution_id):
         c.run(LINEAR, {"x": 5}, execution_id=execution_id)
+    source = c.history(execution_id)[0].id
+    with pytest.raises(ExecutionExists, match=execution_id):  # a fork onto a used id too
+        c.fork(source, {"x": 7}, execution_id=execution_id)
 
     assert c.checkpoint(c.history(execution_id)[0].id).state == {"x": 1}
     assert [cp.id for cp in c.history(execution_id)] == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -16,7 +16,7 @@ from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
 from wtb_domain.deltas import load_values
-from wtb_domain.errors import ExecutionError, NotFoundError, StoreError
+from wtb_domain.errors import ExecutionError, ExecutionExists, NotFoundError, StoreError
 from wtb_domain.events import Event
 from wtb_domain.ids import new_id
 from wtb_domain.model import (
@@ -80,7 +80,7 @@ def _result_key(r: BatchResult) -> tuple[str, str, str, int]:
 
 
 def _copy_execution(execution: Execution) -> Execution:
-    clone = copy.deepcopy(replace(execution, events=[]))
+    clone = copy.deepcopy(replace(execution, events=[], head=None))
     return clone
 
 
@@ -90,7 +90,7 @@ class MemoryExecutions:
 
     def add(self, execution: Execution) -> None:
         if execution.id in self._staged.executions or execution.id in self._store.executions:
-            raise ExecutionError(f"execution {execution.id!r} already exists; use another id")
+            raise ExecutionExists(f"execution {execution.id!r} already exists; use another id")
         self._staged.executions[execution.id] = _copy_execution(execution)
 
     def update(self, execution: Execution) -> None:
@@ -362,6 +362,15 @@ class MemoryUnitOfWork:
         if self._record_events:
             self._staged.events.extend(events)
 
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        recorded = self.results.add_many(results)
+        events = list(events_for(recorded)) if recorded else []
+        self.record(events)
+        self.commit()
+        return recorded, events
+
     def commit(self) -> None:
         staged, store = self._staged, self._store
         with store.lock:
@@ -416,12 +425,14 @@ class MemoryUnitOfWork:
         new_blobs: Mapping[str, str],
         execution: Execution,
         claim: Claim | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         with self._store.lock:
             self._guard(execution, checkpoint.parent_id, claim)
             self.executions.update(execution)
             self.checkpoints.add(checkpoint, new_blobs)
-            self._set_claim(execution.id, claim)
+            self._set_claim(execution.id, None if release else claim)
             self.commit()
 
     def claim_execution(

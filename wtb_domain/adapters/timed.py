@@ -125,9 +125,11 @@ class TimedUnitOfWork:
         new_blobs: Mapping[str, str],
         execution: Execution,
         claim: Claim | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         self._metrics.timed_write(
-            lambda: self._inner.save_node(checkpoint, new_blobs, execution, claim)
+            lambda: self._inner.save_node(checkpoint, new_blobs, execution, claim, release=release)
         )
 
     def claim_execution(

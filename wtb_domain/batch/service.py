@@ -185,6 +185,12 @@ class BatchService:
     def load(self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None) -> BatchSpec:
         """The spec of a registered batch, its secrets restored (``secrets`` or this
         process's memory); StateError if the batch was registered again with another spec."""
+        return self._load(batch_id, hash_, secrets)[0]
+
+    def _load(
+        self, batch_id: str, hash_: str, secrets: dict[str, Any] | None
+    ) -> tuple[BatchSpec, bool]:
+        """:meth:`load`, and the batch's cancel flag as read."""
         with self.app.uow() as uow:
             batch = uow.batches.get(batch_id)
         if spec_hash(batch.spec) != hash_:
@@ -193,19 +199,29 @@ class BatchService:
                 "started; rerun it"
             )
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
-        return spec_from_stored(batch.spec, overlay)
+        return spec_from_stored(batch.spec, overlay), batch.cancel_requested
 
     def resolved(
         self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None
     ) -> ResolvedBatch:
         """The resolved batch; built once per process for a stored-spec hash (warm workers),
         after the store's spec was checked to still have that hash."""
+        return self._resolved_and_flag(batch_id, hash_, secrets)[0]
+
+    def _resolved_and_flag(
+        self, batch_id: str, hash_: str, secrets: dict[str, Any] | None
+    ) -> tuple[ResolvedBatch, bool]:
+        """:meth:`resolved`, and the batch's cancel flag from the same read."""
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
         with self.app.uow() as uow:
-            stored = uow.batches.get(batch_id).spec
+            batch = uow.batches.get(batch_id)
+        stored = batch.spec
         if spec_hash(stored) != hash_:
-            return _resolved(self.load(batch_id, hash_, overlay))  # raises the SpecError
-        return resolved_batch(hash_, overlay, lambda: _resolved(spec_from_stored(stored, overlay)))
+            return _resolved(self.load(batch_id, hash_, overlay)), batch.cancel_requested  # raises
+        resolved = resolved_batch(
+            hash_, overlay, lambda: _resolved(spec_from_stored(stored, overlay))
+        )
+        return resolved, batch.cancel_requested
 
     def plan(
         self, registration: Registration, workers: int = 4, secrets: dict[str, Any] | None = None
@@ -265,7 +281,8 @@ class BatchService:
         secrets: dict[str, Any] | None,
     ) -> GroupOutcome:
         batch_id = payload["batch_id"]
-        resolved = self.resolved(batch_id, payload["spec_hash"], secrets)
+        resolved, cancel_flag = self._resolved_and_flag(batch_id, payload["spec_hash"], secrets)
+        loaded_at = time.monotonic()
         spec = resolved.spec
         with self.app.uow() as uow:
             the_case = Case.model_validate(uow.cases.get(batch_id, case_id))
@@ -280,7 +297,8 @@ class BatchService:
             resolved.workflow,
             nondeterministic=resolved.nondeterministic,
             prefix_sharing=spec.prefix_sharing,
-            cancelled=self._cancel_probe(batch_id),
+            # The batch was read just now (``load``): the probe's first read is not due yet.
+            cancelled=self._cancel_probe(batch_id, seen=(loaded_at, cancel_flag)),
             labels=run_labels(spec.llm, spec.cache),
         )
         group_key = derived_id(*sorted(leaf_keys))
@@ -301,16 +319,16 @@ class BatchService:
     def _record(self, results: Sequence[BatchResult]) -> int:
         """One transaction of results and their audit entry / outbox event; idempotent
         (leaves already stored are skipped, and then no event is written)."""
-        events: list[Event] = []
+        if not results:
+            return 0
+        first = results[0]
+        failed = sum(1 for r in results if not r.success)
+
+        def progressed(recorded: int) -> list[Event]:
+            return [BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)]
+
         with self.app.uow() as uow:
-            recorded = uow.results.add_many(results)
-            if recorded and results:
-                failed = sum(1 for r in results if not r.success)
-                first = results[0]
-                progressed = BatchProgressed(first.batch_test_id, first.case_id, recorded, failed)
-                events.append(progressed)
-                uow.record(events)
-            uow.commit()
+            recorded, events = uow.add_results(results, progressed)
         self.app.publish(events)
         return recorded
 
@@ -323,7 +341,11 @@ class BatchService:
         worker: str,
     ) -> list[BatchResult]:
         execution = finished.execution
-        state = self.app.controller.state(execution.id)
+        head = execution.head  # the final state as this run left it: not read back
+        if head is not None and head.id == execution.head_checkpoint_id and head.state is not None:
+            state = dict(head.state)
+        else:
+            state = self.app.controller.state(execution.id)
         error = None
         if execution.status is Status.FAILED:
             error = f"{execution.error_type}: {execution.error_message}"
@@ -356,8 +378,15 @@ class BatchService:
             for leaf in finished.leaves
         ]
 
-    def _cancel_probe(self, batch_id: str, poll_s: float = CANCEL_POLL_S) -> Any:
-        last = [0.0, False]
+    def _cancel_probe(
+        self,
+        batch_id: str,
+        poll_s: float = CANCEL_POLL_S,
+        seen: tuple[float, bool] = (float("-inf"), False),
+    ) -> Any:
+        """A probe reading the batch's cancel flag at most every ``poll_s`` seconds;
+        ``seen``: when it was last read, and its value then."""
+        last: list[Any] = [seen[0], seen[1]]
 
         def cancelled() -> bool:
             now = time.monotonic()

@@ -23,7 +23,7 @@ from functools import partial
 from wtb_domain.batch.plan import Leaf
 from wtb_domain.claims import ExecutionClaimed, ExecutionConflict
 from wtb_domain.controller import ExecutionController
-from wtb_domain.errors import ExecutionError, NotFoundError
+from wtb_domain.errors import ExecutionError, ExecutionExists
 from wtb_domain.model import Execution, Status
 from wtb_domain.workflow import Workflow
 
@@ -85,29 +85,31 @@ class VariantTree:
                 if self._cancelled():
                     return
                 eid = derived_id(batch_id, case_id, "leaf", leaf.key)
-                execution = self._get_or_create(
+                execution = self._start(
                     eid,
                     partial(
-                        self._controller.create,
+                        self._controller.run,
                         self._workflow,
                         case_input,
                         variants=leaf.combination.selection,
                         execution_id=eid,
                         labels={**labels, "leaves": [leaf.key]},
+                        split_before=partial(self._splits, [leaf]),
                     ),
                 )
                 yield from self._grow(execution, [leaf])
             return
         root_id = derived_id(batch_id, case_id, "root", group_key)
-        root = self._get_or_create(
+        root = self._start(
             root_id,
             partial(
-                self._controller.create,
+                self._controller.run,
                 self._workflow,
                 case_input,
                 variants=self._common(leaves),
                 execution_id=root_id,
                 labels={**labels, "leaves": [lf.key for lf in leaves]},
+                split_before=partial(self._splits, list(leaves)),
             ),
         )
         yield from self._grow(root, list(leaves))
@@ -129,18 +131,21 @@ class VariantTree:
                 "split with a head checkpoint; rerun the batch id to resume it"
             )
         for branch, group in self._partition(leaves, node).items():
+            if self._cancelled():
+                return
             child_id = derived_id(execution.id, node, branch)
             head = execution.head_checkpoint_id
-            child = self._get_or_create(
+            child = self._start(
                 child_id,
                 partial(
                     self._controller.fork,
                     head,
                     variant_overrides=self._common(group),
                     workflow=self._workflow,
-                    run=False,
                     execution_id=child_id,
                     labels={**execution.labels, "leaves": [lf.key for lf in group]},
+                    split_before=partial(self._splits, group),
+                    parent=execution,
                 ),
             )
             yield from self._grow(child, group)
@@ -197,16 +202,15 @@ class VariantTree:
             if all(lf.combination.selection.get(node) == variant for lf in leaves)
         }
 
-    def _get_or_create(self, execution_id: str, create: Callable[[], Execution]) -> Execution:
+    def _start(self, execution_id: str, start: Callable[[], Execution]) -> Execution:
+        """Create the execution and run it (to its end or its split) in one go: nothing is
+        looked up first. Stored already (a rerun after a crash, or another runner created it
+        first): the stored one, for :meth:`_grow` to drive on."""
         try:
+            execution = start()
+        except (ExecutionExists, ExecutionClaimed, ExecutionConflict):
+            # Stored already, or another runner took it over: drive on what the store holds.
             return self._controller.get(execution_id)
-        except NotFoundError:
-            pass
-        try:
-            return create()
-        except ExecutionError:
-            try:  # another runner created it first
-                return self._controller.get(execution_id)
-            except NotFoundError:
-                pass
-            raise
+        self.nodes_run += execution.nodes_run
+        self.cache_hits += execution.cache_hits
+        return execution

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Insert, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Insert, Table, func, insert, select
+from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql.tables import BatchCaseRow
 from wtb_domain.errors import NotFoundError
@@ -40,7 +40,7 @@ class SqlCases:
         keys = ["batch_test_id", "case_id"]
         if self._s.dialect.name == "postgresql":
             return postgresql.insert(CASES).on_conflict_do_nothing(index_elements=keys)
-        return sqlite.insert(CASES).on_conflict_do_nothing(index_elements=keys)
+        return insert(CASES).prefix_with("OR IGNORE", dialect="sqlite")  # cacheable
 
     def get(self, batch_id: str, case_id: str) -> dict[str, Any]:
         row = self._s.execute(

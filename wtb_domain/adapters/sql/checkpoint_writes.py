@@ -153,10 +153,14 @@ def save_node_params(
     new_blobs: Mapping[str, str],
     execution: Execution,
     claim: Claim | None,
+    *,
+    release: bool = False,
 ) -> dict[str, Any]:
     """The parameters of :func:`save_node_statement`: the head moves from the checkpoint's
-    parent, and the write keeps (renews) ``claim``'s lease (or needs a free claim)."""
-    guard = guard_params(execution, checkpoint.parent_id, claim, hold=claim is not None)
+    parent, and the write keeps (renews) ``claim``'s lease (or needs a free claim); with
+    ``release`` it frees the claim."""
+    hold = claim is not None and not release
+    guard = guard_params(execution, checkpoint.parent_id, claim, hold=hold)
     return {**guard, **_checkpoint_params(checkpoint, new_blobs)}
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql.tables import AuditRow, OutboxRow, ProcessedEventRow
 from wtb_domain.audit import describe
@@ -107,10 +107,11 @@ _INSERTS = {
 
 
 class _SqliteInserts:
-    """The event inserts on SQLite as DBAPI ``executemany`` calls: the SQL is compiled once
-    and each value goes through the column type's own bind processor (the same text
-    SQLAlchemy would send), without SQLAlchemy's per-statement execution overhead, which is
-    most of the cost of two small INSERTs per node."""
+    """The event inserts on SQLite as driver-level ``executemany`` calls (one statement per
+    table for all events of a transaction): the SQL is compiled once and each value goes
+    through the column type's own bind processor (the same text SQLAlchemy would send),
+    without SQLAlchemy's per-statement compilation overhead. They still go through the
+    connection (``exec_driver_sql``), so cursor events see them."""
 
     def __init__(self, connection: Connection) -> None:
         dialect = connection.dialect
@@ -123,21 +124,15 @@ class _SqliteInserts:
             self.statements.append((sql, list(columns), procs))
 
     def __call__(self, connection: Connection, rows: Sequence[list[dict[str, Any]]]) -> None:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for (sql, columns, procs), batch in zip(self.statements, rows, strict=True):
-                cursor.executemany(
-                    sql,
-                    [
-                        tuple(
-                            p(row[c]) if p is not None else row[c]
-                            for c, p in zip(columns, procs, strict=True)
-                        )
-                        for row in batch
-                    ],
+        for (sql, columns, procs), batch in zip(self.statements, rows, strict=True):
+            params = [
+                tuple(
+                    p(row[c]) if p is not None else row[c]
+                    for c, p in zip(columns, procs, strict=True)
                 )
-        finally:
-            cursor.close()
+                for row in batch
+            ]
+            connection.exec_driver_sql(sql, params)
 
 
 _sqlite_inserts: _SqliteInserts | None = None
@@ -148,8 +143,6 @@ def insert_events(connection: Connection, events: Sequence[Event]) -> None:
     global _sqlite_inserts
     outbox, audit = event_rows(events)
     if connection.dialect.name == "sqlite":
-        if not connection.in_transaction():
-            connection.exec_driver_sql("SELECT 1")  # SQLAlchemy begins the transaction
         if _sqlite_inserts is None:
             _sqlite_inserts = _SqliteInserts(connection)
         _sqlite_inserts(connection, [outbox, audit])
@@ -275,16 +268,22 @@ class SqlOutbox:
         return int(self._s.execute(stmt).scalar_one())
 
 
+_FIRST_TIME = {
+    "postgresql": postgresql.insert(PROCESSED)
+    .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    .returning(PROCESSED.c.event_id),
+    # INSERT OR IGNORE: cacheable (on_conflict_do_nothing() compiles on every call).
+    "sqlite": insert(PROCESSED)
+    .prefix_with("OR IGNORE", dialect="sqlite")
+    .returning(PROCESSED.c.event_id),
+}
+
+
 class SqlProcessed:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
     def first_time(self, consumer: str, event_id: str) -> bool:
-        dialect = postgresql if self._s.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(PROCESSED)
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(PROCESSED.c.event_id)
-        )
+        stmt = _FIRST_TIME[self._s.dialect.name]
         row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
         return self._s.execute(stmt, row).first() is not None

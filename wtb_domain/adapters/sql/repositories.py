@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from wtb_domain.adapters.sql import rollups
@@ -23,7 +23,7 @@ from wtb_domain.adapters.sql.tables import (
 from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.deltas import load_values
-from wtb_domain.errors import ExecutionError, NotFoundError
+from wtb_domain.errors import ExecutionExists, NotFoundError
 from wtb_domain.model import (
     BatchProgress,
     BatchResult,
@@ -121,6 +121,9 @@ def execution_update_params(execution: Execution) -> dict[str, Any]:
     return params
 
 
+INSERT_EXECUTION_SQLITE = insert(EXECUTIONS).prefix_with("OR IGNORE", dialect="sqlite")
+
+
 class SqlExecutions:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
@@ -131,11 +134,15 @@ class SqlExecutions:
         if claim is not None:
             row["claimed_by"] = claim.owner
             row["claim_expires_at"] = utcnow() + timedelta(seconds=claim.lease_s)
+        if self._s.dialect.name == "sqlite":  # one statement, no savepoint around it
+            if self._s.execute(INSERT_EXECUTION_SQLITE, row).rowcount == 1:
+                return
+            raise ExecutionExists(f"execution {execution.id!r} already exists; use another id")
         try:
             with self._s.begin_nested():
                 self._s.execute(insert(EXECUTIONS), [row])
         except IntegrityError:
-            raise ExecutionError(
+            raise ExecutionExists(
                 f"execution {execution.id!r} already exists; use another id"
             ) from None
 
@@ -278,7 +285,7 @@ def _batch_values(b: BatchTest) -> dict[str, Any]:
 
 INSERT_BATCH = {
     "postgresql": postgresql.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
-    "sqlite": sqlite.insert(BATCHES).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": insert(BATCHES).prefix_with("OR IGNORE", dialect="sqlite"),
 }
 
 
@@ -342,8 +349,9 @@ INSERT_RESULTS = {
     "postgresql": postgresql.insert(RESULTS)
     .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
     .returning(*(RESULTS.c[name] for name in LEAF_COLUMNS)),
-    "sqlite": sqlite.insert(RESULTS)
-    .on_conflict_do_nothing(index_elements=LEAF_COLUMNS)
+    # SQLite: INSERT OR IGNORE (on_conflict_do_nothing() would compile on every call).
+    "sqlite": insert(RESULTS)
+    .prefix_with("OR IGNORE", dialect="sqlite")
     .returning(*(RESULTS.c[name] for name in LEAF_COLUMNS)),
 }
 

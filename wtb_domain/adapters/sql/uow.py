@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -10,7 +10,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from wtb_domain.adapters.sql import claims
+from wtb_domain.adapters.sql import claims, result_writes
 from wtb_domain.adapters.sql.baselines import SqlBaselines
 from wtb_domain.adapters.sql.calls import SqlCalls, SqlNodeCache
 from wtb_domain.adapters.sql.cases import SqlCases
@@ -37,9 +37,9 @@ from wtb_domain.adapters.sql.repositories import (
     SqlResults,
 )
 from wtb_domain.claims import Claim
-from wtb_domain.errors import ExecutionError, StoreError
+from wtb_domain.errors import ExecutionExists, StoreError
 from wtb_domain.events import Event
-from wtb_domain.model import Checkpoint, Execution
+from wtb_domain.model import BatchResult, Checkpoint, Execution
 
 
 def _describe(exc: DBAPIError) -> str:
@@ -111,6 +111,45 @@ class SqlUnitOfWork:
         if self._record_events:
             self._events.extend(events)
 
+    def add_results(
+        self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
+    ) -> tuple[int, list[Event]]:
+        """See :meth:`UnitOfWork.add_results`; one statement on PostgreSQL when nothing is
+        pending (:mod:`~wtb_domain.adapters.sql.result_writes`)."""
+        if self._one_statement_results(results):
+            events = list(events_for(len(results)))  # published even when not stored
+            stored = events if self._record_events else []
+            if len(stored) <= self.MAX_EVENTS:
+                params, rollups, metrics = result_writes.params(results)
+                params.update(event_params(stored))
+                stmt = result_writes.statement(len(results), rollups, metrics, len(stored))
+                try:
+                    inserted = int(self.connection.execute(stmt, params).scalar_one())
+                except DBAPIError as exc:
+                    self.connection.rollback()
+                    raise StoreError(f"cannot store results: {_describe(exc)}") from exc
+                if inserted == len(results):
+                    self.commit()
+                    return inserted, events
+                self.rollback()  # none or some were new: the general path sorts them out
+                if inserted == 0:
+                    return 0, []
+        recorded = self.results.add_many(results)
+        written = list(events_for(recorded)) if recorded else []
+        self.record(written)
+        self.commit()
+        return recorded, written
+
+    def _one_statement_results(self, results: Sequence[BatchResult]) -> bool:
+        leaves = {(r.batch_test_id, r.combination_name, r.case_id, r.repeat) for r in results}
+        return (
+            self.connection.dialect.name == "postgresql"
+            and 0 < len(results) <= result_writes.MAX_RESULTS
+            and len(leaves) == len(results)
+            and not self._events
+            and not self.connection.in_transaction()
+        )
+
     def _take_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
@@ -155,7 +194,7 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if isinstance(exc.orig, UniqueViolation):
-                raise ExecutionError(
+                raise ExecutionExists(
                     f"execution {execution.id!r} already exists; use another id"
                 ) from None
             raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
@@ -168,9 +207,12 @@ class SqlUnitOfWork:
         new_blobs: Mapping[str, str],
         execution: Execution,
         claim: Claim | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         """Store a node's checkpoint and move the execution's head from the checkpoint's
-        parent (a compare-and-set, renewing ``claim``), committed together.
+        parent (a compare-and-set, renewing ``claim``, or freeing it with ``release``),
+        committed together.
 
         One statement in autocommit mode on PostgreSQL when nothing is pending (see
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
@@ -178,13 +220,14 @@ class SqlUnitOfWork:
         nothing behind: the one statement inserts nothing, the transaction is rolled back.
         """
         if not self._one_statement_writes(new_blobs):
-            self._guarded(execution, checkpoint.parent_id, claim, hold=claim is not None)
+            hold = claim is not None and not release
+            self._guarded(execution, checkpoint.parent_id, claim, hold=hold)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
             return
         events = self._take_events()
         statement = save_node_statement(len(new_blobs), len(events))
-        params = save_node_params(checkpoint, new_blobs, execution, claim)
+        params = save_node_params(checkpoint, new_blobs, execution, claim, release=release)
         params.update(event_params(events))
         try:
             moved = self._autocommit(statement, params, scalar=True)

@@ -13,7 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt
+from wtb_cli.calls_opts import (
+    LlmModeOpt,
+    LlmRecordingsOpt,
+    LlmSourceOpt,
+    NoCacheOpt,
+    recordings_path,
+)
 from wtb_cli.common import app_for, check_database_url, console, one_line, user_errors
 from wtb_domain import SpecError, demo
 from wtb_domain.batch import reads
@@ -49,16 +55,27 @@ def _overrides(spec: BatchSpec, **values: Any) -> BatchSpec:
 
 
 def with_call_options(
-    spec: BatchSpec, mode: str | None, source_batch: str | None, no_cache: bool
+    spec: BatchSpec,
+    mode: str | None,
+    source_batch: str | None,
+    no_cache: bool,
+    recordings: Path | None = None,
 ) -> BatchSpec:
-    """The spec with ``--llm-mode`` / ``--llm-source-batch`` / ``--no-cache`` applied."""
-    if mode is None and source_batch is None and not no_cache:
+    """The spec with ``--llm-mode`` / ``--llm-source-batch`` / ``--llm-recordings`` /
+    ``--no-cache`` applied."""
+    if mode is None and source_batch is None and recordings is None and not no_cache:
         return spec
     llm = spec.llm.model_dump()
     if mode is not None:
         llm["mode"] = mode
     if source_batch is not None:
         llm["source_batch"] = source_batch
+        llm["recordings"] = None
+    if recordings is not None:
+        llm["recordings"] = recordings_path(mode, source_batch, recordings)
+        llm["source_batch"] = None
+        if mode is None:
+            llm["mode"] = "replay"
     cache = {**spec.cache.model_dump(), **({"enabled": False} if no_cache else {})}
     return BatchSpec.parse({**spec.model_dump(), "llm": llm, "cache": cache})
 
@@ -211,6 +228,7 @@ def batch_run(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     llm_mode: LlmModeOpt = None,
     llm_source_batch: LlmSourceOpt = None,
+    llm_recordings: LlmRecordingsOpt = None,
     no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
@@ -228,7 +246,7 @@ def batch_run(
         database_url=db,
         prefix_sharing=False if no_prefix_sharing else None,
     )
-    spec = with_call_options(spec, llm_mode, llm_source_batch, no_cache)
+    spec = with_call_options(spec, llm_mode, llm_source_batch, no_cache, llm_recordings)
     check_database_url(spec.database_url, "database_url")
     summary = run_spec(spec, base_dir, fmt, quiet)
     if summary.get("state") != "Completed":

@@ -10,7 +10,13 @@ import typer
 from rich.markup import escape
 
 from wtb_cli import render
-from wtb_cli.calls_opts import LlmModeOpt, LlmSourceOpt, NoCacheOpt, call_labels
+from wtb_cli.calls_opts import (
+    LlmModeOpt,
+    LlmRecordingsOpt,
+    LlmSourceOpt,
+    NoCacheOpt,
+    call_labels,
+)
 from wtb_cli.common import (
     app_for,
     check_database_url,
@@ -93,6 +99,7 @@ def run(
     break_after: Annotated[list[str] | None, typer.Option(help="Pause after NODE.")] = None,
     llm_mode: LlmModeOpt = None,
     llm_source_batch: LlmSourceOpt = None,
+    llm_recordings: LlmRecordingsOpt = None,
     no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
@@ -108,7 +115,7 @@ def run(
         variants=parse_pairs(variant, "--variant"),
         break_before=break_before or [],
         break_after=break_after or [],
-        labels=call_labels(llm_mode, llm_source_batch, no_cache),
+        labels=call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings),
     )
     render.execution(e, controller.state(e.id))
     if e.status.value == "failed":
@@ -176,6 +183,7 @@ def fork(
     workflow: WorkflowOpt = None,
     llm_mode: LlmModeOpt = None,
     llm_source_batch: LlmSourceOpt = None,
+    llm_recordings: LlmRecordingsOpt = None,
     no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
@@ -192,7 +200,7 @@ def fork(
         parse_pairs(variant, "--variant"),
         workflow=workflow,
         run=not no_run,
-        more_labels=call_labels(llm_mode, llm_source_batch, no_cache),
+        more_labels=call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings),
     )
     _show(db, e.id)
 
@@ -233,12 +241,13 @@ def replay(
     workflow: WorkflowOpt = None,
     llm_mode: LlmModeOpt = None,
     llm_source_batch: LlmSourceOpt = None,
+    llm_recordings: LlmRecordingsOpt = None,
     no_cache: NoCacheOpt = False,
     db: DbOpt = None,
 ) -> None:
     """Rerun NODE with VARIANT from a checkpoint (a new, forked execution)."""
     check_workflow_ref(workflow, "--workflow")
-    more = call_labels(llm_mode, llm_source_batch, no_cache)
+    more = call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings)
     e = app_for(db).controller.replay(
         checkpoint_id, node, variant, workflow=workflow, more_labels=more
     )
@@ -346,6 +355,10 @@ app.command("doctor")(user_errors(doctor_command))
 from wtb_cli.metrics_cmd import metrics_app  # noqa: E402
 
 app.add_typer(metrics_app, name="metrics")
+
+from wtb_cli.recordings_cmd import recordings_app  # noqa: E402
+
+app.add_typer(recordings_app, name="recordings")
 
 
 if __name__ == "__main__":

@@ -187,6 +187,10 @@ class CallStore(Protocol):
         """The calls the node that wrote this checkpoint made, in call order."""
         ...
 
+    def for_batch(self, batch_id: str) -> list[CallRecord]:
+        """Records of the live calls this batch made, oldest first (what an export holds)."""
+        ...
+
     def bodies(self, hashes: Sequence[str]) -> dict[str, Any]:
         """Decoded bodies by hash; NotFoundError if one is missing."""
         ...

@@ -61,6 +61,10 @@ class MemoryCalls:
         rows = [r for r in self._all() if r.checkpoint_id == checkpoint_id]
         return sorted(rows, key=lambda r: r.seq)
 
+    def for_batch(self, batch_id: str) -> list[CallRecord]:
+        rows = [r for r in self._all() if r.batch_id == batch_id and r.live]
+        return sorted(rows, key=lambda r: (r.created_at, r.checkpoint_id, r.seq))
+
     def bodies(self, hashes: Sequence[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for h in hashes:

@@ -349,4 +349,9 @@ def load_spec(path: str | Path) -> tuple[BatchSpec, Path]:
     data = load_json(text, source) if file.suffix.lower() == ".json" else load_yaml(text, source)
     if not isinstance(data, dict):
         raise SpecError(f"spec file {file} must hold a mapping (workflow:, variants:, cases: ...)")
-    return BatchSpec.parse(data), file.parent.resolve()
+    spec, base_dir = BatchSpec.parse(data), file.parent.resolve()
+    if spec.llm.recordings is not None:
+        from wtb_domain.batch.calls_spec import resolve_recordings
+
+        spec = spec.model_copy(update={"llm": resolve_recordings(spec.llm, base_dir)})
+    return spec, base_dir

@@ -15,7 +15,8 @@ from wtb_domain.model import utcnow
 from wtb_domain.redaction import redact
 
 LLM_LABEL = "llm"
-"""Execution label holding the call settings (``{"mode", "source_batch", "prices"}``)."""
+"""Execution label holding the call settings (``{"mode", "source_batch", "recordings",
+"prices"}``)."""
 CACHE_LABEL = "cache"
 """Execution label holding the node cache settings (``{"enabled", "nodes", "share_repeats"}``)."""
 
@@ -58,6 +59,8 @@ class CallSettings:
     source_batch: str | None = None
     """Replay only responses recorded by this batch (None: any recording in the store)."""
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    recordings: str | None = None
+    """Replay from this recordings file (an absolute path) instead of the store."""
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, Any]) -> CallSettings:
@@ -65,20 +68,27 @@ class CallSettings:
         if not isinstance(raw, Mapping):
             return cls()
         source = raw.get("source_batch")
+        recordings = raw.get("recordings")
         return cls(
             CallMode.parse(raw.get("mode", CallMode.RECORD.value)),
             source if isinstance(source, str) else None,
             dict(raw.get("prices") or {}),
+            recordings if isinstance(recordings, str) else None,
         )
 
 
 def llm_label(
-    mode: str | CallMode, source_batch: str | None = None, prices: Mapping[str, Any] | None = None
+    mode: str | CallMode,
+    source_batch: str | None = None,
+    prices: Mapping[str, Any] | None = None,
+    recordings: str | None = None,
 ) -> dict[str, Any]:
     """The ``llm`` execution label for these settings (checks the mode)."""
     out: dict[str, Any] = {"mode": CallMode.parse(mode).value}
     if source_batch:
         out["source_batch"] = source_batch
+    if recordings:
+        out["recordings"] = recordings
     if prices:
         out["prices"] = {k: dict(v) for k, v in prices.items()}
     return out

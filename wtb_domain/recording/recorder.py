@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from wtb_domain.errors import RecordingError
 from wtb_domain.ports import UnitOfWorkFactory
 from wtb_domain.recording import counters
+from wtb_domain.recording.file import load_recordings
 from wtb_domain.recording.model import (
     CallMode,
     CallRecord,
@@ -148,25 +149,36 @@ class Recorder:
             if mode is CallMode.REPLAY:
                 source = self.settings.source_batch
                 scope = f"batch {source!r}" if source else "the store"
+                fix = "record it first (--llm-mode record)"
+                if self.settings.recordings:
+                    scope = f"recordings file {self.settings.recordings}"
+                    fix = "export a batch that made this call"
                 raise RecordingError(
                     f"node {self.node!r}: replay found no recorded response for request "
-                    f"{c.key[:16]} ({summary(c.kind, c.name, c.stored)}) in {scope}; record "
-                    "it first (--llm-mode record) or use --llm-mode replay-or-live"
+                    f"{c.key[:16]} ({summary(c.kind, c.name, c.stored)}) in {scope}; {fix} "
+                    "or use --llm-mode replay-or-live"
                 )
             return None
-        record, response = found
-        self._keep(c, response, record.tokens_in, record.tokens_out, live=False, cost=None)
+        tokens_in, tokens_out, response = found
+        self._keep(c, response, tokens_in, tokens_out, live=False, cost=None)
         self.record_metric(f"{c.kind}_replayed_calls", 1)
         return response
 
-    def _lookup(self, c: _Call) -> tuple[CallRecord, Any] | None:
+    def _lookup(self, c: _Call) -> tuple[int, int, Any] | None:
+        """(tokens in, tokens out, response) of the recording to serve, if there is one."""
+        if self.settings.recordings:
+            in_file = load_recordings(self.settings.recordings).find(c.key)
+            if not in_file:
+                return None
+            chosen = _pick(in_file, self.repeat, c.occurrence)
+            return chosen.tokens_in, chosen.tokens_out, chosen.response()
         with self.uow_factory() as uow:
             candidates = uow.calls.find(c.key, batch_id=self.settings.source_batch)
             if not candidates:
                 return None
             record = _pick(candidates, self.repeat, c.occurrence)
             response = uow.calls.bodies([record.response_hash])[record.response_hash]
-        return record, response
+        return record.tokens_in, record.tokens_out, response
 
     def _finish(self, c: _Call, response: Any) -> Any:
         data = to_json_data(response, where=f"node {self.node!r} {c.kind} response")
@@ -266,7 +278,17 @@ def _round_trip(data: Any) -> Any:
     return json.loads(canonical(data))
 
 
-def _pick(candidates: list[CallRecord], repeat: int | None, occurrence: int) -> CallRecord:
+class _Recorded(Protocol):
+    @property
+    def repeat(self) -> int | None: ...
+    @property
+    def occurrence(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Recorded)
+
+
+def _pick(candidates: Sequence[_R], repeat: int | None, occurrence: int) -> _R:
     """The recording to serve, deterministically: the same repeat and occurrence, else the
     same occurrence, else the first recorded (``candidates`` are oldest first)."""
     for record in candidates:

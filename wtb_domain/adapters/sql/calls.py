@@ -61,6 +61,14 @@ class SqlCalls:
         )
         return [_record(r) for r in self._s.execute(stmt)]
 
+    def for_batch(self, batch_id: str) -> list[CallRecord]:
+        stmt = (
+            select(RECORDS)
+            .where(RECORDS.c.batch_id == batch_id, RECORDS.c.live.is_(True))
+            .order_by(RECORDS.c.created_at, RECORDS.c.checkpoint_id, RECORDS.c.seq)
+        )
+        return [_record(r) for r in self._s.execute(stmt)]
+
     def bodies(self, hashes: Sequence[str]) -> dict[str, Any]:
         wanted = list(dict.fromkeys(hashes))
         rows = self._s.execute(select(BODIES).where(BODIES.c.hash.in_(wanted))).all()

@@ -77,6 +77,8 @@ def with_call_options(
         if mode is None:
             llm["mode"] = "replay"
     cache = {**spec.cache.model_dump(), **({"enabled": False} if no_cache else {})}
+    from wtb_domain.batch.spec import BatchSpec
+
     return BatchSpec.parse({**spec.model_dump(), "llm": llm, "cache": cache})
 
 

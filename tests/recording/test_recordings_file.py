@@ -251,3 +251,18 @@ def test_a_request_not_in_the_file_is_the_replay_error(tmp_path: Path) -> None:
     )
     with pytest.raises(RecordingError, match=r"no recorded response .* in recordings file"):
         rec.tool("lookup", lambda term: term, {"term": "x"})
+
+
+def test_batch_run_option_replaces_the_spec_source(tmp_path: Path) -> None:
+    from wtb_cli.batch import with_call_options
+
+    rec = tmp_path / "rec.json"
+    rec.write_text(json.dumps({"wtb_recordings": SCHEMA_VERSION, "calls": []}))
+    base = spec("b", "t", llm={"mode": "replay", "source_batch": "old"})
+    changed = with_call_options(base, None, None, False, rec)
+    assert (changed.llm.mode, changed.llm.recordings) == ("replay", str(rec.resolve()))
+    assert changed.llm.source_batch is None
+    with pytest.raises(SpecError, match=r"exclude each other"):
+        with_call_options(base, None, "other", False, rec)
+    with pytest.raises(SpecError, match=r"recordings file .*missing\.json does not exist"):
+        with_call_options(base, None, None, False, tmp_path / "missing.json")

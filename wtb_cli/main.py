@@ -192,15 +192,12 @@ def fork(
     patch = parse_json(set_state, "--set")
     if patch is not None and not isinstance(patch, dict):
         raise SpecError('--set: must be a JSON object, e.g. {"question": "..."}')
+    variants = parse_pairs(variant, "--variant")  # every option is checked before the store
+    labels = call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings)
     if _fork_langgraph(checkpoint_id, patch, bool(variant) or workflow is not None, db):
         return
     e = app_for(db).controller.fork(
-        checkpoint_id,
-        patch,
-        parse_pairs(variant, "--variant"),
-        workflow=workflow,
-        run=not no_run,
-        more_labels=call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings),
+        checkpoint_id, patch, variants, workflow=workflow, run=not no_run, more_labels=labels
     )
     _show(db, e.id)
 

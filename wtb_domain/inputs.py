@@ -130,12 +130,24 @@ def check_json(value: Any, source: str) -> None:
                 if not isinstance(key, str):
                     raise SpecError(f"{where}: key {key!r} is not a string; quote it")
                 _check_str(key, f"{where} (a key)")
-                stack.append((sub, f"{path}.{key}" if path else key, depth + 1))
+                stack.append((sub, _key_path(path, key), depth + 1))
         elif isinstance(item, list | tuple):
             for i, sub in enumerate(item):
                 stack.append((sub, f"{path}[{i}]", depth + 1))
         else:
             raise SpecError(f"{where}: a {type(item).__name__} is not a JSON value")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _key_path(path: str, key: str) -> str:
+    """``path.key`` for a plain key; otherwise ``path["…"]`` (escaped, shortened), so a message
+    naming the place stays one printable line whatever the key holds."""
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    shown = json.dumps(key[:60] + ("..." if len(key) > 60 else ""))
+    return f"{path}[{shown}]"
 
 
 def _str_problem(text: str) -> str | None:

@@ -115,7 +115,8 @@ def test_killed_batches_rerun_to_the_uninterrupted_results(
     try:
         for i, delay in enumerate(moments):
             for j in range(i, min(i + AHEAD, KILLS)):  # boot ahead; they wait at their gate
-                procs.setdefault(j, start(j))
+                if j not in procs:  # (setdefault(j, start(j)) would boot a second, orphan CLI)
+                    procs[j] = start(j)
             batch_id, log, proc = f"kill-{run}-{i}", tmp_path / f"calls-{i}.log", procs.pop(i)
             deadline = time.monotonic() + REGISTER_TIMEOUT_S
             while not db.registered(batch_id):

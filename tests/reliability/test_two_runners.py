@@ -10,7 +10,7 @@ runner take the execution over and run a node again. Per trial:
 * each node of each execution ran once (a log every node appends to, across processes), and
   the store holds exactly those node checkpoints, in intact chains, nothing left claimed;
 * one result per (combination, case, repeat); the matrix counts each combination once per
-  case; the batch is ``completed``;
+  case; the batch is ``completed``, with one end event in its audit log;
 * both runners finish ``completed`` with every result, and the node runs they report add up
   to the node runs that happened (the one that waited reports the ones it did not run as 0).
 
@@ -98,7 +98,10 @@ def check_ran_once(db: h.Db, batch_id: str, log: Path) -> None:
     assert {r.success for r in results} == {True}
     matrix = BatchService(sql_app(db.url, audit=False)).matrix(batch_id)
     assert len(matrix.stats) == 8 and {s.n for s in matrix.stats} == {CASES}
-    assert db.batch_status(batch_id) == "completed", db.batch_story(batch_id)
+    story = db.batch_story(batch_id)
+    assert db.batch_status(batch_id) == "completed", story
+    ended = [entry for entry in story if entry.startswith("BatchCompleted ")]
+    assert len(ended) == 1, story  # both runners end the batch; it ended once
 
 
 def registrations(db: h.Db, batch_id: str) -> int:
@@ -111,7 +114,7 @@ def claimed(db: h.Db, batch_id: str) -> int:
 
 def run_service(url: str, spec: dict[str, Any], barrier: threading.Barrier) -> BatchSummary:
     """One runner: its own App, every task group on two threads, as a flow would."""
-    service = BatchService(sql_app(url, audit=False))
+    service = BatchService(sql_app(url))  # with the audit log: the batch's end is in it
     barrier.wait(60)
     prepared = service.prepare(BatchSpec.parse(spec), workers=h.WORKERS)
     with ThreadPoolExecutor(h.WORKERS) as pool:

@@ -242,6 +242,9 @@ class MemoryBatches:
             raise NotFoundError(f"no batch test {batch_id!r}")
         return found
 
+    def get_for_update(self, batch_id: str) -> BatchTest:
+        return self.get(batch_id)  # one process: the memory store has no concurrent writer
+
 
 class MemoryResults:
     def __init__(self, store: MemoryStore, staged: _Staged) -> None:

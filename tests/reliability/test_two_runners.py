@@ -100,12 +100,12 @@ def check_ran_once(db: h.Db, batch_id: str, log: Path) -> None:
     assert len(matrix.stats) == 8 and {s.n for s in matrix.stats} == {CASES}
     story = db.batch_story(batch_id)
     assert db.batch_status(batch_id) == "completed", story
-    ended = [entry for entry in story if entry.startswith("BatchCompleted ")]
+    ended = [entry for entry in story if entry.startswith("batch_completed ")]
     assert len(ended) == 1, story  # both runners end the batch; it ended once
 
 
 def registrations(db: h.Db, batch_id: str) -> int:
-    return sum(1 for entry in db.batch_story(batch_id) if entry.startswith("BatchStarted "))
+    return sum(1 for entry in db.batch_story(batch_id) if entry.startswith("batch_started "))
 
 
 def claimed(db: h.Db, batch_id: str) -> int:

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from wtb_domain import App, SpecError, WtbError, sql_app
-from wtb_domain.errors import RunError, StoreError
+from wtb_domain.errors import RunError, StoreError, WorkflowError
 from wtb_domain.inputs import load_json, read_text
+from wtb_domain.workflow.model import Workflow
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -86,6 +87,18 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise SpecError(f"{option}: node {node!r} is given twice ({out[node]!r}, {variant!r})")
         out[node] = variant
     return out
+
+
+def check_variants(wf: Workflow, selection: dict[str, str], option: str) -> None:
+    """Refuse an unknown node or variant of ``wf`` before the store opens (one line).
+
+    Raises:
+        SpecError: Naming the option and the valid nodes or variants.
+    """
+    try:
+        wf.check_variants(selection)
+    except WorkflowError as exc:
+        raise SpecError(f"{option}: {exc}") from None
 
 
 def check_database_url(url: str | None, option: str = "--db / WTB_DATABASE_URL") -> None:

@@ -94,3 +94,20 @@ def test_fork_refuses_bad_set_before_touching_the_database(tmp_path: Path) -> No
     db = f"sqlite:///{tmp_path / 'wtb.db'}"
     assert_one_line_exit_2(["fork", "CP", "--set", '{"a": NaN}', "--db", db], "--set", "NaN")
     assert_one_line_exit_2(["fork", "CP", "--variant", "a", "--db", db], "NODE=VARIANT")
+
+
+@pytest.mark.parametrize(
+    ("variant", "words"),
+    [
+        ("a", ("--variant", "NODE=VARIANT")),
+        ("a=nope", ("--variant", "'a'", "'nope'", "x, y, z")),
+        ("zz=x", ("--variant", "'zz'", "a, b, c")),
+    ],
+)
+def test_run_refuses_a_bad_variant_before_touching_the_database(
+    tmp_path: Path, variant: str, words: tuple[str, ...]
+) -> None:
+    db_file = tmp_path / "wtb.db"
+    args = ["run", wf.LINEAR3, "--input", '{"q": "one"}', "--variant", variant]
+    assert_one_line_exit_2([*args, "--db", f"sqlite:///{db_file}"], *words)
+    assert not db_file.exists()

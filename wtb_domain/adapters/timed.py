@@ -153,7 +153,7 @@ class TimedUnitOfWork:
 def timed(factory: UnitOfWorkFactory, metrics: PrometheusMetrics) -> UnitOfWorkFactory:
     """``factory`` whose units of work time their checkpoint writes."""
 
-    def uow() -> UnitOfWork:
-        return TimedUnitOfWork(factory(), metrics)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return TimedUnitOfWork(factory(read_only=read_only), metrics)
 
     return uow

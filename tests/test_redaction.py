@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from wtb_domain.redaction import looks_secret, mask_url, redact
+from wtb_domain.redaction import looks_secret, mask_text, mask_url, redact, redact_text
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,38 @@ def test_mask_url() -> None:
     assert mask_url("sqlite:///tmp/wtb.db") == "sqlite:///tmp/wtb.db"
     # Unparsable text is masked as well as it can be, never echoed with its password.
     assert "s3cret" not in mask_url("foo bar://u:s3cret@h/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("my key is sk-proj-AbCdEfGh12345678", "my key is ***"),
+        ("sk-ant-api03-AbCdEfGh_12345678-xyz.", "***."),
+        ("Authorization: Bearer abcDEF123456ghiJKL", "Authorization: Bearer ***"),
+        ("token ghp_0123456789abcdefghijABCDEFGHIJ", "token ***"),
+        ("AKIAIOSFODNN7EXAMPLE is an AWS key", "*** is an AWS key"),
+        ("xoxb-1234567890-abcdef", "***"),
+        ("see postgresql://u:s3cret@db/x now", "see postgresql://u:***@db/x now"),
+    ],
+)
+def test_credential_shaped_text_is_masked_under_any_key(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+    assert redact({"prompt": text}) == {"prompt": masked}
+    assert redact_text({"prompt_tokens": 3, "content": [text]}) == {
+        "prompt_tokens": 3,  # redact_text keeps every key's value but masks text
+        "content": [masked],
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the bearer of good news arrived",
+        "Bearer responsibilities matter",
+        "task-management and sk-short",
+        "risk-assessment-framework-document",
+        "postgresql://u@db/x",
+    ],
+)
+def test_ordinary_text_is_kept(text: str) -> None:
+    assert mask_text(text) == text

@@ -528,3 +528,20 @@ def test_database_url_must_parse_and_its_error_shows_no_password() -> None:
     assert line.startswith("database_url:"), line
     assert "hunter2" not in line
     assert BatchSpec.parse(spec_dict(database_url="sqlite:///x.db")).database_url
+
+
+@pytest.mark.parametrize(
+    ("fields", "uses"),
+    [
+        ({}, False),  # linear3 opts no node into the cache
+        ({"cache": {"nodes": ["a"]}}, True),
+        ({"cache": {"enabled": False, "nodes": ["a"]}}, False),
+        ({"workflow": "tests.recording.workflows:workflow"}, True),  # retrieve: cache=True
+        ({"workflow": "tests.recording.workflows:workflow", "cache": False}, False),
+    ],
+)
+def test_a_batch_uses_a_cache_when_a_node_is_cached(fields: dict[str, Any], uses: bool) -> None:
+    data = {**spec_dict(), **fields}
+    if "workflow" in fields:
+        data["variants"] = {}
+    assert resolve(BatchSpec.parse(data)).uses_cache is uses

@@ -83,6 +83,15 @@ class ResolvedBatch:
             raise SpecError(f"no combination/repeat {key!r} in this batch") from None
 
     @property
+    def uses_cache(self) -> bool:
+        """Whether any node of a run may be served from the node cache (it is on, and a node
+        opts in with ``cache=True`` or is named in ``cache.nodes``)."""
+        cache = self.spec.cache
+        return cache.enabled and any(
+            n.cache or n.name in cache.nodes for n in self.workflow.nodes.values()
+        )
+
+    @property
     def nondeterministic(self) -> set[str]:
         flagged = {n.name for n in self.workflow.nodes.values() if not n.deterministic}
         return flagged | set(self.spec.nondeterministic_nodes)

@@ -425,6 +425,7 @@ def test_labels_work_in_baseline_combinations_and_environments() -> None:
         {"variant": "bm25", "params": {"k": 1}, "label": "narrow"},
         baseline="retrieve=narrow",
         environments={"retrieve": {"narrow": {"env_vars": {"X": "1"}}}},
+        runner="ray",  # the threadpool runner refuses environments
     )
     resolved = resolve(BatchSpec.parse(spec))
     assert resolved.spec.baseline == "retrieve=narrow"
@@ -545,3 +546,21 @@ def test_a_batch_uses_a_cache_when_a_node_is_cached(fields: dict[str, Any], uses
     if "workflow" in fields:
         data["variants"] = {}
     assert resolve(BatchSpec.parse(data)).uses_cache is uses
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [({"env_vars": {"X": "1"}}, "env_vars"), ({"pip": ["requests"]}, "pip")],
+)
+def test_environments_on_the_threadpool_runner_are_refused(env: dict[str, Any], field: str) -> None:
+    """ThreadPool runs every variant in this process: it cannot apply a variant's env vars
+    (os.environ is shared by concurrent batches) or packages, and never ignores them."""
+    data = spec_dict(environments={"a": {"y": env}})
+    with pytest.raises(SpecError) as info:
+        resolve(BatchSpec.parse(data))
+    message = str(info.value)
+    assert message.startswith(f"environments.a.y.{field}:"), message
+    assert "runner: ray" in message and "\n" not in message
+    ray = resolve(BatchSpec.parse({**data, "runner": "ray"}))
+    assert {leaf.combination.name: ray.leaf_envs[leaf.key] for leaf in ray.leaves}["a=y,b=x"] == env
+    resolve(BatchSpec.parse(spec_dict(environments={"a": {"y": {"env_vars": {}}}})))  # empty

@@ -173,7 +173,7 @@ class Recorder:
                 return None
             chosen = _pick(in_file, self.repeat, c.occurrence)
             return chosen.tokens_in, chosen.tokens_out, chosen.response()
-        with self.uow_factory() as uow:
+        with self.uow_factory(read_only=True) as uow:
             candidates = uow.calls.find(c.key, batch_id=self.settings.source_batch)
             if not candidates:
                 return None

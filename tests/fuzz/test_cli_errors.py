@@ -37,6 +37,10 @@ def assert_one_line_exit_2(args: list[str], *words: str) -> str:
         ((SPEC + "name: caf").encode() + b"\xe9\n", ("spec.yaml:4 is not UTF-8",)),
         ("[" * 10000 + "]" * 10000, ("nested too deeply",)),
         (SPEC + "environments:\n  a:\n    x:\n      env_vars: a\n", ("environments.a.x",)),
+        (
+            SPEC + "environments:\n  a:\n    y:\n      env_vars: {X: '1'}\n",
+            ("environments.a.y.env_vars", "threadpool runner", "runner: ray"),
+        ),
     ],
 )
 def test_batch_run_refuses_bad_specs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,7 +14,9 @@ from rich.markup import escape
 from wtb_domain import App, SpecError, WtbError, sql_app
 from wtb_domain.errors import RunError, StoreError, WorkflowError
 from wtb_domain.inputs import load_json, read_text
-from wtb_domain.workflow.model import Workflow
+
+if TYPE_CHECKING:
+    from wtb_domain.workflow.model import Workflow
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)

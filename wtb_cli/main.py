@@ -31,7 +31,6 @@ from wtb_cli.common import (
 from wtb_domain import SpecError
 from wtb_domain.adapters.sql.database import Database
 from wtb_domain.state import max_state_bytes
-from wtb_domain.workflow.loading import load_workflow
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -112,6 +111,8 @@ def run(
         raise SpecError('--input: must be a JSON object, e.g. {"question": "..."}')
     variants = parse_pairs(variant, "--variant")  # every option is checked before the store
     labels = call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings)
+    from wtb_domain.workflow.loading import load_workflow
+
     wf = load_workflow(workflow)
     check_variants(wf, variants, "--variant")
     controller = app_for(db).controller

@@ -173,9 +173,13 @@ def test_statements_per_result_and_per_node(app: App, request: pytest.FixtureReq
     reads += [s for s in counts.statements if s.startswith("SELECT wtb_checkpoints")]
     reads += [s for s in counts.statements if s.startswith("SELECT wtb_state_blobs")]
     assert reads == [], reads
-    # Audit entries and outbox rows: one statement per table per transaction at most.
-    audit = sum(n for s, n in counts.statements.items() if "wtb_audit_log" in s)
-    assert audit <= counts.commits
+    # Events (one row each: outbox entry and audit entry in one): one statement per
+    # transaction at most, and no separate audit table any more.
+    assert not any("wtb_audit_log" in s for s in counts.statements)
+    events = sum(
+        n for s, n in counts.statements.items() if s.startswith("INSERT OR IGNORE INTO wtb_outbox")
+    )
+    assert events <= counts.commits
     bound_result, bound_node = BOUNDS[dialect]
     assert per_result <= bound_result
     assert per_node <= bound_node

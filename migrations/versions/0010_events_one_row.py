@@ -6,6 +6,8 @@ node write. ``wtb_outbox`` now carries the entry's subject, severity and message
 details are derived from the payload when read (``wtb_domain.audit.details_of``, the same
 function that built them), so they are not stored twice.
 
+The unpublished index becomes partial (only unpublished rows).
+
 Data: each audit entry's subject, severity and message move to its event's outbox row.
 Entries without an outbox row (written before 0007, without an event id) become rows of their
 own, marked published (there is nothing to relay) and holding their details as the payload;
@@ -32,6 +34,7 @@ depends_on = None
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Stamp = sa.DateTime(timezone=True)
+UNPUBLISHED = sa.text("published_at IS NULL")
 SUBJECT = ("execution_id", "batch_id", "node", "severity", "message")
 
 
@@ -106,6 +109,15 @@ def upgrade() -> None:
     op.drop_table("wtb_audit_log")
     op.create_index("ix_wtb_outbox_execution_id", "wtb_outbox", ["execution_id"])
     op.create_index("ix_wtb_outbox_batch_id", "wtb_outbox", ["batch_id"])
+    # The table is now the event log (it keeps growing): index only the unpublished rows.
+    op.drop_index("ix_wtb_outbox_unpublished", table_name="wtb_outbox")
+    op.create_index(
+        "ix_wtb_outbox_unpublished",
+        "wtb_outbox",
+        ["id"],
+        sqlite_where=UNPUBLISHED,
+        postgresql_where=UNPUBLISHED,
+    )
 
 
 def _describe_orphans(o: sa.TableClause) -> None:
@@ -176,6 +188,8 @@ def downgrade() -> None:
     if entries:
         bind.execute(a.insert(), entries)
     bind.execute(o.delete().where(o.c.event_type.not_in(list(EVENT_TYPES))))
+    op.drop_index("ix_wtb_outbox_unpublished", table_name="wtb_outbox")
+    op.create_index("ix_wtb_outbox_unpublished", "wtb_outbox", ["published_at", "id"])
     op.drop_index("ix_wtb_outbox_batch_id", table_name="wtb_outbox")
     op.drop_index("ix_wtb_outbox_execution_id", table_name="wtb_outbox")
     # SQLite >= 3.35 drops columns in place.

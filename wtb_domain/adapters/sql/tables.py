@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -91,7 +92,13 @@ class OutboxRow(Base):
 
     __tablename__ = "wtb_outbox"
     __table_args__ = (
-        Index("ix_wtb_outbox_unpublished", "published_at", "id"),
+        # Partial: only the few unpublished rows, not the whole (ever-growing) event log.
+        Index(
+            "ix_wtb_outbox_unpublished",
+            "id",
+            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL"),
+        ),
         Index("ix_wtb_outbox_execution_id", "execution_id"),
         Index("ix_wtb_outbox_batch_id", "batch_id"),
     )

@@ -6,7 +6,8 @@ node write. ``wtb_outbox`` now carries the entry's subject, severity and message
 details are derived from the payload when read (``wtb_domain.audit.details_of``, the same
 function that built them), so they are not stored twice.
 
-The unpublished index becomes partial (only unpublished rows).
+The unpublished index becomes partial (only unpublished rows), as are the new subject
+indexes (only rows with an execution, a batch).
 
 Data: each audit entry's subject, severity and message move to its event's outbox row.
 Entries without an outbox row (written before 0007, without an event id) become rows of their
@@ -107,8 +108,16 @@ def upgrade() -> None:
     op.drop_index("ix_wtb_audit_log_batch_id", table_name="wtb_audit_log")
     op.drop_index("ix_wtb_audit_log_execution_id", table_name="wtb_audit_log")
     op.drop_table("wtb_audit_log")
-    op.create_index("ix_wtb_outbox_execution_id", "wtb_outbox", ["execution_id"])
-    op.create_index("ix_wtb_outbox_batch_id", "wtb_outbox", ["batch_id"])
+    # Partial: events without an execution (or without a batch) add no index entry.
+    for column in ("execution_id", "batch_id"):
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            f"ix_wtb_outbox_{column}",
+            "wtb_outbox",
+            [column],
+            sqlite_where=where,
+            postgresql_where=where,
+        )
     # The table is now the event log (it keeps growing): index only the unpublished rows.
     op.drop_index("ix_wtb_outbox_unpublished", table_name="wtb_outbox")
     op.create_index(

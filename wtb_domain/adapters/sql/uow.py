@@ -110,7 +110,7 @@ class SqlUnitOfWork:
             raise StoreError(f"database error: {_describe(exc)}") from exc
 
     def record(self, events: Sequence[Event]) -> None:
-        """Stage events for the next commit (outbox + audit rows in its transaction)."""
+        """Stage events for the next commit (one event row each, in its transaction)."""
         if self._record_events:
             self._events.extend(events)
 

@@ -82,8 +82,8 @@ class LateReplies:
 
 
 def late_controller(app: App, delay: float) -> ExecutionController:
-    def uow() -> UnitOfWork:
-        return LateReplies(app.uow(), delay)  # type: ignore[return-value]
+    def uow(read_only: bool = False) -> UnitOfWork:
+        return LateReplies(app.uow(read_only=read_only), delay)  # type: ignore[return-value]
 
     return ExecutionController(uow, app.bus, lease_s=LEASE_S)
 

@@ -100,12 +100,17 @@ def check_ran_once(db: h.Db, batch_id: str, log: Path) -> None:
     assert len(matrix.stats) == 8 and {s.n for s in matrix.stats} == {CASES}
     story = db.batch_story(batch_id)
     assert db.batch_status(batch_id) == "completed", story
-    ended = [entry for entry in story if entry.startswith("batch_completed ")]
+    ended = [entry for entry in story if kind(entry) == "batchcompleted"]
     assert len(ended) == 1, story  # both runners end the batch; it ended once
 
 
 def registrations(db: h.Db, batch_id: str) -> int:
-    return sum(1 for entry in db.batch_story(batch_id) if entry.startswith("batch_started "))
+    return sum(1 for entry in db.batch_story(batch_id) if kind(entry) == "batchstarted")
+
+
+def kind(entry: str) -> str:
+    """An audit entry's event type, however spelt (``BatchStarted``, ``batch_started``)."""
+    return entry.split(" ", 1)[0].replace("_", "").lower()
 
 
 def claimed(db: h.Db, batch_id: str) -> int:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.ray_session import RayConnections, RayJob
-from flows.runners import ray_job
+from flows.ray_session import RayConnections, RayJob, disconnect
+from flows.runners import prefect_api_for_ray, ray_job
 from wtb_domain.batch.spec import BatchSpec, RayConfig
 from wtb_domain.errors import WtbError
 
@@ -185,3 +188,25 @@ def test_the_job_changes_with_its_prefect_api_and_runtime_env_fields() -> None:
     local = ray_job(_spec(ray_address=None, num_cpus=2), "http://p/api")
     assert (local.address, local.init_kwargs["num_cpus"], local.keep) == (None, 2, False)
     assert base.keep and "num_cpus" not in base.init_kwargs
+
+
+@pytest.mark.slow
+def test_the_prefect_server_kept_for_a_kept_job_serves_every_batch_and_stops_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PREFECT_API_URL a kept job keeps its workers' API URL: one server, until
+    disconnect (a one-run server, keep=False, is stopped after its block)."""
+    from flows import runners
+
+    monkeypatch.setenv("WTB_HOME", str(tmp_path))
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with prefect_api_for_ray(keep=True) as first:
+            assert PREFECT_API_URL.value() == first
+        server = runners._kept_server
+        assert server is not None and server.proc.poll() is None
+        with prefect_api_for_ray(keep=True) as second:
+            assert second == first
+            assert httpx.get(f"{second}/health", timeout=10).status_code == 200
+        assert disconnect(timeout=10)
+        assert server.proc.poll() is not None, "the kept server outlived disconnect()"
+        assert runners._kept_server is None

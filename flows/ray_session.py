@@ -129,6 +129,8 @@ class RayConnections:
 
     def _acquire(self, job: RayJob) -> _Live:
         with self._cond:
+            if self._live is not None and not self._backend.is_initialized():
+                self._live = None  # ray.shutdown() was called outside WTB: reconnect
             waited = False
             while self._live is not None and self._live.job.key != job.key:
                 if self._live.users == 0:

@@ -66,6 +66,17 @@ def test_a_cluster_job_is_kept_and_reused_by_the_next_batch() -> None:
     assert fake.calls[-1] == "shutdown" and conns.live is None
 
 
+def test_a_kept_job_closed_outside_wtb_is_opened_again() -> None:
+    fake = FakeRay()
+    conns = RayConnections(fake)
+    with conns.use(job()) as first:
+        pass
+    fake.shutdown()  # someone called ray.shutdown()
+    with conns.use(job()) as second:
+        assert fake.is_initialized()
+    assert first != second and conns.connects == 2
+
+
 def test_a_local_ray_ends_with_its_run() -> None:
     fake = FakeRay()
     conns = RayConnections(fake)

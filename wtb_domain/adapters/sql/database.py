@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from wtb_domain.adapters.sql.sqlite_gate import GatedConnection, begin_immediate, gate_for
 from wtb_domain.errors import StoreError
 
 DEFAULT_DIR = ".wtb"
@@ -91,9 +92,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock up front: a deferred transaction that later writes can fail with
-    # SQLITE_BUSY without waiting when another thread/process writes at the same time.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # The process's threads queue on the file's gate, then take SQLite's write lock up
+    # front (see adapters.sql.sqlite_gate).
+    begin_immediate(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 class Database:
@@ -120,8 +121,16 @@ class Database:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            sqlite_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": GatedConnection}
+            engine = create_engine(parsed, connect_args=sqlite_args)
+            gate = gate_for(database)
+
+            def on_connect(dbapi_conn: Any, record: Any) -> None:
+                _sqlite_pragmas(dbapi_conn, record)
+                if isinstance(dbapi_conn, GatedConnection):
+                    dbapi_conn.wtb_gate = gate
+
+            event.listen(engine, "connect", on_connect)
             event.listen(engine, "begin", _sqlite_begin_immediate)
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in

@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 _gates_lock = threading.Lock()
 _gates: dict[str, WriteGate] = {}
 
@@ -74,8 +76,8 @@ class GatedConnection(sqlite3.Connection):
             return
         if not gate.lock.acquire(timeout=timeout_s):
             raise sqlite3.OperationalError(
-                f"database is locked (another thread of this process kept a write "
-                f"transaction open for over {timeout_s:g} s)"
+                f"database is locked (another transaction of this process, in another "
+                f"thread or still open in this one, held the write lock for over {timeout_s:g} s)"
             )
         self.wtb_holds = True
 
@@ -120,7 +122,10 @@ def begin_immediate(conn: Any, timeout_s: float) -> None:
     dbapi = conn.connection.dbapi_connection
     gated = isinstance(dbapi, GatedConnection)
     if gated:
-        dbapi.wtb_enter(timeout_s)
+        try:
+            dbapi.wtb_enter(timeout_s)
+        except sqlite3.OperationalError as exc:  # as SQLAlchemy reports a busy timeout
+            raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:

@@ -28,7 +28,7 @@ def test_upserts_match_plain_execute_and_compile_once(tmp_path: Path) -> None:
         engine = create_engine(f"sqlite:///{tmp_path / use}.db")
         MD.create_all(engine)
         seen: list[str] = []
-        event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        event.listen(engine, "before_cursor_execute", lambda *a, seen=seen: seen.append(a[2]))
         with engine.begin() as conn:
             for _ in range(3):
                 if use == "plain":

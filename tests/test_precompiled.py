@@ -11,9 +11,7 @@ from sqlalchemy.dialects import sqlite
 from wtb_domain.adapters.sql import precompiled
 
 MD = MetaData()
-T = Table(
-    "t", MD, Column("k", String, primary_key=True), Column("n", Integer), Column("x", Float)
-)
+T = Table("t", MD, Column("k", String, primary_key=True), Column("n", Integer), Column("x", Float))
 UPSERT = sqlite.insert(T)
 UPSERT = UPSERT.on_conflict_do_update(
     index_elements=["k"], set_={"n": T.c.n + UPSERT.excluded.n, "x": UPSERT.excluded.x}

@@ -1,13 +1,16 @@
 """Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (a cluster) and ThreadPool.
 
     python bench/scale.py [--repeats 2] [--worker-path DIR] [--label TEXT] [--no-write]
+                          [--skip-ray | --skip-threadpool]
 
 One ``prefect server`` (started here) serves every run. Ray: a local cluster started here
 with ``ray start --head --num-cpus 8`` (``tests.ray_cluster``, stopped by PID); its start and
 one warm-up batch (which starts the 8 worker processes) are not counted. ThreadPool: each
 ``run_batch`` from flow start. ideal = node executions x 0.1 s / 8. Per-task overhead =
 (wall - ideal) / tasks, for WTB and for a bare Prefect flow whose tasks only sleep as long
-as WTB's planned groups, on the same task runner (a whole flow run each).
+as WTB's planned groups, on the same task runner (a whole flow run each). Driver CPU: this
+process's CPU seconds for the WTB run and the bare run (ThreadPool: all its threads; Ray: the
+driver only, not the workers).
 
 ``--worker-path`` puts another checkout first on the Ray nodes' PYTHONPATH (e.g. the code
 before warm workers) while the driver stays on this one; ``--label`` names the run.
@@ -27,6 +30,7 @@ import bench.batch as bb
 # isort: split
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -66,6 +70,8 @@ class Row:
     to_first: list[float] = field(default_factory=list)  # flow call -> first execution
     active: list[float] = field(default_factory=list)  # first execution -> last result
     bare: list[float] = field(default_factory=list)  # bare flow wall, same plan
+    cpu: list[float] = field(default_factory=list)  # this process's CPU s of the WTB run
+    bare_cpu: list[float] = field(default_factory=list)  # ... of the bare run
     tasks: int = 0
     loads: list[float] = field(default_factory=list)
 
@@ -108,7 +114,9 @@ def measure(
 ) -> None:
     for r in range(repeats):
         db = work.db(f"{row.runner}-{r}")
+        cpu0 = time.process_time()
         run = bb.flow_run(f"{row.runner} #{r + 1}", make(db), db, row.tasks)
+        row.cpu.append(time.process_time() - cpu0)
         if not run.ok:
             raise SystemExit(f"{row.runner} batch did not complete: {run.summary}")
         row.walls.append(run.wall)
@@ -116,7 +124,9 @@ def measure(
         row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
         row.to_first.append(run.to_first_execution)
         row.active.append(run.active)
+        cpu0 = time.process_time()
         row.bare.append(bare_wall(make(db), sleeps, api))
+        row.bare_cpu.append(time.process_time() - cpu0)
         row.loads.append(bb.load_avg()[0])
         print(f"    bare {row.runner} #{r + 1}: {row.bare[-1]:.2f} s", flush=True)
 
@@ -128,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--skip-threadpool", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true", help="ThreadPool rows only")
     args = parser.parse_args(argv)
 
     info = machine_info(["prefect", "prefect-ray", "ray", "sqlalchemy"])
@@ -139,20 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     node_path = os.pathsep.join([args.worker_path, str(bb.REPO_ROOT)])
     with tempfile.TemporaryDirectory(prefix="wtb-scale-") as tmp, prefect_api_for_ray() as api:
         work = bb.Workdir(Path(tmp))
-        with ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path}) as cluster:
-            print(f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True)
-            warm = work.db("ray-warmup")
-            bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
-            ray_row = Row("ray", tasks=plan.tasks)
-            measure(
-                ray_row,
-                lambda db: ray_spec(db, cluster.address),
-                work,
-                args.repeats,
-                sleeps,
-                api,
-            )
-            rows.append(ray_row)
+        ray_part = contextlib.nullcontext(None)
+        if not args.skip_ray:
+            ray_part = ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path})
+        with ray_part as cluster:
+            if cluster is not None:
+                print(
+                    f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True
+                )
+                warm = work.db("ray-warmup")
+                bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
+                ray_row = Row("ray", tasks=plan.tasks)
+                measure(
+                    ray_row,
+                    lambda db: ray_spec(db, cluster.address),
+                    work,
+                    args.repeats,
+                    sleeps,
+                    api,
+                )
+                rows.append(ray_row)
         if not args.skip_threadpool:
             tp_row = Row("threadpool", tasks=plan.tasks)
             measure(
@@ -183,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "WTB / bare",
         "target",
         "",
+        "driver CPU s: WTB / bare",
         "load (1 min)",
     ]
     table = []
@@ -207,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{wtb / bare:.2f}" if bare > 0 else "n/a",
                 f"<= {OVERHEAD_TARGET}",
                 verdict(bare > 0 and wtb / bare <= OVERHEAD_TARGET),
+                f"{statistics.median(row.cpu):.2f} / {statistics.median(row.bare_cpu):.2f}",
                 " / ".join(f"{x:.2f}" for x in row.loads),
             ]
         )

@@ -91,10 +91,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # The process's threads queue on the file's gate, then take SQLite's write lock up
-    # front (see adapters.sql.sqlite_gate).
-    begin_immediate(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
+READ_ONLY = "wtb_read_only"
+"""Execution option of a connection that only reads (a read-only unit of work)."""
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A unit of work that writes takes the write lock up front: a deferred transaction that
+    # later writes can fail with SQLITE_BUSY without waiting when another thread/process
+    # writes at the same time; the process's threads queue for it on the file's gate first
+    # (see adapters.sql.sqlite_gate). One that only reads takes a deferred transaction, and
+    # no gate: in WAL it is one consistent snapshot from its first read, and it never waits
+    # for a writer (a read nested inside a write unit of work would otherwise wait for the
+    # busy timeout).
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        begin_immediate(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 class Database:
@@ -131,7 +143,7 @@ class Database:
                     dbapi_conn.wtb_gate = gate
 
             event.listen(engine, "connect", on_connect)
-            event.listen(engine, "begin", _sqlite_begin_immediate)
+            event.listen(engine, "begin", _sqlite_begin)
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in
         # transaction-pooling mode works (unless WTB_PG_PREPARED_STATEMENTS=on).

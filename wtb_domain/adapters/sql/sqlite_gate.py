@@ -1,6 +1,6 @@
 """One SQLite write transaction at a time per process and file, queued on a Python lock.
 
-Every WTB transaction on SQLite starts with ``BEGIN IMMEDIATE`` (the write lock). When
+Every WTB write transaction on SQLite starts with ``BEGIN IMMEDIATE`` (the write lock). When
 another thread holds it, SQLite's busy handler does not wait for its release: it sleeps and
 retries (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms, then every 100 ms), so with 8
 threads writing one file a transaction of 2 ms can wait 25-100 ms for a lock that was free

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -83,32 +84,36 @@ class BlobRow(Base):
     size: Mapped[int] = mapped_column(Integer)
 
 
-class AuditRow(Base):
-    __tablename__ = "wtb_audit_log"
-    __table_args__ = (
-        Index("ix_wtb_audit_log_batch_id", "batch_id"),
-        Index("ix_wtb_audit_log_event_id", "event_id", unique=True),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    event_type: Mapped[str] = mapped_column(String(64))
-    severity: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict[str, Any]] = mapped_column("data", JsonType)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Migration 0007: what the entry is about, and the event it describes (unique: a retried
-    # write does not duplicate it).
-    batch_id: Mapped[str | None] = mapped_column(String(64))
-    node: Mapped[str | None] = mapped_column(String(255))
-    event_id: Mapped[str | None] = mapped_column(String(64))
-
-
 class OutboxRow(Base):
-    """An event written in the transaction of its change; the relay publishes it."""
+    """One row per domain event, written in the transaction of its change: the outbox entry
+    the relay publishes (``payload``, ``published_at``) and the audit trail's entry (subject,
+    ``severity``, ``message``; the entry's details are derived from ``payload`` when read, see
+    :func:`wtb_domain.audit.details_of`). Migration 0010 merged ``wtb_audit_log`` into it."""
 
     __tablename__ = "wtb_outbox"
-    __table_args__ = (Index("ix_wtb_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (
+        # Partial: only the few unpublished rows, not the whole (ever-growing) event log.
+        Index(
+            "ix_wtb_outbox_unpublished",
+            "id",
+            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        # Partial too: an event without an execution (a batch's) or without a batch (a run
+        # outside batches) adds no entry -- one index page less to write at its commit.
+        Index(
+            "ix_wtb_outbox_execution_id",
+            "execution_id",
+            sqlite_where=text("execution_id IS NOT NULL"),
+            postgresql_where=text("execution_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_wtb_outbox_batch_id",
+            "batch_id",
+            sqlite_where=text("batch_id IS NOT NULL"),
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -116,6 +121,11 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    execution_id: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    node: Mapped[str | None] = mapped_column(String(255))
+    severity: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class ProcessedEventRow(Base):

@@ -1,6 +1,7 @@
 """Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (a cluster) and ThreadPool.
 
     python bench/scale.py [--repeats 2] [--worker-path DIR] [--label TEXT] [--no-write]
+                          [--skip-ray | --skip-threadpool]
 
 One ``prefect server`` (started here) serves every run. Ray: a local cluster started here
 with ``ray start --head --num-cpus 8`` (``tests.ray_cluster``, stopped by PID); its start is
@@ -12,7 +13,9 @@ and starts 8 new worker processes (what every batch did before kept connections;
 and ``ray.init`` counted). ThreadPool: each ``run_batch`` from flow start. ideal = node
 executions x 0.1 s / 8. Per-task overhead = (wall - ideal) / tasks, for WTB and for a bare
 Prefect flow whose tasks only sleep as long as WTB's planned groups, on the same task runner
-and, on Ray, the same kind of job (a whole flow run each).
+and, on Ray, the same kind of job (a whole flow run each). Driver CPU: this
+process's CPU seconds for the WTB run and the bare run (ThreadPool: all its threads; Ray: the
+driver only, not the workers).
 
 ``--worker-path`` puts another checkout first on the Ray nodes' PYTHONPATH (e.g. the code
 before warm workers) while the driver stays on this one; ``--label`` names the run.
@@ -32,6 +35,7 @@ import bench.batch as bb
 # isort: split
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -72,6 +76,8 @@ class Row:
     to_first: list[float] = field(default_factory=list)  # flow call -> first execution
     active: list[float] = field(default_factory=list)  # first execution -> last result
     bare: list[float] = field(default_factory=list)  # bare flow wall, same plan
+    cpu: list[float] = field(default_factory=list)  # this process's CPU s of the WTB run
+    bare_cpu: list[float] = field(default_factory=list)  # ... of the bare run
     tasks: int = 0
     loads: list[float] = field(default_factory=list)
 
@@ -114,7 +120,9 @@ def measure(
 ) -> None:
     for r in range(repeats):
         db = work.db(f"{row.runner}-{r}")
+        cpu0 = time.process_time()
         run = bb.flow_run(f"{row.runner} #{r + 1}", make(db), db, row.tasks)
+        row.cpu.append(time.process_time() - cpu0)
         if not run.ok:
             raise SystemExit(f"{row.runner} batch did not complete: {run.summary}")
         row.walls.append(run.wall)
@@ -122,7 +130,9 @@ def measure(
         row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
         row.to_first.append(run.to_first_execution)
         row.active.append(run.active)
+        cpu0 = time.process_time()
         row.bare.append(bare_wall(make(db), sleeps, api))
+        row.bare_cpu.append(time.process_time() - cpu0)
         row.loads.append(bb.load_avg()[0])
         print(f"    bare {row.runner} #{r + 1}: {row.bare[-1]:.2f} s", flush=True)
 
@@ -262,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--skip-threadpool", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true", help="ThreadPool rows only")
     args = parser.parse_args(argv)
 
     info = machine_info(["prefect", "prefect-ray", "ray", "sqlalchemy"])
@@ -273,24 +284,30 @@ def main(argv: list[str] | None = None) -> int:
     node_path = os.pathsep.join([args.worker_path, str(bb.REPO_ROOT)])
     with tempfile.TemporaryDirectory(prefix="wtb-scale-") as tmp, prefect_api_for_ray() as api:
         work = bb.Workdir(Path(tmp))
-        with ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path}) as cluster:
-            print(f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True)
-            warm = work.db("ray-warmup")
-            bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
-            ray_rows = [RayRow("ray", tasks=plan.tasks, job=job) for job in ("warm", "cold")]
-            try:
-                for ray_row in ray_rows:
-                    measure_ray(
-                        ray_row,
-                        lambda db: ray_spec(db, cluster.address),
-                        work,
-                        args.repeats,
-                        sleeps,
-                        api,
-                    )
-            finally:
-                disconnect()  # before the cluster stops
-            rows.append(ray_rows[0])
+        ray_part = contextlib.nullcontext(None)
+        if not args.skip_ray:
+            ray_part = ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path})
+        with ray_part as cluster:
+            if cluster is not None:
+                print(
+                    f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True
+                )
+                warm = work.db("ray-warmup")
+                bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
+                ray_rows = [RayRow("ray", tasks=plan.tasks, job=job) for job in ("warm", "cold")]
+                try:
+                    for ray_row in ray_rows:
+                        measure_ray(
+                            ray_row,
+                            lambda db: ray_spec(db, cluster.address),
+                            work,
+                            args.repeats,
+                            sleeps,
+                            api,
+                        )
+                finally:
+                    disconnect()  # before the cluster stops
+                rows.append(ray_rows[0])
         if not args.skip_threadpool:
             tp_row = Row("threadpool", tasks=plan.tasks)
             measure(
@@ -321,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "WTB / bare",
         "target",
         "",
+        "driver CPU s: WTB / bare",
         "load (1 min)",
     ]
     table = []
@@ -345,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{wtb / bare:.2f}" if bare > 0 else "n/a",
                 f"<= {OVERHEAD_TARGET}",
                 verdict(bare > 0 and wtb / bare <= OVERHEAD_TARGET),
+                f"{statistics.median(row.cpu):.2f} / {statistics.median(row.bare_cpu):.2f}",
                 " / ".join(f"{x:.2f}" for x in row.loads),
             ]
         )

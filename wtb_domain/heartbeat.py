@@ -50,6 +50,7 @@ class Heartbeat:
         self._cond = threading.Condition()
         self._claims: dict[tuple[str, str], _Held] = {}
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the waiting thread wakes on its own; 0: it is not waiting
 
     def add(self, execution_id: str, claim: Claim) -> None:
         """Start renewing ``claim``, just taken (its lease counts from ``claim.issued_at``)."""
@@ -61,7 +62,9 @@ class Heartbeat:
                     target=self._run, name="wtb-claim-heartbeat", daemon=True
                 )
                 self._thread.start()
-            else:
+            elif held.due_at < self._wakes_at:
+                # Wake the thread only when it would sleep past this claim's renewal (a
+                # thread that is not waiting looks at every claim before it waits again).
                 self._cond.notify()
 
     def renewed(self, execution_id: str, claim: Claim, sent_at: float) -> None:
@@ -121,7 +124,9 @@ class Heartbeat:
                 else:
                     idle_since = None
                 if not due:
+                    self._wakes_at = time.monotonic() + wait
                     self._cond.wait(timeout=wait)
+                    self._wakes_at = 0.0
                     continue
             for execution_id, held in due:
                 self._renew(execution_id, held)

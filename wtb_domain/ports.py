@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from wtb_domain.claims import Claim
-from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
 from wtb_domain.events import Event
 from wtb_domain.model import (
     AuditEntry,
@@ -138,6 +138,11 @@ class ResultRepository(Protocol):
 
     def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
         """The comparison matrix of a batch, aggregated where the data lives."""
+        ...
+
+    def combination_totals(self, batch_id: str) -> list[CombinationTotals]:
+        """Runs, failed runs and mean score per combination, by name (the matrix's values;
+        a batch's end needs no more of it)."""
         ...
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wtb_domain import App, SpecError, WtbError, sql_app
-from wtb_domain.errors import RunError, StoreError
-from wtb_domain.inputs import load_json, read_text
+from wtb_domain.errors import RunError, SpecError, StoreError, WtbError
+
+if TYPE_CHECKING:
+    from wtb_domain.bootstrap import App
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -63,6 +64,8 @@ def parse_json(value: str | None, option: str) -> Any:
     """Parse a JSON argument, or ``@path`` to a UTF-8 JSON file; SpecError on one line."""
     if value is None:
         return None
+    from wtb_domain.inputs import load_json, read_text  # YAML loads with it, not with the CLI
+
     if value.startswith("@"):
         return load_json(read_text(value[1:], f"{option}: file"), f"{option} {value[1:]}")
     try:
@@ -138,4 +141,6 @@ def check_workflow_ref(ref: str | None, option: str) -> None:
 
 def app_for(database_url: str | None) -> App:
     check_database_url(database_url)
+    from wtb_domain.bootstrap import sql_app  # the store loads with the first command using it
+
     return sql_app(database_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
@@ -25,12 +25,10 @@ from wtb_domain.adapters.sql.repositories import (
     INSERT_CHECKPOINTS,
     execution_values,
 )
-from wtb_domain.adapters.sql.tables import LangGraphCheckpointRow, LangGraphWriteRow
+from wtb_domain.adapters.sql.tables import LG_CHECKPOINTS, LG_WRITES
 from wtb_domain.errors import SpecError
 from wtb_domain.model import Execution, Source, Status, utcnow
 
-LG_CHECKPOINTS = cast(Table, LangGraphCheckpointRow.__table__)
-LG_WRITES = cast(Table, LangGraphWriteRow.__table__)
 LABEL = "langgraph"
 """The label of executions that are LangGraph threads (``{"thread_id", "checkpoint_ns"}``)."""
 

@@ -29,7 +29,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -43,7 +43,6 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
 
 from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import (
@@ -68,7 +67,10 @@ PERCENTILES = (50, 95)
 # Percentile lookups per statement (each is a subquery of the UNION ALL).
 LOOKUPS_PER_STATEMENT = 200
 
-Executor = Session | Connection
+if TYPE_CHECKING:  # a Session works too; the ORM is not imported to say so
+    from sqlalchemy.orm import Session
+
+    Executor = Session | Connection
 
 
 @dataclass(frozen=True)

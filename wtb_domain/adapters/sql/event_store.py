@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     CTE,
@@ -28,14 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from wtb_domain.adapters.sql.tables import AuditRow, OutboxRow, ProcessedEventRow
+from wtb_domain.adapters.sql.tables import AUDIT, OUTBOX, PROCESSED
 from wtb_domain.audit import describe
 from wtb_domain.events import Event, event_type, from_payload, to_payload
 from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
 
-AUDIT = cast(Table, AuditRow.__table__)
-OUTBOX = cast(Table, OutboxRow.__table__)
-PROCESSED = cast(Table, ProcessedEventRow.__table__)
 OUTBOX_COLUMNS = ("event_id", "event_type", "payload", "created_at")
 AUDIT_COLUMNS = (
     "event_id",

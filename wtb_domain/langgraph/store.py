@@ -17,15 +17,12 @@ from sqlalchemy.dialects import postgresql
 
 from wtb_domain import deltas
 from wtb_domain.adapters.sql.repositories import (
-    BLOBS,
-    CHECKPOINTS,
-    EXECUTIONS,
     IN_CHUNK,
     INSERT_BLOBS,
     INSERT_CHECKPOINTS,
     execution_values,
 )
-from wtb_domain.adapters.sql.tables import LG_CHECKPOINTS, LG_WRITES
+from wtb_domain.adapters.sql.tables import BLOBS, CHECKPOINTS, EXECUTIONS, LG_CHECKPOINTS, LG_WRITES
 from wtb_domain.errors import SpecError
 from wtb_domain.model import Execution, Source, Status, utcnow
 

@@ -44,7 +44,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, RESULTS, ROLLUPS
+from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import (
     COST_METRIC,
     DEFAULT_ALPHA,

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from wtb_domain.adapters.sql.repositories import BATCHES, aware
-from wtb_domain.adapters.sql.tables import BASELINES
+from wtb_domain.adapters.sql.repositories import aware
+from wtb_domain.adapters.sql.tables import BASELINES, BATCHES
 from wtb_domain.errors import NotFoundError
 from wtb_domain.ids import new_id
 from wtb_domain.model import Baseline

@@ -12,8 +12,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from wtb_domain.adapters.sql import rollups
-from wtb_domain.adapters.sql.rollups import ROLLUPS
-from wtb_domain.adapters.sql.tables import BATCHES, BLOBS, CHECKPOINTS, EXECUTIONS, RESULTS
+from wtb_domain.adapters.sql.tables import BATCHES, BLOBS, CHECKPOINTS, EXECUTIONS, RESULTS, ROLLUPS
 from wtb_domain.claims import Claim
 from wtb_domain.comparison import ComparisonMatrix
 from wtb_domain.deltas import load_values

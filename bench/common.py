@@ -102,8 +102,14 @@ def interleaved_rounds(
     items: Sequence[Any],
     rounds: int,
     warmup: int = 0,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Like :func:`timed_rounds` for several contenders, interleaved round by round.
+
+    With ``cpu``, each round's CPU seconds per call of this process (``time.process_time``)
+    go there too, per contender: a figure a loaded machine inflates far less than wall time.
+    A contender with an ``other_cpu()`` method (CPU seconds of the processes serving it, such
+    as its PostgreSQL backends) has that added.
 
     Round ``r`` runs slice ``r`` of the items through every contender in turn (the order
     rotates each round), so a burst of background load hits all of them alike instead of
@@ -123,10 +129,17 @@ def interleaved_rounds(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = fns[name]
             gc.collect()
-            start = time.perf_counter()
+            other = getattr(fn, "other_cpu", None)  # CPU of other processes (a DB server)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            other_start = other() if other is not None else 0.0
             for item in chunk:
                 fn(item)
             out[name].append((time.perf_counter() - start) / len(chunk))
+            if cpu is not None:
+                spent = time.process_time() - cpu_start
+                if other is not None:
+                    spent += other() - other_start
+                cpu.setdefault(name, []).append(spent / len(chunk))
     return out
 
 

@@ -192,27 +192,33 @@ def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> d
     return runner.wait(batch_id)
 
 
+def summary_line(batch_id: str, summary: dict[str, Any], uses_cache: bool) -> str:
+    """The last line of ``wtb batch run``; the cache count only when the batch uses a cache
+    (a "0 from the cache" of a batch without one would suggest a cache that missed)."""
+    line = (
+        f"batch {batch_id}: {summary.get('status')} - {summary.get('done')} of "
+        f"{summary.get('total')} results, {summary.get('failed')} failed, "
+        f"{summary.get('node_executions')} node runs"
+    )
+    if uses_cache:
+        line += f" ({summary.get('cache_hits', 0)} from the cache)"
+    return line
+
+
 def run_spec(
     spec: BatchSpec, base_dir: Path | None, fmt: str, quiet: bool = False
 ) -> dict[str, Any]:
     from wtb_domain.batch.plan import resolve
 
-    resolve(spec)  # workflow, variants, evaluators: a SpecError here, before Prefect starts
+    # workflow, variants, evaluators: a SpecError here, before Prefect starts
+    uses_cache = resolve(spec).uses_cache
     _quiet_prefect()
     if spec.batch_id is None:
         spec = spec.model_copy(update={"batch_id": f"batch-{new_id()[:20]}"})
     summary = _run_with_progress(spec, base_dir, quiet)
     if summary.get("done"):
         show_matrix(reads.batch_matrix(app_for(spec.database_url), str(spec.batch_id)), fmt)
-    console.print(
-        escape(
-            f"batch {spec.batch_id}: {summary.get('status')} - {summary.get('done')} of "
-            f"{summary.get('total')} results, {summary.get('failed')} failed, "
-            f"{summary.get('node_executions')} node runs"
-            f" ({summary.get('cache_hits', 0)} from the cache)"
-        ),
-        highlight=False,
-    )
+    console.print(escape(summary_line(str(spec.batch_id), summary, uses_cache)), highlight=False)
     for error in summary.get("errors") or []:
         console.print(f"[red]task error:[/red] {one_line(error)}", highlight=False)
     return summary

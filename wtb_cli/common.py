@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wtb_domain.errors import RunError, SpecError, StoreError, WtbError
+from wtb_domain.errors import RunError, SpecError, StoreError, WorkflowError, WtbError
 
 if TYPE_CHECKING:
     from wtb_domain.bootstrap import App
+    from wtb_domain.workflow.model import Workflow
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -89,6 +90,18 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise SpecError(f"{option}: node {node!r} is given twice ({out[node]!r}, {variant!r})")
         out[node] = variant
     return out
+
+
+def check_variants(wf: Workflow, selection: dict[str, str], option: str) -> None:
+    """Refuse an unknown node or variant of ``wf`` before the store opens (one line).
+
+    Raises:
+        SpecError: Naming the option and the valid nodes or variants.
+    """
+    try:
+        wf.check_variants(selection)
+    except WorkflowError as exc:
+        raise SpecError(f"{option}: {exc}") from None
 
 
 def check_database_url(url: str | None, option: str = "--db / WTB_DATABASE_URL") -> None:

@@ -20,6 +20,7 @@ from wtb_cli.calls_opts import (
 from wtb_cli.common import (
     app_for,
     check_database_url,
+    check_variants,
     check_workflow_ref,
     console,
     fail,
@@ -109,14 +110,20 @@ def run(
     state = parse_json(input, "--input")
     if not isinstance(state, dict):
         raise SpecError('--input: must be a JSON object, e.g. {"question": "..."}')
+    variants = parse_pairs(variant, "--variant")  # every option is checked before the store
+    labels = call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings)
+    from wtb_domain.workflow.loading import load_workflow
+
+    wf = load_workflow(workflow)
+    check_variants(wf, variants, "--variant")
     controller = app_for(db).controller
     e = controller.run(
-        workflow,
+        wf,
         state,
-        variants=parse_pairs(variant, "--variant"),
+        variants=variants,
         break_before=break_before or [],
         break_after=break_after or [],
-        labels=call_labels(llm_mode, llm_source_batch, no_cache, llm_recordings),
+        labels=labels,
     )
     render.execution(e, controller.state(e.id))
     if e.status.value == "failed":

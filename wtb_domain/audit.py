@@ -1,5 +1,8 @@
 """The audit trail: every domain event becomes one readable, redacted entry.
 
+On SQL the entry is the event's outbox row (one row per event, migration 0010): written with
+its severity, message and subject; its details come from the payload when read.
+
 Entries are not written by a bus subscriber: the unit of work writes them (with the outbox
 rows) in the same transaction as the change the event describes -- see
 :meth:`wtb_domain.ports.UnitOfWork.record` -- so the trail costs no transaction of its own and
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from wtb_domain import events as ev
@@ -22,13 +26,14 @@ _SUBJECT = ("batch_id", "execution_id", "node")
 
 
 @functools.cache
-def _snake(name: str) -> str:
+def snake(name: str) -> str:
+    """``ExecutionRolledBack`` -> ``execution_rolled_back`` (a snake name stays as it is)."""
     return _SNAKE.sub("_", name).lower()
 
 
 def entry_type(event: ev.Event) -> str:
     """``ExecutionRolledBack`` -> ``execution_rolled_back``."""
-    return _snake(type(event).__name__)
+    return snake(type(event).__name__)
 
 
 def _message(event: ev.Event) -> tuple[Severity, str]:
@@ -78,19 +83,32 @@ def _message(event: ev.Event) -> tuple[Severity, str]:
     return S.INFO, entry_type(event)
 
 
+def headline(event: ev.Event) -> tuple[Severity, str]:
+    """The entry's severity and one-line message (what the store keeps with the event)."""
+    return _message(event)
+
+
+def details_of(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry's details from its event's payload: the fields but the subject and the empty
+    ones, secret-looking values redacted. Computed when entries are read (the stored row
+    keeps the payload the relay publishes), so a node's write neither walks nor encodes it
+    twice."""
+    details: dict[str, Any] = redact(
+        {k: v for k, v in payload.items() if k not in _SUBJECT and v not in (None, [], {})}
+    )
+    return details
+
+
 def describe(event: ev.Event) -> AuditEntry:
     """The audit entry of a domain event; secret-looking values in its details are redacted."""
     severity, message = _message(event)
     batch_id, execution_id, node = ev.subject(event)
-    details: dict[str, Any] = {
-        k: v for k, v in to_payload(event).items() if k not in _SUBJECT and v not in (None, [], {})
-    }
     return AuditEntry(
         event_type=entry_type(event),
         message=message,
         execution_id=execution_id,
         severity=severity,
-        details=redact(details),
+        details=details_of(to_payload(event)),
         created_at=event.occurred_at,
         batch_id=batch_id,
         node=node,

@@ -113,8 +113,8 @@ def sql_app(url: str | None = None, *, audit: bool = True) -> App:
     db = database_for(url)
     _count_db_errors(db)
 
-    def uow() -> UnitOfWork:
-        return SqlUnitOfWork(db.engine, record_events=audit)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(db.engine, record_events=audit, read_only=read_only)
 
     return _assemble(uow, audit, db, with_retries)
 
@@ -132,7 +132,7 @@ def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:
 
     mem = store or MemoryStore()
 
-    def uow() -> UnitOfWork:
-        return mem.unit_of_work(record_events=audit)
+    def uow(*, read_only: bool = False) -> UnitOfWork:
+        return mem.unit_of_work(record_events=audit)  # one lock for all: nothing to lighten
 
     return _assemble(uow, audit, None)

@@ -386,11 +386,11 @@ class ExecutionController:
         return self._advance(workflow, execution, "run", split_before=split_before)
 
     def get(self, execution_id: str) -> Execution:
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             return uow.executions.get(execution_id)
 
     def checkpoint(self, checkpoint_id: str) -> Checkpoint:
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             return uow.checkpoints.get(checkpoint_id)
 
     def state(self, execution_id: str) -> dict[str, Any]:
@@ -403,13 +403,13 @@ class ExecutionController:
 
     def history(self, execution_id: str) -> list[Checkpoint]:
         """Every checkpoint of the execution in creation order (states not loaded)."""
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             uow.executions.get(execution_id)
             return uow.checkpoints.history(execution_id)
 
     def diff(self, checkpoint_a: str, checkpoint_b: str) -> StateDiff:
         """Key-by-key difference from checkpoint A's state to checkpoint B's."""
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             a = uow.checkpoints.get(checkpoint_a)
             b = uow.checkpoints.get(checkpoint_b)
         return diff_states(a.state or {}, b.state or {})

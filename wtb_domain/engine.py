@@ -29,6 +29,7 @@ from wtb_domain.node_call import call_node
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 from wtb_domain.recording import node_run
 from wtb_domain.recording.recorder import Recorder
+from wtb_domain.redaction import mask_text
 from wtb_domain.reducers import merge_update
 from wtb_domain.state import (
     check_state_size,
@@ -43,6 +44,14 @@ _log = logging.getLogger(__name__)
 
 LATENCY_METRIC = "latency_ms"
 """Sum of node run times along the checkpoint lineage, kept in every execution's metrics."""
+
+
+def error_of(exc: BaseException) -> tuple[str, str]:
+    """The error type and message stored for a failure; a secret the message may carry (a
+    database URL's password, an API key) is masked before anything is written."""
+    if isinstance(exc, NodeError):
+        return exc.error_type, mask_text(exc.error_message)
+    return type(exc).__name__, mask_text(str(exc))
 
 
 class Mode(Enum):
@@ -434,9 +443,7 @@ class Engine:
         if isinstance(exc, TimeoutError) and node.timeout_s is not None:
             return NodeTimedOut(execution.id, node.name, variant.name, node.timeout_s)
         ms = (time.perf_counter() - started) * 1000.0
-        etype, message = type(exc).__name__, str(exc)
-        if isinstance(exc, NodeError):
-            etype, message = exc.error_type, exc.error_message
+        etype, message = error_of(exc)
         return NodeFailed(execution.id, node.name, variant.name, etype, message, ms)
 
     def _save(
@@ -473,13 +480,10 @@ class Engine:
         node_event: Event | None = None,
     ) -> Execution:
         execution.status = Status.FAILED
-        if isinstance(exc, NodeError):
-            error_type, message = exc.error_type, exc.error_message
-        else:
-            error_type, message = type(exc).__name__, str(exc)
+        error_type, message = error_of(exc)
         execution.error_type = error_type
         execution.error_message = message
-        execution.error_traceback = tb or None
+        execution.error_traceback = mask_text(tb) if tb else None
         execution.paused_at = f"failed:{node}" if node else None
         event = ExecutionFailed(execution.id, node, error_type, message)
         if node_event is None:

@@ -77,17 +77,32 @@ class PrometheusMetrics:
             "wtb_db_errors_total", "Database errors raised by the driver", registry=registry
         )
 
+        # ``labels()`` takes a lock and validates its values on every call: the children of
+        # the per-event series are looked up once (node x variant pairs are few).
+        self._outcomes = {o: self.executions.labels(o) for o in ("completed", "failed", "paused")}
+        self._node_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _node(self, node: str, variant: str) -> tuple[Any, Any]:
+        series = self._node_series.get((node, variant))
+        if series is None:
+            series = self._node_series[(node, variant)] = (
+                self.node_runs.labels(node, variant),
+                self.node_seconds.labels(node, variant),
+            )
+        return series
+
     def __call__(self, event: ev.Event) -> None:
         match event:
             case ev.NodeCompleted(node=node, variant=variant, duration_ms=ms):
-                self.node_runs.labels(node, variant).inc()
-                self.node_seconds.labels(node, variant).observe(ms / 1000.0)
+                runs, seconds = self._node(node, variant)
+                runs.inc()
+                seconds.observe(ms / 1000.0)
             case ev.ExecutionCompleted():
-                self.executions.labels("completed").inc()
+                self._outcomes["completed"].inc()
             case ev.ExecutionFailed():
-                self.executions.labels("failed").inc()
+                self._outcomes["failed"].inc()
             case ev.ExecutionPaused():
-                self.executions.labels("paused").inc()
+                self._outcomes["paused"].inc()
 
     def timed_write(self, write: Callable[[], T]) -> T:
         """Run a checkpoint write, observing its time (also when it fails)."""

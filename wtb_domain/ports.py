@@ -356,7 +356,11 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work. ``read_only=True`` promises it only reads: a store may then
+        take a lighter transaction (SQLite: deferred, so it never waits for a writer, still
+        one consistent snapshot in WAL); writing in it is a misuse."""
+        ...
 
 
 T = TypeVar("T")

@@ -4,6 +4,12 @@ A key looks secret when its name contains token, key, secret, password, passwd, 
 or auth (any case). Values under such keys become ``"***"``; references to secrets
 (``{secret: NAME}`` resolved from a Prefect Secret block, ``{env: NAME}`` from the worker's
 environment) are not secret themselves and are kept.
+
+Text under any key loses what has the shape of a credential (:data:`SECRET_TEXT`: an
+``sk-...`` API key, a ``Bearer`` token, GitHub/Slack/AWS/Google keys) and the password of a
+database URL: a key pasted into a prompt is not stored either. :func:`redact_text` applies
+only that part, for data whose key names are not the caller's to choose (LLM responses:
+``prompt_tokens`` is a count, not a secret).
 """
 
 from __future__ import annotations
@@ -16,6 +22,14 @@ from sqlalchemy.exc import ArgumentError
 
 SECRET_KEY = re.compile(r"(token|key|secret|password|passwd|credential|auth)", re.I)
 MASK = "***"
+SECRET_TEXT = re.compile(
+    r"\b(?:sk-[A-Za-z0-9_\-]{16,}"  # OpenAI / Anthropic style API keys
+    r"|(?:ghp|gho|ghs|ghu|ghr|github_pat)_[A-Za-z0-9_]{20,}"
+    r"|xox[abprs]-[A-Za-z0-9\-]{10,}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|AIza[0-9A-Za-z_\-]{35})"
+    r"|(?<=\b[Bb]earer )(?=[^\s\d]*\d)[A-Za-z0-9._~+/=\-]{16,}"  # a token, not a word
+)
 REFERENCE_KINDS = ("secret", "env")
 
 
@@ -51,9 +65,28 @@ def redact(obj: Any) -> Any:
         return out
     if isinstance(obj, list | tuple):
         return [redact(v) for v in obj]
-    if isinstance(obj, str) and "://" in obj and "@" in obj:
-        return mask_url(obj) or obj
+    if isinstance(obj, str):
+        return mask_text(obj)
     return obj
+
+
+def redact_text(obj: Any) -> Any:
+    """A deep copy of JSON-like data with credential-shaped text and URL passwords masked
+    in every string (keys are kept, whatever their names)."""
+    if isinstance(obj, dict):
+        return {key: redact_text(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_text(v) for v in obj]
+    if isinstance(obj, str):
+        return mask_text(obj)
+    return obj
+
+
+def mask_text(text: str) -> str:
+    """``text`` with credential-shaped substrings (and a database URL's password) masked."""
+    if "://" in text and "@" in text:
+        text = mask_url(text) or text
+    return SECRET_TEXT.sub(MASK, text)
 
 
 def mask_url(url: str | None) -> str | None:

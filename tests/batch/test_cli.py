@@ -145,6 +145,7 @@ def test_batch_run_options_and_exit_1_when_the_flow_fails(tmp_path: Path) -> Non
     assert "batch fails: completed_with_failures - 8 of 8 results, 4 failed, 8 node runs" in (
         result.stdout
     )
+    assert "from the cache" not in result.stdout  # the batch uses no cache: no count of it
 
 
 # --- wtb matrix ----------------------------------------------------------------------------------
@@ -296,3 +297,18 @@ def test_parity_without_ray_is_ok_for_a_deterministic_workflow(tmp_path: Path) -
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert "parity ok: threadpool == threadpool-unshared (8 results)" in result.stdout
     assert "ray" not in result.stdout.replace("threadpool", "")
+
+
+def test_the_summary_line_counts_cache_hits_only_when_the_batch_uses_a_cache() -> None:
+    from wtb_cli.batch import summary_line
+
+    summary = {"status": "completed", "done": 4, "total": 4, "failed": 0}
+    summary |= {"node_executions": 6, "cache_hits": 2}
+    with_cache = summary_line("b", summary, uses_cache=True)
+    assert (
+        with_cache
+        == "batch b: completed - 4 of 4 results, 0 failed, 6 node runs (2 from the cache)"
+    )
+    assert summary_line("b", summary, uses_cache=False) == (
+        "batch b: completed - 4 of 4 results, 0 failed, 6 node runs"
+    )

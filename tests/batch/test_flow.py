@@ -175,7 +175,8 @@ def ray_and_threadpool(
 ) -> dict[str, Any]:
     """The probe spec run once on ThreadPool and once on a local Ray (num_cpus 2)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ray') / 'wtb.db'}"
-    threadpool = run_batch(probe_spec(url, "probe-threadpool"))
+    # ThreadPool refuses a variant's env vars (one process): its probe run has none.
+    threadpool = run_batch(probe_spec(url, "probe-threadpool", environments={}))
     ray = run_batch(probe_spec(url, "probe-ray", runner="ray", ray="testing"))
     return {"url": url, "threadpool": threadpool, "ray": ray}
 

@@ -425,6 +425,7 @@ def test_labels_work_in_baseline_combinations_and_environments() -> None:
         {"variant": "bm25", "params": {"k": 1}, "label": "narrow"},
         baseline="retrieve=narrow",
         environments={"retrieve": {"narrow": {"env_vars": {"X": "1"}}}},
+        runner="ray",  # the threadpool runner refuses environments
     )
     resolved = resolve(BatchSpec.parse(spec))
     assert resolved.spec.baseline == "retrieve=narrow"
@@ -528,3 +529,38 @@ def test_database_url_must_parse_and_its_error_shows_no_password() -> None:
     assert line.startswith("database_url:"), line
     assert "hunter2" not in line
     assert BatchSpec.parse(spec_dict(database_url="sqlite:///x.db")).database_url
+
+
+@pytest.mark.parametrize(
+    ("fields", "uses"),
+    [
+        ({}, False),  # linear3 opts no node into the cache
+        ({"cache": {"nodes": ["a"]}}, True),
+        ({"cache": {"enabled": False, "nodes": ["a"]}}, False),
+        ({"workflow": "tests.recording.workflows:workflow"}, True),  # retrieve: cache=True
+        ({"workflow": "tests.recording.workflows:workflow", "cache": False}, False),
+    ],
+)
+def test_a_batch_uses_a_cache_when_a_node_is_cached(fields: dict[str, Any], uses: bool) -> None:
+    data = {**spec_dict(), **fields}
+    if "workflow" in fields:
+        data["variants"] = {}
+    assert resolve(BatchSpec.parse(data)).uses_cache is uses
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [({"env_vars": {"X": "1"}}, "env_vars"), ({"pip": ["requests"]}, "pip")],
+)
+def test_environments_on_the_threadpool_runner_are_refused(env: dict[str, Any], field: str) -> None:
+    """ThreadPool runs every variant in this process: it cannot apply a variant's env vars
+    (os.environ is shared by concurrent batches) or packages, and never ignores them."""
+    data = spec_dict(environments={"a": {"y": env}})
+    with pytest.raises(SpecError) as info:
+        resolve(BatchSpec.parse(data))
+    message = str(info.value)
+    assert message.startswith(f"environments.a.y.{field}:"), message
+    assert "runner: ray" in message and "\n" not in message
+    ray = resolve(BatchSpec.parse({**data, "runner": "ray"}))
+    assert {leaf.combination.name: ray.leaf_envs[leaf.key] for leaf in ray.leaves}["a=y,b=x"] == env
+    resolve(BatchSpec.parse(spec_dict(environments={"a": {"y": {"env_vars": {}}}})))  # empty

@@ -37,6 +37,10 @@ def assert_one_line_exit_2(args: list[str], *words: str) -> str:
         ((SPEC + "name: caf").encode() + b"\xe9\n", ("spec.yaml:4 is not UTF-8",)),
         ("[" * 10000 + "]" * 10000, ("nested too deeply",)),
         (SPEC + "environments:\n  a:\n    x:\n      env_vars: a\n", ("environments.a.x",)),
+        (
+            SPEC + "environments:\n  a:\n    y:\n      env_vars: {X: '1'}\n",
+            ("environments.a.y.env_vars", "threadpool runner", "runner: ray"),
+        ),
     ],
 )
 def test_batch_run_refuses_bad_specs(
@@ -94,3 +98,20 @@ def test_fork_refuses_bad_set_before_touching_the_database(tmp_path: Path) -> No
     db = f"sqlite:///{tmp_path / 'wtb.db'}"
     assert_one_line_exit_2(["fork", "CP", "--set", '{"a": NaN}', "--db", db], "--set", "NaN")
     assert_one_line_exit_2(["fork", "CP", "--variant", "a", "--db", db], "NODE=VARIANT")
+
+
+@pytest.mark.parametrize(
+    ("variant", "words"),
+    [
+        ("a", ("--variant", "NODE=VARIANT")),
+        ("a=nope", ("--variant", "'a'", "'nope'", "x, y, z")),
+        ("zz=x", ("--variant", "'zz'", "a, b, c")),
+    ],
+)
+def test_run_refuses_a_bad_variant_before_touching_the_database(
+    tmp_path: Path, variant: str, words: tuple[str, ...]
+) -> None:
+    db_file = tmp_path / "wtb.db"
+    args = ["run", wf.LINEAR3, "--input", '{"q": "one"}', "--variant", variant]
+    assert_one_line_exit_2([*args, "--db", f"sqlite:///{db_file}"], *words)
+    assert not db_file.exists()

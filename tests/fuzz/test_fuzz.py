@@ -45,6 +45,7 @@ VALID: dict[str, Any] = {
     "evaluators": [{"type": "exact_match", "field": "answer"}],
     "baseline": "a=x,b=x",
     "environments": {"b": {"y": {"env_vars": {"FLAG": "1"}}}},
+    "runner": "ray",  # environments are Ray's (the threadpool runner refuses them)
 }
 
 

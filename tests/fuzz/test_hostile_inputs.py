@@ -192,7 +192,8 @@ def test_pip_left_empty_in_a_yaml_spec(tmp_path: Path) -> None:
 
 def test_environment_values_may_be_references() -> None:
     env = {"env_vars": {"OPENAI_API_KEY": {"secret": "openai"}, "HOME": {"env": "HOME"}}}
-    spec = BatchSpec.parse(base(variants={"a": ["x"]}, environments={"a": {"x": env}}))
+    data = base(variants={"a": ["x"]}, environments={"a": {"x": env}}, runner="ray")
+    spec = BatchSpec.parse(data)
     (leaf,) = resolve(spec).leaves
     assert resolve(spec).leaf_envs[leaf.key] == env
 
@@ -341,7 +342,8 @@ def test_yaml_safe_dump_of_a_spec_round_trips(tmp_path: Path) -> None:
 def test_a_spec_with_environments_round_trips_through_its_dump() -> None:
     """What the flow sends its tasks (``model_dump(mode="json")``) parses back to the spec."""
     env = {"pip": ["requests"], "env_vars": {"A": "1", "B": {"env": "B"}}, "working_dir": "."}
-    spec = BatchSpec.parse(base(variants={"a": ["x"]}, environments={"a": {"x": env}}))
+    data = base(variants={"a": ["x"]}, environments={"a": {"x": env}}, runner="ray")
+    spec = BatchSpec.parse(data)
     dumped = spec.model_dump(mode="json")
     assert dumped["environments"] == {"a": {"x": env}}
     assert BatchSpec.parse(json.loads(json.dumps(dumped))) == spec

@@ -108,7 +108,7 @@ class Db:
         """The batch's own audit entries, oldest first (for a failure message)."""
         try:
             rows = self.rows(
-                "SELECT event_type, message, created_at FROM wtb_audit_log"
+                "SELECT event_type, message, created_at FROM wtb_outbox"
                 " WHERE batch_id = :b AND execution_id IS NULL ORDER BY id",
                 b=batch_id,
             )

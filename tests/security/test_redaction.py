@@ -1,7 +1,9 @@
-"""Redaction, masked database URLs resolved on the worker, env_vars references."""
+"""Redaction: what counts as a secret, deep redaction, credential-shaped text, masked database
+URLs (and resolved on the worker), the stored spec and its overlay, env_vars references."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from wtb_domain.batch.environments import resolve_runtime_env
 from wtb_domain.batch.spec import BatchSpec
 from wtb_domain.batch.stored import spec_from_stored, stored_spec
 from wtb_domain.errors import SpecError, StoreError
-from wtb_domain.redaction import looks_secret, mask_url, redact
+from wtb_domain.redaction import looks_secret, mask_text, mask_url, redact, redact_text
 
 SPEC = {
     "workflow": "tests.batch.workflows:linear3",
@@ -38,21 +40,26 @@ SPEC = {
 }
 
 
+SECRET_KEYS = [
+    "api_key",
+    "OPENAI_API_KEY",
+    "DB_PASSWORD",
+    "passwd",
+    "auth",
+    "Authorization",
+    "token",
+    "github_token",
+    "client_secret",
+    "credentials",
+    "aws_credentials",
+    "keyword",  # contains "key": masked too (a false positive, on the safe side)
+]
+ORDINARY_KEYS = ["k", "model", "temperature", "PATH", "question", "top_p", "database_url"]
+
+
 @pytest.mark.parametrize(
     ("key", "secret"),
-    [
-        ("api_key", True),
-        ("OPENAI_API_KEY", True),
-        ("DB_PASSWORD", True),
-        ("passwd", True),
-        ("Authorization", True),
-        ("github_token", True),
-        ("credentials", True),
-        ("client_secret", True),
-        ("question", False),
-        ("k", False),
-        ("database_url", False),
-    ],
+    [*((k, True) for k in SECRET_KEYS), *((k, False) for k in ORDINARY_KEYS)],
 )
 def test_looks_secret(key: str, secret: bool) -> None:
     assert looks_secret(key) is secret
@@ -69,12 +76,77 @@ def test_redact_hides_values_keeps_references_and_masks_urls() -> None:
     assert data["x"][0]["token"] == "t"  # a copy
 
 
+def test_redact_is_a_deep_copy_with_secret_values_masked() -> None:
+    data = {
+        "model": "gpt",
+        "api_key": "sk-123",
+        "nested": {"DB_PASSWORD": "hunter2", "list": [{"token": 5}, {"x": 1}]},
+        "env_vars": {"OPENAI_API_KEY": {"secret": "openai"}, "HOME_TOKEN": {"env": "T"}},
+        "auth": {"user": "u", "pw": "p"},
+        "password": None,
+    }
+    before = copy.deepcopy(data)
+    out = redact(data)
+    assert data == before  # the input is untouched
+    assert out == {
+        "model": "gpt",
+        "api_key": "***",
+        "nested": {"DB_PASSWORD": "***", "list": [{"token": "***"}, {"x": 1}]},
+        # references name where a secret lives; they hold none, so they stay readable
+        "env_vars": {"OPENAI_API_KEY": {"secret": "openai"}, "HOME_TOKEN": {"env": "T"}},
+        "auth": "***",  # a whole mapping under a secret key
+        "password": None,
+    }
+    assert out["nested"] is not data["nested"]
+    assert redact([1, "a", None]) == [1, "a", None]
+
+
 def test_mask_url() -> None:
     assert mask_url(None) is None
-    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert mask_url("postgresql://wtb:s3cret@db:5432/wtb") == "postgresql://wtb:***@db:5432/wtb"
+    assert mask_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert mask_url("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert mask_url("sqlite:///tmp/wtb.db") == "sqlite:///tmp/wtb.db"
+    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
     assert mask_url("postgresql://u:p%40ss@h/d") == "postgresql://u:***@h/d"
     assert mask_url("foo://u:pw@x/y") == "foo://u:***@x/y"
+    # Unparsable text is masked as well as it can be, never echoed with its password.
+    assert "s3cret" not in mask_url("foo bar://u:s3cret@h/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("my key is sk-proj-AbCdEfGh12345678", "my key is ***"),
+        ("sk-ant-api03-AbCdEfGh_12345678-xyz.", "***."),
+        ("Authorization: Bearer abcDEF123456ghiJKL", "Authorization: Bearer ***"),
+        ("token ghp_0123456789abcdefghijABCDEFGHIJ", "token ***"),
+        ("AKIAIOSFODNN7EXAMPLE is an AWS key", "*** is an AWS key"),
+        ("xoxb-1234567890-abcdef", "***"),
+        ("see postgresql://u:s3cret@db/x now", "see postgresql://u:***@db/x now"),
+    ],
+)
+def test_credential_shaped_text_is_masked_under_any_key(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+    assert redact({"prompt": text}) == {"prompt": masked}
+    assert redact_text({"prompt_tokens": 3, "content": [text]}) == {
+        "prompt_tokens": 3,  # redact_text keeps every key's value but masks text
+        "content": [masked],
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the bearer of good news arrived",
+        "Bearer responsibilities matter",
+        "task-management and sk-short",
+        "risk-assessment-framework-document",
+        "postgresql://u@db/x",
+    ],
+)
+def test_ordinary_text_is_kept(text: str) -> None:
+    assert mask_text(text) == text
 
 
 def test_stored_spec_has_no_secret_and_the_overlay_restores_it() -> None:
@@ -105,6 +177,10 @@ def test_overlay_round_trip() -> None:
     overlay = secret_overlay(data)
     assert list(overlay.values()) == ["p"]
     assert apply_overlay(redact(data), overlay) == data
+    # a credential pasted into text (a prompt param) is masked in store and restored too
+    prompt = {"params": {"prompt": "key sk-proj-AbCdEfGh12345678 here"}}
+    assert redact(prompt) == {"params": {"prompt": "key *** here"}}
+    assert apply_overlay(redact(prompt), secret_overlay(prompt)) == prompt
 
 
 def test_combination_names_keep_secret_params_out() -> None:

@@ -248,13 +248,14 @@ def test_planted_secrets_are_stored_and_shown_nowhere(
     # 2. ThreadPool on SQLite
     sqlite_path = tmp_path / "wtb.db"
     sqlite_url = f"sqlite:///{sqlite_path}"
-    tp_run = run_batch(BatchSpec.parse(vault_spec(sqlite_url, "sec-tp")))
+    # (without environments: the threadpool runner refuses them, see test_spec)
+    tp_run = run_batch(BatchSpec.parse(vault_spec(sqlite_url, "sec-tp", environments={})))
     assert tp_run["state"] == "Completed", tp_run
     check_node_saw_the_secrets(sqlite_url, "sec-tp", env_applied=False)
 
     # 3. ``wtb batch run`` in its own process, the password given with --db
     spec_file = tmp_path / "spec.yaml"
-    data = vault_spec(pg_url, "sec-cli")
+    data = vault_spec(pg_url, "sec-cli", environments={})
     del data["database_url"]
     spec_file.write_text(yaml.safe_dump(data))
     from prefect.settings import PREFECT_API_URL

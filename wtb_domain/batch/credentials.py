@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from wtb_domain.errors import SpecError, StoreError
-from wtb_domain.redaction import MASK, is_reference, looks_secret, mask_url
+from wtb_domain.redaction import MASK, is_reference, looks_secret, mask_text, mask_url
 
 SecretLoader = Callable[[str], str]
 """Returns the value of a named secret (on Prefect: a Secret block)."""
@@ -153,7 +153,7 @@ def secret_overlay(
     elif isinstance(data, list | tuple):
         for i, value in enumerate(data):
             found.update(secret_overlay(value, (*path, i), skip))
-    elif isinstance(data, str) and "://" in data and "@" in data and mask_url(data) != data:
+    elif isinstance(data, str) and mask_text(data) != data:
         found[_path_key(path)] = data
     return found
 

@@ -83,6 +83,15 @@ class ResolvedBatch:
             raise SpecError(f"no combination/repeat {key!r} in this batch") from None
 
     @property
+    def uses_cache(self) -> bool:
+        """Whether any node of a run may be served from the node cache (it is on, and a node
+        opts in with ``cache=True`` or is named in ``cache.nodes``)."""
+        cache = self.spec.cache
+        return cache.enabled and any(
+            n.cache or n.name in cache.nodes for n in self.workflow.nodes.values()
+        )
+
+    @property
     def nondeterministic(self) -> set[str]:
         flagged = {n.name for n in self.workflow.nodes.values() if not n.deterministic}
         return flagged | set(self.spec.nondeterministic_nodes)
@@ -285,6 +294,7 @@ def _leaf_envs(
                 variant = name
             if variant is None:
                 raise SpecError(f"environments.{node}.{name}: no such variant")
+            _refuse_in_process(spec, f"environments.{node}.{name}", env.runtime_env())
             envs_by_variant.setdefault(node, {})[variant] = env.runtime_env()
     provider = RayEnvironmentProvider(spec.ray.runtime_env)
     out: dict[str, dict[str, Any] | None] = {}
@@ -295,6 +305,21 @@ def _leaf_envs(
         ]
         out[leaf.key] = provider.runtime_env([e for e in envs if e])
     return out
+
+
+def _refuse_in_process(spec: BatchSpec, path: str, env: Mapping[str, Any]) -> None:
+    """ThreadPool runs every variant in this process: a variant's env vars cannot be applied
+    (``os.environ`` is process-global, shared by concurrent batches and leaves) nor its
+    packages installed, so they are refused rather than silently ignored."""
+    given = [k for k, v in env.items() if v not in (None, {}, [])]
+    if spec.runner != "threadpool" or not given:
+        return
+    key = given[0]
+    raise SpecError(
+        f"{path}.{key}: the threadpool runner runs every variant in this process and cannot "
+        "give one its own environment (os.environ is shared by concurrent runs); use "
+        "runner: ray (or --runner ray), or set it in the worker's environment and remove it"
+    )
 
 
 def plan_groups(resolved: ResolvedBatch, cases: Sequence[Case], workers: int) -> list[TaskGroup]:

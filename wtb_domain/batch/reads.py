@@ -17,19 +17,19 @@ if TYPE_CHECKING:
 
 def batch_status(app: App, batch_id: str) -> BatchTest:
     """The stored batch (NotFoundError naming it when there is none)."""
-    with app.uow() as uow:
+    with app.uow(read_only=True) as uow:
         return uow.batches.get(batch_id)
 
 
 def batch_progress(app: App, batch_id: str) -> BatchProgress:
     """Done / failed / pending counts, from the rollups (one aggregate query)."""
-    with app.uow() as uow:
+    with app.uow(read_only=True) as uow:
         batch = uow.batches.get(batch_id)
         return uow.results.progress(batch_id, batch.total)
 
 
 def batch_matrix(app: App, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:
     """The comparison matrix, aggregated by the store; ``baseline`` defaults to the spec's."""
-    with app.uow() as uow:
+    with app.uow(read_only=True) as uow:
         batch = uow.batches.get(batch_id)
         return uow.results.comparison(batch_id, baseline or batch.spec.get("baseline"))

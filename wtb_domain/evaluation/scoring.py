@@ -23,6 +23,7 @@ from wtb_domain.evaluation.budget import (
     call_isolated,
 )
 from wtb_domain.evaluation.text import ExactMatch, TokenF1
+from wtb_domain.redaction import mask_text
 
 DEFAULT_PASS_THRESHOLD = 0.5
 
@@ -187,7 +188,7 @@ def _score_one(
     except ScoreTypeError as exc:
         return 0.0, f"returned {exc.returned}, expected a number in [0, 1]"
     except (Exception, SystemExit) as exc:  # a user evaluator's bug fails this result only
-        return 0.0, f"raised {type(exc).__name__}: {exc}"
+        return 0.0, mask_text(f"raised {type(exc).__name__}: {exc}")  # may quote a secret
 
 
 def default_qa_evaluators() -> list[WeightedEvaluator]:

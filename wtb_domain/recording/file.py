@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from wtb_domain.errors import SpecError
 from wtb_domain.inputs import load_json, read_text
-from wtb_domain.recording.model import canonical, request_key
+from wtb_domain.recording.model import CallRecord, canonical, request_key, stored_request
+from wtb_domain.redaction import redact_text
 
 if TYPE_CHECKING:
     from wtb_domain.ports import UnitOfWork
@@ -158,23 +159,33 @@ def export_batch(uow: UnitOfWork, batch_id: str) -> dict[str, Any]:
     records = uow.calls.for_batch(batch_id)
     hashes = [h for r in records for h in (r.request_hash, r.response_hash)]
     bodies = uow.calls.bodies(hashes) if hashes else {}
-    calls = [
-        {
-            "request_key": r.request_key,
-            "kind": r.kind,
-            "name": r.name,
-            "node": r.node,
-            "variant": r.variant,
-            "repeat": r.repeat,
-            "occurrence": r.occurrence,
-            "request": bodies[r.request_hash],
-            "response": bodies[r.response_hash],
-            "tokens_in": r.tokens_in,
-            "tokens_out": r.tokens_out,
-        }
-        for r in records
-    ]
+    calls = [_file_call(r, bodies[r.request_hash], bodies[r.response_hash]) for r in records]
     return {"wtb_recordings": SCHEMA_VERSION, "batch_id": batch_id, "calls": calls}
+
+
+def _file_call(r: CallRecord, request: Any, response: Any) -> dict[str, Any]:
+    """One call of the file, redacted again (bodies stored before a redaction rule existed
+    stay in the database; they never reach a file in clear). A request the redaction
+    changed gets the key a replay computes from it."""
+    where = f"call {r.request_key[:16]} of node {r.node!r}"
+    if r.kind == "tool" and isinstance(request.get("args"), dict):  # as the recorder keys it
+        stored = {**request, "args": stored_request(request["args"], where=where)}
+    else:
+        stored = stored_request(request, where=where)
+    key = r.request_key if stored == request else request_key(r.kind, r.name, stored)
+    return {
+        "request_key": key,
+        "kind": r.kind,
+        "name": r.name,
+        "node": r.node,
+        "variant": r.variant,
+        "repeat": r.repeat,
+        "occurrence": r.occurrence,
+        "request": stored,
+        "response": redact_text(response),
+        "tokens_in": r.tokens_in,
+        "tokens_out": r.tokens_out,
+    }
 
 
 def check_out(out: str | Path) -> None:

@@ -122,7 +122,7 @@ def begin(
         labels=labels,
         share_repeats=settings.share_repeats,
     )
-    with uow_factory() as uow:
+    with uow_factory(read_only=True) as uow:  # a lookup: never the write lock
         entry = uow.node_cache.get(run.cache_key)
         if entry is not None:
             values = uow.calls.bodies(list(entry.writes.values()))

@@ -31,6 +31,7 @@ from wtb_domain.recording.model import (
     to_json_data,
 )
 from wtb_domain.recording.prices import cost_usd, token_usage
+from wtb_domain.redaction import redact_text
 
 _active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
     "wtb_recorder", default=None
@@ -172,7 +173,7 @@ class Recorder:
                 return None
             chosen = _pick(in_file, self.repeat, c.occurrence)
             return chosen.tokens_in, chosen.tokens_out, chosen.response()
-        with self.uow_factory() as uow:
+        with self.uow_factory(read_only=True) as uow:
             candidates = uow.calls.find(c.key, batch_id=self.settings.source_batch)
             if not candidates:
                 return None
@@ -212,7 +213,9 @@ class Recorder:
             self.record_metric("llm_tokens_out", tokens_out)
         if not self.settings.mode.stores:
             return
-        request_text, response_text = canonical(c.stored), canonical(response)
+        # The request is stored redacted already (stored_request); the response loses
+        # credential-shaped text (a key the model echoed): secrets are never stored in clear.
+        request_text, response_text = canonical(c.stored), canonical(redact_text(response))
         request_hash, response_hash = body_hash(request_text), body_hash(response_text)
         self.bodies[request_hash] = request_text
         self.bodies[response_hash] = response_text

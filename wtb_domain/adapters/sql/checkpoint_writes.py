@@ -107,7 +107,7 @@ def _inserts(blob_count: int, guard: CTE | None) -> list[CTE]:
 @functools.cache
 def save_node_statement(blob_count: int, event_count: int = 0) -> Select[Any]:
     """Moves an execution's head to a checkpoint that brings ``blob_count`` new values, and
-    writes ``event_count`` events (outbox + audit rows, see
+    writes ``event_count`` events (one row each, see
     :func:`~wtb_domain.adapters.sql.event_store.event_ctes`).
 
     Selects the number of executions moved: 1, or 0 when the guard refused the write (then

@@ -90,10 +90,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock up front: a deferred transaction that later writes can fail with
-    # SQLITE_BUSY without waiting when another thread/process writes at the same time.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+READ_ONLY = "wtb_read_only"
+"""Execution option of a connection that only reads (a read-only unit of work)."""
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A unit of work that writes takes the write lock up front: a deferred transaction that
+    # later writes can fail with SQLITE_BUSY without waiting when another thread/process
+    # writes at the same time. One that only reads takes a deferred transaction: in WAL it is
+    # one consistent snapshot from its first read, and it never waits for a writer (a read
+    # nested inside a write unit of work would otherwise wait for the busy timeout).
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -122,7 +132,7 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
-            event.listen(engine, "begin", _sqlite_begin_immediate)
+            event.listen(engine, "begin", _sqlite_begin)
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in
         # transaction-pooling mode works (unless WTB_PG_PREPARED_STATEMENTS=on).

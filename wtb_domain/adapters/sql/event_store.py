@@ -1,8 +1,11 @@
-"""The audit log, the outbox and processed-event ids on SQL, and how events are written.
+"""The event rows (outbox and audit trail in one), processed-event ids, and how events are
+written.
 
-:func:`event_rows` turns staged events into outbox and audit rows. Written by
-:func:`insert_events` (statements in the current transaction: SQLite, or PostgreSQL inside a
-transaction) or as data-modifying CTEs of the one-statement checkpoint writes
+Since migration 0010 every event is one row of ``wtb_outbox``: the payload the relay
+publishes and the audit entry's subject, severity and message (its details are derived from
+the payload when read). :func:`event_rows` turns staged events into rows; they are written
+by :func:`insert_events` (one statement in the current transaction: SQLite, or PostgreSQL
+inside a transaction) or as one data-modifying CTE of the one-statement writes
 (:func:`event_ctes`, see :mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an
 event id already stored (a retried write).
 """
@@ -18,7 +21,6 @@ from sqlalchemy import (
     Connection,
     Insert,
     Select,
-    Table,
     bindparam,
     func,
     insert,
@@ -28,22 +30,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from wtb_domain.adapters.sql.tables import AUDIT, OUTBOX, PROCESSED
-from wtb_domain.audit import describe
-from wtb_domain.events import Event, event_type, from_payload, to_payload
+from wtb_domain.adapters.sql.tables import OUTBOX, PROCESSED
+from wtb_domain.audit import details_of, headline, snake
+from wtb_domain.events import EVENT_TYPES, Event, event_type, from_payload, subject, to_payload
+from wtb_domain.ids import new_id
 from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
+from wtb_domain.redaction import redact
 
-OUTBOX_COLUMNS = ("event_id", "event_type", "payload", "created_at")
-AUDIT_COLUMNS = (
+EVENTS = OUTBOX
+EVENT_COLUMNS = (
     "event_id",
+    "event_type",
+    "payload",
+    "created_at",
     "execution_id",
     "batch_id",
     "node",
-    "event_type",
     "severity",
     "message",
-    "data",
-    "created_at",
 )
 
 
@@ -51,149 +55,161 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def audit_values(entry: AuditEntry) -> dict[str, Any]:
+def event_row(event: Event) -> dict[str, Any]:
+    """The row of one event, keyed by column name (``created_at``: when it occurred)."""
+    severity, message = headline(event)
+    batch_id, execution_id, node = subject(event)
     return {
-        "event_id": entry.event_id,
-        "execution_id": entry.execution_id,
-        "batch_id": entry.batch_id,
-        "node": entry.node,
-        "event_type": entry.event_type,
-        "severity": entry.severity.value,
-        "message": entry.message,
-        "data": entry.details,
-        "created_at": entry.created_at,
+        "event_id": event.event_id,
+        "event_type": event_type(event),
+        "payload": to_payload(event),
+        "created_at": event.occurred_at,
+        "execution_id": execution_id,
+        "batch_id": batch_id,
+        "node": node,
+        "severity": severity.value,
+        "message": message,
     }
 
 
-def event_rows(events: Sequence[Event]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(outbox rows, audit rows) of ``events``, keyed by column name."""
-    now = utcnow()
-    outbox = [
-        {
-            "event_id": e.event_id,
-            "event_type": event_type(e),
-            "payload": to_payload(e),
-            "created_at": now,
-        }
-        for e in events
-    ]
-    return outbox, [audit_values(describe(e)) for e in events]
+def event_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The rows of ``events``."""
+    return [event_row(e) for e in events]
 
 
 # SQLAlchemy 2.0 does not cache statements with ``on_conflict_do_nothing()`` (their cache key
-# is None: compiled again on every execution). The event inserts spell the conflict clause as
+# is None: compiled again on every execution). The event insert spells the conflict clause as
 # text instead -- ``INSERT OR IGNORE`` on SQLite, an ``ON CONFLICT`` suffix of the SELECT on
 # PostgreSQL -- so each shape compiles once.
 _SKIP_PG = "ON CONFLICT (event_id) DO NOTHING"
 
 
-def _insert_ignore(dialect: str, table: Table) -> Insert:
+def _insert_ignore_pg() -> Insert:
     """INSERT of every event column, skipping an event id already stored."""
-    columns = OUTBOX_COLUMNS if table is OUTBOX else AUDIT_COLUMNS
-    if dialect == "sqlite":
-        values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
-        return insert(table).values(values).prefix_with("OR IGNORE", dialect="sqlite")
-    row = select(*[bindparam(c, type_=table.c[c].type).label(c) for c in columns])
-    return insert(table).from_select(list(columns), row.suffix_with(_SKIP_PG))
+    row = select(*[bindparam(c, type_=EVENTS.c[c].type).label(c) for c in EVENT_COLUMNS])
+    return insert(EVENTS).from_select(list(EVENT_COLUMNS), row.suffix_with(_SKIP_PG))
 
 
-_INSERTS = {
-    name: (_insert_ignore(name, OUTBOX), _insert_ignore(name, AUDIT))
-    for name in ("postgresql", "sqlite")
-}
+_INSERT_PG = _insert_ignore_pg()
 
 
-class _SqliteInserts:
-    """The event inserts on SQLite as driver-level ``executemany`` calls (one statement per
-    table for all events of a transaction): the SQL is compiled once and each value goes
-    through the column type's own bind processor (the same text SQLAlchemy would send),
-    without SQLAlchemy's per-statement compilation overhead. They still go through the
-    connection (``exec_driver_sql``), so cursor events see them."""
+class _SqliteInsert:
+    """The event insert on SQLite as one driver-level ``executemany`` (all events of a
+    transaction): the SQL is compiled once and each value goes through the column type's own
+    bind processor (the same text SQLAlchemy would send), without SQLAlchemy's per-statement
+    compilation overhead. It still goes through the connection (``exec_driver_sql``), so
+    cursor events see it."""
 
     def __init__(self, connection: Connection) -> None:
         dialect = connection.dialect
-        self.statements = []
-        for table, columns in ((OUTBOX, OUTBOX_COLUMNS), (AUDIT, AUDIT_COLUMNS)):
-            names = ", ".join(columns)
-            marks = ", ".join("?" for _ in columns)
-            sql = f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
-            procs = [table.c[c].type._cached_bind_processor(dialect) for c in columns]
-            self.statements.append((sql, list(columns), procs))
+        names = ", ".join(EVENT_COLUMNS)
+        marks = ", ".join("?" for _ in EVENT_COLUMNS)
+        self.sql = f"INSERT OR IGNORE INTO {EVENTS.name} ({names}) VALUES ({marks})"  # noqa: S608
+        procs = [EVENTS.c[c].type._cached_bind_processor(dialect) for c in EVENT_COLUMNS]
+        self.procs = list(zip(EVENT_COLUMNS, procs, strict=True))
 
-    def __call__(self, connection: Connection, rows: Sequence[list[dict[str, Any]]]) -> None:
-        for (sql, columns, procs), batch in zip(self.statements, rows, strict=True):
-            params = [
-                tuple(
-                    p(row[c]) if p is not None else row[c]
-                    for c, p in zip(columns, procs, strict=True)
-                )
-                for row in batch
-            ]
-            connection.exec_driver_sql(sql, params)
+    def __call__(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        procs = self.procs
+        params = [tuple(row[c] if p is None else p(row[c]) for c, p in procs) for row in rows]
+        connection.exec_driver_sql(self.sql, params)
 
 
-_sqlite_inserts: _SqliteInserts | None = None
+_sqlite_insert: _SqliteInsert | None = None
 
 
 def insert_events(connection: Connection, events: Sequence[Event]) -> None:
-    """Write events' outbox and audit rows in the connection's current transaction."""
-    global _sqlite_inserts
-    outbox, audit = event_rows(events)
+    """Write events' rows in the connection's current transaction (one statement)."""
+    global _sqlite_insert
+    rows = event_rows(events)
     if connection.dialect.name == "sqlite":
-        if _sqlite_inserts is None:
-            _sqlite_inserts = _SqliteInserts(connection)
-        _sqlite_inserts(connection, [outbox, audit])
+        if _sqlite_insert is None:
+            _sqlite_insert = _SqliteInsert(connection)
+        _sqlite_insert(connection, rows)
         return
-    outbox_insert, audit_insert = _INSERTS[connection.dialect.name]
-    connection.execute(outbox_insert, outbox)
-    connection.execute(audit_insert, audit)
+    connection.execute(_INSERT_PG, rows)
 
 
-def _param(table: str, column: str, i: int) -> str:
-    return f"ev_{table}_{column}_{i}"
+def _param(column: str, i: int) -> str:
+    return f"ev_{column}_{i}"
 
 
 def event_ctes(count: int, guard: CTE | None) -> list[CTE]:
-    """Inserts of ``count`` events' outbox and audit rows, as CTEs of one PostgreSQL
-    statement; with a ``guard`` (an UPDATE ... RETURNING), rows are selected ``FROM`` it, so
-    nothing is written when the guarded update changed no row."""
+    """The insert of ``count`` events' rows, as a CTE of one PostgreSQL statement; with a
+    ``guard`` (an UPDATE ... RETURNING), rows are selected ``FROM`` it, so nothing is written
+    when the guarded update changed no row."""
     if count == 0:
         return []
-    out: list[CTE] = []
-    targets = ((OUTBOX, OUTBOX_COLUMNS, "outbox"), (AUDIT, AUDIT_COLUMNS, "audit"))
-    for table, columns, name in targets:
-        rows: list[Select[Any]] = []
-        for i in range(count):
-            stmt = select(
-                *[bindparam(_param(name, c, i), type_=table.c[c].type).label(c) for c in columns]
-            )
-            rows.append(stmt if guard is None else stmt.select_from(guard))
-        source = rows[0]
-        if count > 1:
-            union = union_all(*rows).subquery(f"{name}_rows")
-            source = select(*[union.c[c] for c in columns])
-        inserted = insert(table).from_select(list(columns), source.suffix_with(_SKIP_PG))
-        out.append(inserted.cte(f"inserted_{name}"))
-    return out
+    rows: list[Select[Any]] = []
+    for i in range(count):
+        stmt = select(
+            *[bindparam(_param(c, i), type_=EVENTS.c[c].type).label(c) for c in EVENT_COLUMNS]
+        )
+        rows.append(stmt if guard is None else stmt.select_from(guard))
+    source = rows[0]
+    if count > 1:
+        union = union_all(*rows).subquery("event_rows")
+        source = select(*[union.c[c] for c in EVENT_COLUMNS])
+    inserted = insert(EVENTS).from_select(list(EVENT_COLUMNS), source.suffix_with(_SKIP_PG))
+    return [inserted.cte("inserted_events")]
 
 
 def event_params(events: Sequence[Event]) -> dict[str, Any]:
     """The parameters of :func:`event_ctes` for ``events``."""
-    outbox, audit = event_rows(events)
     params: dict[str, Any] = {}
-    for name, rows in (("outbox", outbox), ("audit", audit)):
-        for i, row in enumerate(rows):
-            for column, value in row.items():
-                params[_param(name, column, i)] = value
+    for i, row in enumerate(event_rows(events)):
+        for column, value in row.items():
+            params[_param(column, i)] = value
     return params
 
 
+def _entry(r: Any) -> AuditEntry:
+    """The audit entry of an event row. Rows of entries that had no event (written before
+    migration 0007, or by :meth:`SqlAudit.add`) hold their details as the payload."""
+    payload = dict(r.payload or {})
+    known = r.event_type in EVENT_TYPES
+    created = _aware(r.created_at)
+    if r.severity is None or r.message is None:  # not written by this code: derive them
+        if not known:
+            severity, message = Severity.INFO, snake(r.event_type)
+        else:
+            severity, message = headline(from_payload(r.event_type, payload, r.event_id, created))
+    else:
+        severity, message = Severity(r.severity.upper()), r.message
+    return AuditEntry(
+        id=r.id,
+        execution_id=r.execution_id,
+        event_type=snake(r.event_type),
+        severity=severity,
+        message=message,
+        details=details_of(payload) if known else payload,
+        created_at=created,
+        batch_id=r.batch_id,
+        node=r.node,
+        event_id=r.event_id,
+    )
+
+
 class SqlAudit:
+    """The audit trail: a view of the event rows."""
+
     def __init__(self, connection: Connection) -> None:
         self._s = connection
 
     def add(self, entry: AuditEntry) -> None:
-        self._s.execute(AUDIT.insert(), [audit_values(entry)])
+        """An entry without an event to publish (stored as published)."""
+        row = {
+            "event_id": entry.event_id or new_id(),
+            "event_type": entry.event_type,
+            "payload": redact(entry.details),
+            "created_at": entry.created_at,
+            "published_at": entry.created_at,
+            "execution_id": entry.execution_id,
+            "batch_id": entry.batch_id,
+            "node": entry.node,
+            "severity": entry.severity.value,
+            "message": entry.message,
+        }
+        self._s.execute(EVENTS.insert(), [row])
 
     def entries(
         self,
@@ -204,32 +220,18 @@ class SqlAudit:
         min_severity: Severity | None = None,
         since: datetime | None = None,
     ) -> list[AuditEntry]:
-        stmt = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
+        stmt = select(EVENTS).order_by(EVENTS.c.id.desc()).limit(limit)
         if execution_id is not None:
-            stmt = stmt.where(AUDIT.c.execution_id == execution_id)
+            stmt = stmt.where(EVENTS.c.execution_id == execution_id)
         if batch_id is not None:
-            stmt = stmt.where(AUDIT.c.batch_id == batch_id)
+            stmt = stmt.where(EVENTS.c.batch_id == batch_id)
         if min_severity is not None:
-            stmt = stmt.where(AUDIT.c.severity.in_([s.value for s in min_severity.and_above()]))
+            stmt = stmt.where(EVENTS.c.severity.in_([s.value for s in min_severity.and_above()]))
         if since is not None:
-            stmt = stmt.where(AUDIT.c.created_at >= since)
+            stmt = stmt.where(EVENTS.c.created_at >= since)
         rows = list(self._s.execute(stmt))
         rows.reverse()
-        return [
-            AuditEntry(
-                id=r.id,
-                execution_id=r.execution_id,
-                event_type=r.event_type,
-                severity=Severity(r.severity.upper()),
-                message=r.message,
-                details=dict(r.data or {}),
-                created_at=_aware(r.created_at),
-                batch_id=r.batch_id,
-                node=r.node,
-                event_id=r.event_id,
-            )
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]
 
 
 class SqlOutbox:

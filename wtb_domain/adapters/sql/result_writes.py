@@ -1,8 +1,8 @@
 """One statement per execution's results on PostgreSQL: results, rollups and events together.
 
 A batch task stores, per finished execution, its leaves' results, adds them to the rollups
-(:mod:`~wtb_domain.adapters.sql.rollups`) and writes the progress event (outbox + audit).
-Separately that is five statements; here it is one, of data-modifying CTEs:
+(:mod:`~wtb_domain.adapters.sql.rollups`) and writes the progress event (one event row).
+Separately that is four statements; here it is one, of data-modifying CTEs:
 
 * ``inserted_results``: the results, skipping a leaf already stored (``ON CONFLICT DO
   NOTHING``), ``RETURNING`` what it inserted;

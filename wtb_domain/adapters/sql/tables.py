@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -86,26 +87,10 @@ BLOBS = Table(
     Column("size", Integer, nullable=False),
 )
 
-AUDIT = Table(
-    "wtb_audit_log",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("execution_id", String(64), index=True),
-    Column("event_type", String(64), nullable=False),
-    Column("severity", String(16), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("data", JsonType, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    # Migration 0007: what the entry is about, and the event it describes (unique: a retried
-    # write does not duplicate it).
-    Column("batch_id", String(64)),
-    Column("node", String(255)),
-    Column("event_id", String(64)),
-    Index("ix_wtb_audit_log_batch_id", "batch_id"),
-    Index("ix_wtb_audit_log_event_id", "event_id", unique=True),
-)
-
-# An event written in the transaction of its change; the relay publishes it.
+# One row per domain event, written in the transaction of its change: the outbox entry
+# the relay publishes (``payload``, ``published_at``) and the audit trail's entry (subject,
+# ``severity``, ``message``; the entry's details are derived from ``payload`` when read, see
+# :func:`wtb_domain.audit.details_of`). Migration 0010 merged ``wtb_audit_log`` into it.
 OUTBOX = Table(
     "wtb_outbox",
     METADATA,
@@ -115,7 +100,32 @@ OUTBOX = Table(
     Column("payload", JsonType, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
-    Index("ix_wtb_outbox_unpublished", "published_at", "id"),
+    Column("execution_id", String(64)),
+    Column("batch_id", String(64)),
+    Column("node", String(255)),
+    Column("severity", String(16)),
+    Column("message", Text),
+    # Partial: only the few unpublished rows, not the whole (ever-growing) event log.
+    Index(
+        "ix_wtb_outbox_unpublished",
+        "id",
+        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL"),
+    ),
+    # Partial too: an event without an execution (a batch's) or without a batch (a run
+    # outside batches) adds no entry -- one index page less to write at its commit.
+    Index(
+        "ix_wtb_outbox_execution_id",
+        "execution_id",
+        sqlite_where=text("execution_id IS NOT NULL"),
+        postgresql_where=text("execution_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_wtb_outbox_batch_id",
+        "batch_id",
+        sqlite_where=text("batch_id IS NOT NULL"),
+        postgresql_where=text("batch_id IS NOT NULL"),
+    ),
 )
 
 # Events a consumer has applied (idempotent at-least-once consumers).

@@ -21,7 +21,7 @@ from wtb_domain.adapters.sql.checkpoint_writes import (
     start_execution_params,
     start_execution_statement,
 )
-from wtb_domain.adapters.sql.database import prepared_statement_hint
+from wtb_domain.adapters.sql.database import READ_ONLY, prepared_statement_hint
 from wtb_domain.adapters.sql.event_store import (
     SqlAudit,
     SqlOutbox,
@@ -75,13 +75,16 @@ class SqlUnitOfWork:
     MAX_EVENTS = 20
     """Most events a one-statement write carries as CTEs (more: separate statements)."""
 
-    def __init__(self, engine: Engine, record_events: bool = True) -> None:
+    def __init__(self, engine: Engine, record_events: bool = True, read_only: bool = False) -> None:
         self._engine = engine
         self._record_events = record_events
+        self._read_only = read_only
         self._events: list[Event] = []
 
     def __enter__(self) -> Self:
         self.connection = self._engine.connect()
+        if self._read_only:  # SQLite: a deferred BEGIN, not the write lock (database.py)
+            self.connection.execution_options(**{READ_ONLY: True})
         self.executions = SqlExecutions(self.connection)
         self.checkpoints = SqlCheckpoints(self.connection)
         self.audit = SqlAudit(self.connection)
@@ -110,7 +113,7 @@ class SqlUnitOfWork:
             raise StoreError(f"database error: {_describe(exc)}") from exc
 
     def record(self, events: Sequence[Event]) -> None:
-        """Stage events for the next commit (outbox + audit rows in its transaction)."""
+        """Stage events for the next commit (one event row each, in its transaction)."""
         if self._record_events:
             self._events.extend(events)
 

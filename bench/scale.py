@@ -1,13 +1,21 @@
 """Scale-out targets: 100 variants x 0.1 s nodes on 8 workers, Ray (a cluster) and ThreadPool.
 
     python bench/scale.py [--repeats 2] [--worker-path DIR] [--label TEXT] [--no-write]
+                          [--skip-ray | --skip-threadpool]
 
 One ``prefect server`` (started here) serves every run. Ray: a local cluster started here
-with ``ray start --head --num-cpus 8`` (``tests.ray_cluster``, stopped by PID); its start and
-one warm-up batch (which starts the 8 worker processes) are not counted. ThreadPool: each
-``run_batch`` from flow start. ideal = node executions x 0.1 s / 8. Per-task overhead =
-(wall - ideal) / tasks, for WTB and for a bare Prefect flow whose tasks only sleep as long
-as WTB's planned groups, on the same task runner (a whole flow run each).
+with ``ray start --head --num-cpus 8`` (``tests.ray_cluster``, stopped by PID); its start is
+not counted. *Warm job*: this process stays connected (``flows.ray_session``), one warm-up
+batch (not counted) opens the job and starts its 8 worker processes, and each counted batch
+runs in that job; the main table's Ray row is the warm job. *Cold job*: the connection is
+closed before each batch (``flows.ray_session.disconnect``), so each batch opens a new job
+and starts 8 new worker processes (what every batch did before kept connections; flow start
+and ``ray.init`` counted). ThreadPool: each ``run_batch`` from flow start. ideal = node
+executions x 0.1 s / 8. Per-task overhead = (wall - ideal) / tasks, for WTB and for a bare
+Prefect flow whose tasks only sleep as long as WTB's planned groups, on the same task runner
+and, on Ray, the same kind of job (a whole flow run each). Driver CPU: this
+process's CPU seconds for the WTB run and the bare run (ThreadPool: all its threads; Ray: the
+driver only, not the workers).
 
 ``--worker-path`` puts another checkout first on the Ray nodes' PYTHONPATH (e.g. the code
 before warm workers) while the driver stays on this one; ``--label`` names the run.
@@ -27,6 +35,7 @@ import bench.batch as bb
 # isort: split
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -46,6 +55,7 @@ from bench.common import (
     update_results_section,
     verdict,
 )
+from flows.ray_session import disconnect
 from flows.runners import build_task_runner, prefect_api_for_ray
 from tests.ray_cluster import ray_cluster
 from wtb_domain.batch.spec import BatchSpec, RayConfig
@@ -66,6 +76,8 @@ class Row:
     to_first: list[float] = field(default_factory=list)  # flow call -> first execution
     active: list[float] = field(default_factory=list)  # first execution -> last result
     bare: list[float] = field(default_factory=list)  # bare flow wall, same plan
+    cpu: list[float] = field(default_factory=list)  # this process's CPU s of the WTB run
+    bare_cpu: list[float] = field(default_factory=list)  # ... of the bare run
     tasks: int = 0
     loads: list[float] = field(default_factory=list)
 
@@ -108,7 +120,9 @@ def measure(
 ) -> None:
     for r in range(repeats):
         db = work.db(f"{row.runner}-{r}")
+        cpu0 = time.process_time()
         run = bb.flow_run(f"{row.runner} #{r + 1}", make(db), db, row.tasks)
+        row.cpu.append(time.process_time() - cpu0)
         if not run.ok:
             raise SystemExit(f"{row.runner} batch did not complete: {run.summary}")
         row.walls.append(run.wall)
@@ -116,9 +130,139 @@ def measure(
         row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
         row.to_first.append(run.to_first_execution)
         row.active.append(run.active)
+        cpu0 = time.process_time()
         row.bare.append(bare_wall(make(db), sleeps, api))
+        row.bare_cpu.append(time.process_time() - cpu0)
         row.loads.append(bb.load_avg()[0])
         print(f"    bare {row.runner} #{r + 1}: {row.bare[-1]:.2f} s", flush=True)
+
+
+# --------------------------------------------------------------------------- Ray: warm vs cold job
+
+
+def tree_cpu() -> dict[int, float]:
+    """CPU seconds (user + sys) of this process and every live descendant (the Ray cluster's
+    daemons and worker processes, the Prefect server), by PID, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    mine, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == pid and c not in mine]
+        mine.update(kids)
+        frontier.extend(kids)
+    return {pid: cpu[pid] for pid in mine if pid in cpu}
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU the process tree used since ``before`` (processes that ended since are lost:
+    measure before closing a job)."""
+    return sum(c - before.get(pid, 0.0) for pid, c in tree_cpu().items())
+
+
+@dataclass
+class RayRow(Row):
+    job: str = "warm"
+    cpu: list[float] = field(default_factory=list)  # process tree CPU s per batch
+    bare_cpu: list[float] = field(default_factory=list)
+
+
+def measure_ray(
+    row: RayRow,
+    make: Any,
+    work: bb.Workdir,
+    repeats: int,
+    sleeps: list[float],
+    api: str | None,
+) -> None:
+    """Batches (and bare flows) in the kept job (warm) or each in a new job (cold)."""
+    cold = row.job == "cold"
+    for r in range(repeats):
+        db = work.db(f"ray-{row.job}-{r}")
+        if cold:
+            disconnect()
+        before = tree_cpu()
+        run = bb.flow_run(f"ray {row.job} job #{r + 1}", make(db), db, row.tasks)
+        row.cpu.append(cpu_since(before))
+        if not run.ok:
+            raise SystemExit(f"ray batch did not complete: {run.summary}")
+        row.walls.append(run.wall)
+        row.ideals.append(run.nodes * wf.FAN_SLEEP_S / WORKERS)
+        row.in_task.append(run.in_task_overhead(wf.FAN_SLEEP_S))
+        row.to_first.append(run.to_first_execution)
+        row.active.append(run.active)
+        if cold:
+            disconnect()  # the bare flow's RayTaskRunner opens (and closes) its own job
+        before = tree_cpu()
+        row.bare.append(bare_wall(make(db), sleeps, api))
+        row.bare_cpu.append(cpu_since(before))
+        row.loads.append(bb.load_avg()[0])
+        print(
+            f"    bare ray {row.job} job #{r + 1}: {row.bare[-1]:.2f} s; CPU s batch "
+            f"{row.cpu[-1]:.1f}, bare {row.bare_cpu[-1]:.1f}",
+            flush=True,
+        )
+
+
+def ray_job_table(rows: list[RayRow], shaped_ideal: float) -> tuple[list[str], list[list[Any]]]:
+    headers = [
+        "Ray job",
+        "runs",
+        "tasks",
+        "ideal s",
+        "wall s (median)",
+        "wall / ideal",
+        "target",
+        "",
+        "flow call -> 1st execution s",
+        "CPU s, all processes (median)",
+        "bare Prefect wall s",
+        "bare CPU s",
+        "WTB ms / task",
+        "bare ms / task",
+        "WTB / bare",
+        "target",
+        "",
+        "load (1 min)",
+    ]
+    table = []
+    for row in rows:
+        wtb, bare = row.wtb_per_task(), row.bare_per_task(shaped_ideal)
+        table.append(
+            [
+                f"{row.job} job",
+                len(row.walls),
+                row.tasks,
+                f"{statistics.median(row.ideals):.2f}",
+                f"{statistics.median(row.walls):.2f}",
+                f"{row.ratio():.2f}",
+                f"<= {TARGET['ray']}",
+                verdict(row.ratio() <= TARGET["ray"]),
+                f"{statistics.median(row.to_first):.2f}",
+                f"{statistics.median(row.cpu):.1f}",
+                f"{statistics.median(row.bare):.2f}",
+                f"{statistics.median(row.bare_cpu):.1f}",
+                f"{wtb * 1e3:.0f}",
+                f"{bare * 1e3:.0f}",
+                f"{wtb / bare:.2f}" if bare > 0 else "n/a",
+                f"<= {OVERHEAD_TARGET}",
+                verdict(bare > 0 and wtb / bare <= OVERHEAD_TARGET),
+                " / ".join(f"{x:.2f}" for x in row.loads),
+            ]
+        )
+    return headers, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--skip-threadpool", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true", help="ThreadPool rows only")
     args = parser.parse_args(argv)
 
     info = machine_info(["prefect", "prefect-ray", "ray", "sqlalchemy"])
@@ -139,20 +284,30 @@ def main(argv: list[str] | None = None) -> int:
     node_path = os.pathsep.join([args.worker_path, str(bb.REPO_ROOT)])
     with tempfile.TemporaryDirectory(prefix="wtb-scale-") as tmp, prefect_api_for_ray() as api:
         work = bb.Workdir(Path(tmp))
-        with ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path}) as cluster:
-            print(f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True)
-            warm = work.db("ray-warmup")
-            bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
-            ray_row = Row("ray", tasks=plan.tasks)
-            measure(
-                ray_row,
-                lambda db: ray_spec(db, cluster.address),
-                work,
-                args.repeats,
-                sleeps,
-                api,
-            )
-            rows.append(ray_row)
+        ray_part = contextlib.nullcontext(None)
+        if not args.skip_ray:
+            ray_part = ray_cluster(cpus_per_node=(WORKERS,), env={"PYTHONPATH": node_path})
+        with ray_part as cluster:
+            if cluster is not None:
+                print(
+                    f"  Ray cluster at {cluster.address}; warm-up batch (not counted)", flush=True
+                )
+                warm = work.db("ray-warmup")
+                bb.flow_run("ray warm-up", ray_spec(warm, cluster.address), warm, plan.tasks)
+                ray_rows = [RayRow("ray", tasks=plan.tasks, job=job) for job in ("warm", "cold")]
+                try:
+                    for ray_row in ray_rows:
+                        measure_ray(
+                            ray_row,
+                            lambda db: ray_spec(db, cluster.address),
+                            work,
+                            args.repeats,
+                            sleeps,
+                            api,
+                        )
+                finally:
+                    disconnect()  # before the cluster stops
+                rows.append(ray_rows[0])
         if not args.skip_threadpool:
             tp_row = Row("threadpool", tasks=plan.tasks)
             measure(
@@ -183,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "WTB / bare",
         "target",
         "",
+        "driver CPU s: WTB / bare",
         "load (1 min)",
     ]
     table = []
@@ -207,10 +363,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{wtb / bare:.2f}" if bare > 0 else "n/a",
                 f"<= {OVERHEAD_TARGET}",
                 verdict(bare > 0 and wtb / bare <= OVERHEAD_TARGET),
+                f"{statistics.median(row.cpu):.2f} / {statistics.median(row.bare_cpu):.2f}",
                 " / ".join(f"{x:.2f}" for x in row.loads),
             ]
         )
     print_table(TITLE, headers, table)
+    job_headers, job_table = ray_job_table(ray_rows, shaped_ideal)
+    print_table(
+        "Ray: warm job (kept connection) vs cold job (new job per batch)", job_headers, job_table
+    )
     cost = task_cost()
     cost_line = (
         "**Warm workers, per-task cost in one process** (`task_cost`: 40 one-leaf tasks of a "
@@ -225,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"Machine: {machine_line(info)}.",
                 __doc__.split("\n\n", 2)[2].strip(),
                 markdown_table(headers, table),
+                "**Ray: warm job vs cold job** (CPU s = user + sys of this process and every "
+                "live descendant: Ray's daemons and workers, the Prefect server; over the "
+                "batch, and over the bare flow run):",
+                markdown_table(job_headers, job_table),
                 cost_line,
             ]
         )

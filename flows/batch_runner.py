@@ -80,9 +80,14 @@ class BatchTestRunner:
         return self._service().cancel(batch_id)
 
     def shutdown(self, timeout: float | None = 30) -> None:
-        """Cancel running batches and wait for their flows to end."""
+        """Cancel running batches, wait for their flows to end, and close the Ray job kept
+        for them (``flows.ray_session``; until then the job's warm workers serve every
+        batch this process runs on the same cluster)."""
+        from flows.ray_session import disconnect
+
         for batch_id, thread in self._threads.items():
             if thread.is_alive():
                 self.cancel(batch_id)
         for thread in self._threads.values():
             thread.join(timeout)
+        disconnect(timeout)

@@ -16,7 +16,8 @@ from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, t
 from prefect.states import Completed, Failed
 
 from flows.artifacts import publish_matrix, slug
-from flows.runners import build_task_runner, prefect_api_for_ray
+from flows.ray_session import CONNECTIONS
+from flows.runners import build_task_runner, prefect_api_for_ray, ray_job
 from tasks.batch import run_case_group
 from tasks.secrets import app_for, prefect_secret
 from wtb_domain import WtbError, sql_app
@@ -195,8 +196,15 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
         timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
         if timeout.value() < EPHEMERAL_START_TIMEOUT_S:
             stack.enter_context(temporary_settings({timeout: EPHEMERAL_START_TIMEOUT_S}))
-        api_url = stack.enter_context(prefect_api_for_ray()) if spec.runner == "ray" else None
+        kept = spec.ray.ray_address is not None
+        api_url = None
+        if spec.runner == "ray":
+            api_url = stack.enter_context(prefect_api_for_ray(keep=kept))
         runner = build_task_runner(spec, api_url)
+        if spec.runner == "ray":
+            # This process's Ray connection: a cluster's is kept for the next batch (its
+            # worker processes stay warm), a local Ray ends with the run (flows.ray_session).
+            stack.enter_context(CONNECTIONS.use(ray_job(spec, api_url)))
         state = batch_test.with_options(task_runner=runner)(
             **registration.payload,
             publish_artifacts=FlowRunContext.get() is None,

@@ -14,6 +14,10 @@ if not result.passed:
 Specs may be a :class:`~wtb_domain.batch.spec.BatchSpec`, a path to a YAML/JSON file (its
 ``cases_file`` is relative to it) or a dict (``cases_file`` relative to the working directory).
 Pin a baseline with ``wtb baseline set NAME BATCH_ID`` or :func:`bless`.
+
+Batches on a Ray cluster (``ray_address`` set) keep this process's Ray connection open, so the
+next batch's tasks run in the same, already warm, worker processes; :func:`disconnect_ray`
+ends it (and exiting the process does).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "RegressionResult",
     "SpecLike",
     "bless",
+    "disconnect_ray",
     "load",
     "regress",
     "run_batch",
@@ -193,3 +198,14 @@ def regress(
 def bless(name: str, batch_id: str, note: str | None = None, *, db: str | None = None) -> Baseline:
     """Pin ``batch_id`` as the baseline of ``name`` (what ``wtb baseline set`` does)."""
     return RegressionService(sql_app(db)).bless(name, batch_id, note)
+
+
+def disconnect_ray(timeout: float | None = None) -> bool:
+    """End the Ray job this process keeps for batches on a cluster (its worker processes
+    stop) and the Prefect server WTB started for it, once no batch uses them.
+
+    Returns False when a batch still ran after ``timeout`` seconds (nothing was closed).
+    """
+    from flows.ray_session import disconnect
+
+    return disconnect(timeout)

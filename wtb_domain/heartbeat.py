@@ -26,17 +26,21 @@ class Heartbeat:
         self._cond = threading.Condition()
         self._claims: dict[tuple[str, str], tuple[Claim, float]] = {}
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the waiting thread wakes on its own; 0: it is not waiting
 
     def add(self, execution_id: str, claim: Claim) -> None:
         """Start renewing ``claim`` (just taken or renewed) on ``execution_id``."""
+        now = time.monotonic()
         with self._cond:
-            self._claims[(execution_id, claim.owner)] = (claim, time.monotonic())
+            self._claims[(execution_id, claim.owner)] = (claim, now)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="wtb-claim-heartbeat", daemon=True
                 )
                 self._thread.start()
-            else:
+            elif now + claim.renew_every_s < self._wakes_at:
+                # Wake the thread only when it would sleep past this claim's renewal (a
+                # thread that is not waiting looks at every claim before it waits again).
                 self._cond.notify()
 
     def renewed(self, execution_id: str, claim: Claim) -> None:
@@ -77,7 +81,9 @@ class Heartbeat:
                 else:
                     idle_since = None
                 if not due:
+                    self._wakes_at = time.monotonic() + wait
                     self._cond.wait(timeout=wait)
+                    self._wakes_at = 0.0
                     continue
             for execution_id, claim in due:
                 self._renew(execution_id, claim)

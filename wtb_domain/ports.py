@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 if TYPE_CHECKING:  # annotations only: a process that reads the store loads no statistics
     from wtb_domain.claims import Claim
-    from wtb_domain.comparison import ComparisonMatrix
+    from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
     from wtb_domain.events import Event
     from wtb_domain.model import (
         AuditEntry,
@@ -134,6 +134,11 @@ class ResultRepository(Protocol):
 
     def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
         """The comparison matrix of a batch, aggregated where the data lives."""
+        ...
+
+    def combination_totals(self, batch_id: str) -> list[CombinationTotals]:
+        """Runs, failed runs and mean score per combination, by name (the matrix's values;
+        a batch's end needs no more of it)."""
         ...
 
 

@@ -7,6 +7,10 @@ PostgreSQL; no server is started per flow run. The results must equal ThreadPool
 every combination x case x repeat.
 
 The full demo (27 combinations x 40 cases) runs: one task per case group, 2 CPUs in all.
+
+The test process stays connected between batches (``flows.ray_session``): the next batch
+runs in the same Ray job, i.e. in the same worker processes, unless it needs another job.
+The cluster fixture disconnects before it stops the cluster.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flows.ray_session import CONNECTIONS, disconnect
 from tests.ray_cluster import RayCluster, ray_cluster
 from wtb_domain import sql_app
 from wtb_domain.batch.parity import compare_results
-from wtb_domain.batch.spec import RayConfig, load_spec
+from wtb_domain.batch.spec import BatchSpec, RayConfig, load_spec
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "wtb_domain" / "demo" / "batch.yaml"
 REPO = Path(__file__).resolve().parents[2]
 DEMO_RESULTS = 27 * 40
+PROBE = "tests.batch.workflows:probe"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +40,10 @@ def cluster() -> Iterator[RayCluster]:
     # The nodes' environment is every Ray worker's: this checkout first on the import path.
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     with ray_cluster(cpus_per_node=(1, 1), env={"PYTHONPATH": path}) as running:
-        yield running
+        try:
+            yield running
+        finally:
+            assert disconnect(timeout=60), "a batch still used the kept Ray connection"
     assert not running.daemon_pids(), "Ray processes outlived the cluster's stop"
 
 
@@ -66,13 +76,86 @@ def test_demo_batch_on_an_existing_two_node_cluster_matches_threadpool(
     assert report.compared == DEMO_RESULTS
 
     # The results were written by Ray worker processes, not by this one, on both nodes.
-    pids = {int(str(r.worker_id).split(":")[1]) for r in ray_rows}
+    pids = worker_pids(ray_rows)
     assert os.getpid() not in pids
     nodes = {cluster.node_of_worker(pid) for pid in pids}
     assert nodes == {0, 1}, f"worker processes {sorted(pids)} ran on nodes {nodes}"
 
-    # A second batch runs on the same cluster (new worker processes: Ray binds them to a job).
+    # A second batch from this process runs in the same Ray job: the same worker processes
+    # (warm: nothing new connected), and again the ThreadPool results.
+    job, connects = CONNECTIONS.job_id, CONNECTIONS.connects
+    assert job is not None, "the cluster connection was not kept after the batch"
     again = f"demo-cluster-again-{secrets.token_hex(4)}"
     second = run_batch(spec.model_copy(update={"batch_id": again}), base_dir)
     assert (second["state"], second["done"]) == ("Completed", DEMO_RESULTS), second
+    assert (CONNECTIONS.job_id, CONNECTIONS.connects) == (job, connects)
+    with sql_app(pg_url, audit=False).uow() as uow:
+        again_rows = uow.results.for_batch(again)
+    report = compare_results("threadpool", tp_rows, "ray (warm job)", again_rows)
+    assert report.ok, (report.missing[:5], report.differences[:5])
+    assert report.compared == DEMO_RESULTS
+    again_pids = worker_pids(again_rows)
+    assert again_pids <= pids, f"new worker processes {sorted(again_pids - pids)}"
     assert cluster.alive_nodes() == 2
+
+
+def worker_pids(rows: list[Any]) -> set[int]:
+    """The worker processes that wrote ``rows`` (worker_id is host:pid:...)."""
+    return {int(str(r.worker_id).split(":")[1]) for r in rows}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_batch_env_vars_get_their_own_workers_and_job_fields_their_own_job(
+    prefect_harness: None, pg_url: str, cluster: RayCluster
+) -> None:
+    """The probe node stores $WTB_TEST_FLAG. Batches that differ only in env vars share the
+    job, but a worker process started with one batch's value never runs the other's tasks;
+    a batch whose job-level runtime_env differs gets a new job (new workers)."""
+    from flows.batch_test import run_batch
+
+    def probe(flag: str, **runtime_env: Any) -> tuple[set[int], set[Any], str | None]:
+        batch_id = f"env-{flag}-{secrets.token_hex(4)}"
+        spec = BatchSpec.parse(
+            {
+                "workflow": PROBE,
+                "batch_id": batch_id,
+                "variants": {"answer": ["good", "bad"]},
+                "cases": [
+                    {"id": f"n{n}", "input": {"n": n}, "expected": {"answer": str(2 * n)}}
+                    for n in (1, 2, 3, 4)
+                ],
+                "evaluators": [{"type": "exact_match"}],
+                "max_workers": 2,
+                "runner": "ray",
+                "database_url": pg_url,
+                "ray": {
+                    "ray_address": cluster.address,
+                    "max_retries": 0,
+                    "runtime_env": {"env_vars": {"WTB_TEST_FLAG": flag}, **runtime_env},
+                },
+            }
+        )
+        summary = run_batch(spec)
+        assert (summary["state"], summary["done"], summary["failed"]) == ("Completed", 8, 0)
+        app = sql_app(pg_url, audit=False)
+        with app.uow() as uow:
+            rows = uow.results.for_batch(batch_id)
+        flags = {app.controller.state(r.execution_id)["flag"] for r in rows}
+        return worker_pids(rows), flags, CONNECTIONS.job_id
+
+    pids_a, flags_a, job_a = probe("a")
+    pids_a2, flags_a2, job_a2 = probe("a")
+    pids_b, flags_b, job_b = probe("b")
+    assert flags_a == flags_a2 == {"a"} and flags_b == {"b"}
+    assert job_a == job_a2 == job_b
+    assert pids_a2 <= pids_a, "the same env vars did not reuse the job's warm workers"
+    assert not pids_b & pids_a, f"workers {sorted(pids_b & pids_a)} ran both env values"
+    live = CONNECTIONS.live
+    assert live is not None and "WTB_TEST_FLAG" not in live.key  # the job holds no batch env
+
+    connects = CONNECTIONS.connects
+    pids_c, flags_c, job_c = probe("a", config={"setup_timeout_seconds": 900})
+    assert flags_c == {"a"}
+    assert job_c != job_a and CONNECTIONS.connects == connects + 1
+    assert not pids_c & (pids_a | pids_b), "a new job ran in the old job's worker processes"

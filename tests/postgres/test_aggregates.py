@@ -24,7 +24,13 @@ from wtb_domain.adapters.sql.aggregates import (
 )
 from wtb_domain.adapters.sql.repositories import BATCHES, RESULTS
 from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, ROLLUPS
-from wtb_domain.comparison import ComparisonMatrix, ResultRow, build_matrix, result_rows
+from wtb_domain.comparison import (
+    ComparisonMatrix,
+    ResultRow,
+    build_matrix,
+    combination_totals,
+    result_rows,
+)
 from wtb_domain.model import BatchResult, BatchTest
 
 pytestmark = pytest.mark.postgres
@@ -168,6 +174,36 @@ def test_sql_matrix_equals_build_matrix(store: App, seed: int) -> None:
     assert build_matrix_from_inputs(inputs_from_rows(batch_id, rows), batch_id) == build_matrix(
         rows, batch_id
     )
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_combination_totals_are_the_matrix_values(store: App, seed: int) -> None:
+    """What a batch's end reads instead of the matrix: the same n, failed and mean score
+    (exactly, from the same rollups), by name; the in-memory store's agree with build_matrix."""
+    batch_id = store_batch(store, synthetic(f"agg-tot-{secrets.token_hex(5)}", seed))
+    store_batch(store, synthetic(f"agg-tot-other-{secrets.token_hex(5)}", seed + 1))
+    with store.uow() as uow:
+        totals = uow.results.combination_totals(batch_id)
+        matrix = uow.results.comparison(batch_id, None)
+    assert [t.name for t in totals] == sorted(s.name for s in matrix.stats)
+    by_name = {s.name: s for s in matrix.stats}
+    for t in totals:
+        s = by_name[t.name]
+        assert (t.n, t.n_failed, t.mean_score) == (s.n, s.n_failed, s.mean_score)
+    assert any(t.n_failed for t in totals) and sum(t.n for t in totals) == len(
+        rows_of(store, batch_id)
+    )
+    expected = build_matrix(rows_of(store, batch_id), batch_id).stats
+    assert [(s.name, s.n, s.n_failed, s.mean_score) for s in sorted(expected, key=name_of)] == [
+        (t.name, t.n, t.n_failed, t.mean_score)
+        for t in combination_totals(rows_of(store, batch_id))
+    ]
+    with store.uow() as uow:
+        assert uow.results.combination_totals(store_batch(store, [])) == []
+
+
+def name_of(stats: Any) -> str:
+    return str(stats.name)
 
 
 def test_sql_matrix_with_ties_ranks_like_build_matrix(store: App) -> None:

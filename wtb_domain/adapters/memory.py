@@ -14,7 +14,13 @@ from typing import Any, Self
 from wtb_domain.adapters.memory_calls import CallData, MemoryCalls, MemoryNodeCache
 from wtb_domain.audit import describe
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
-from wtb_domain.comparison import ComparisonMatrix, build_matrix, result_rows
+from wtb_domain.comparison import (
+    CombinationTotals,
+    ComparisonMatrix,
+    build_matrix,
+    combination_totals,
+    result_rows,
+)
 from wtb_domain.deltas import load_values
 from wtb_domain.errors import ExecutionError, ExecutionExists, NotFoundError, StoreError
 from wtb_domain.events import Event
@@ -274,6 +280,9 @@ class MemoryResults:
 
     def comparison(self, batch_id: str, baseline: str | None) -> ComparisonMatrix:
         return build_matrix(result_rows(self.for_batch(batch_id)), batch_id, baseline=baseline)
+
+    def combination_totals(self, batch_id: str) -> list[CombinationTotals]:
+        return combination_totals(result_rows(self.for_batch(batch_id)))
 
 
 class MemoryBaselines:

@@ -8,17 +8,19 @@ from wtb_domain.ports import UnitOfWork
 
 
 def final_events(uow: UnitOfWork, batch: BatchTest, progress: BatchProgress) -> list[Event]:
-    """The batch's end, and one event per combination whose results are all in."""
+    """The batch's end, and one event per combination whose results are all in (by name)."""
     if batch.status is BatchStatus.CANCELLED:
         return [BatchCancelled(batch.id, progress.total, progress.done)]
     events: list[Event] = []
     per_combination = uow.cases.count(batch.id) * int(batch.spec.get("repeats") or 1)
     if progress.done and per_combination:
-        for stats in uow.results.comparison(batch.id, None).stats:
-            if stats.n >= per_combination:
+        # Counts and mean scores only (one read of the rollups): the matrix's bootstrap and
+        # percentiles are computed where the matrix is shown, not in this write transaction.
+        for totals in uow.results.combination_totals(batch.id):
+            if totals.n >= per_combination:
                 events.append(
                     CombinationCompleted(
-                        batch.id, stats.name, stats.n, stats.n_failed, stats.mean_score
+                        batch.id, totals.name, totals.n, totals.n_failed, totals.mean_score
                     )
                 )
     events.append(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         NO_DIFFERENCE,
         WORSE,
         CombinationStats,
+        CombinationTotals,
         PairedComparison,
         ResultRow,
         check_alpha,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         assemble_matrix,
         build_matrix,
         combination_stats,
+        combination_totals,
         metric_means,
         paired_comparisons,
         per_case_means,
@@ -75,6 +77,7 @@ _LAZY = {
     "NO_DIFFERENCE": "wtb_domain.comparison.model",
     "WORSE": "wtb_domain.comparison.model",
     "CombinationStats": "wtb_domain.comparison.model",
+    "CombinationTotals": "wtb_domain.comparison.model",
     "PairedComparison": "wtb_domain.comparison.model",
     "ResultRow": "wtb_domain.comparison.model",
     "check_alpha": "wtb_domain.comparison.model",
@@ -90,6 +93,7 @@ _LAZY = {
     "assemble_matrix": "wtb_domain.comparison.summary",
     "build_matrix": "wtb_domain.comparison.summary",
     "combination_stats": "wtb_domain.comparison.summary",
+    "combination_totals": "wtb_domain.comparison.summary",
     "metric_means": "wtb_domain.comparison.summary",
     "paired_comparisons": "wtb_domain.comparison.summary",
     "per_case_means": "wtb_domain.comparison.summary",
@@ -97,6 +101,7 @@ _LAZY = {
     "result_rows": "wtb_domain.comparison.summary",
     "total_cost": "wtb_domain.comparison.summary",
 }
+
 if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
     __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
@@ -111,6 +116,7 @@ __all__ = [
     "NO_DIFFERENCE",
     "WORSE",
     "CombinationStats",
+    "CombinationTotals",
     "ComparisonMatrix",
     "PairedComparison",
     "ResultRow",
@@ -120,6 +126,7 @@ __all__ = [
     "build_matrix",
     "check_alpha",
     "combination_stats",
+    "combination_totals",
     "holm",
     "known_names",
     "metric_means",

@@ -61,6 +61,24 @@ def run_score(success: bool, overall_score: float) -> float:
 
 
 @dataclass(frozen=True)
+class CombinationTotals:
+    """A combination's counts and mean score: what a batch's end needs of the matrix.
+
+    Attributes:
+        name: The combination name.
+        n: Number of runs (failed runs included).
+        n_failed: Number of failed runs.
+        mean_score: :attr:`CombinationStats.mean_score` (mean over cases of the per-case
+            mean score), computed the same way.
+    """
+
+    name: str
+    n: int
+    n_failed: int
+    mean_score: float
+
+
+@dataclass(frozen=True)
 class CombinationStats:
     """Summary of one combination's runs.
 

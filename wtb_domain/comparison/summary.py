@@ -17,6 +17,7 @@ from wtb_domain.comparison.model import (
     NO_DIFFERENCE,
     WORSE,
     CombinationStats,
+    CombinationTotals,
     PairedComparison,
     ResultRow,
     check_alpha,
@@ -165,6 +166,21 @@ def combination_stats(
     """
     materialised = list(rows)
     return _combination_stats(materialised, per_case_means(materialised), resamples, seed)
+
+
+def combination_totals(rows: Iterable[ResultRow]) -> list[CombinationTotals]:
+    """Runs, failed runs and mean score per combination (by name): the matrix's values,
+    without its intervals, percentiles and paired tests."""
+    counts: dict[str, list[int]] = {}
+    materialised = list(rows)
+    for row in materialised:
+        count = counts.setdefault(row.combination_name, [0, 0])
+        count[0] += 1
+        count[1] += not row.success
+    return [
+        CombinationTotals(name, counts[name][0], counts[name][1], statistics.fmean(cases.values()))
+        for name, cases in per_case_means(materialised).items()
+    ]
 
 
 def _combination_stats(

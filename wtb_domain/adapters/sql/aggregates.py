@@ -33,15 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
-    Integer,
-    Select,
     String,
     Table,
     bindparam,
     func,
-    literal,
     select,
-    union_all,
+    text,
 )
 
 from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
@@ -50,6 +47,7 @@ from wtb_domain.comparison import (
     DEFAULT_ALPHA,
     DEFAULT_RESAMPLES,
     CombinationStats,
+    CombinationTotals,
     ComparisonMatrix,
     ResultRow,
     assemble_matrix,
@@ -172,37 +170,41 @@ class PercentileLookup:
         low = math.floor(position)
         return cls(name, q, n, low, min(low + 1, n - 1), position - low)
 
-    def statement(self, batch_id: str, tag: int) -> Select[tuple[Any, Any, Any]]:
-        """``(tag, value at low, value at high)``: the two ranks from the nearer end."""
-        duration = RESULTS.c.duration_ms
+    def sql(self, tag: int) -> tuple[str, dict[str, Any]]:
+        """``(tag, value at low, value at high)``: the two ranks from the nearer end; the SQL
+        (with ``:batch_id`` and this lookup's bound name, limit and offset) and its values."""
+        table, duration = RESULTS.name, f"{RESULTS.name}.{RESULTS.c.duration_ms.name}"
         descending = self.low > self.n - 1 - self.high
-        ordered = (
-            select(duration.label("d"))
-            .where(_batch(RESULTS, batch_id), RESULTS.c.combination_name == self.name)
-            .order_by(duration.desc() if descending else duration)
-            .offset(self.n - 1 - self.high if descending else self.low)
-            .limit(self.high - self.low + 1)
-            .subquery(f"p{tag}")
+        offset = self.n - 1 - self.high if descending else self.low
+        # Only our table/column names and int tags are formatted in; every value is bound.
+        sql = (
+            f"SELECT {int(tag)} AS tag, min(p{tag}.d) AS low, max(p{tag}.d) AS high FROM "  # noqa: S608
+            f"(SELECT {duration} AS d FROM {table} WHERE {table}.batch_test_id = :batch_id "
+            f"AND {table}.combination_name = :n{tag} "
+            f"ORDER BY {duration}{' DESC' if descending else ''} "
+            f"LIMIT :l{tag} OFFSET :o{tag}) AS p{tag}"
         )
-        return select(
-            literal(tag, Integer()).label("tag"),
-            func.min(ordered.c.d).label("low"),
-            func.max(ordered.c.d).label("high"),
-        )
+        return sql, {f"n{tag}": self.name, f"l{tag}": self.high - self.low + 1, f"o{tag}": offset}
 
     def interpolate(self, low: float, high: float) -> float:
         return low + (high - low) * self.fraction
 
 
 def percentile_statements(batch_id: str, lookups: Sequence[PercentileLookup]) -> list[Any]:
-    """``UNION ALL`` statements for the lookups, tagged by their index in ``lookups``."""
+    """``UNION ALL`` statements for the lookups, tagged by their index in ``lookups``.
+
+    Plain SQL text with bound parameters: built as SQLAlchemy constructs, 200 subqueries
+    cost more CPU to build, key and compile (every time: the names differ) than to run.
+    """
     out: list[Any] = []
     for start in range(0, len(lookups), LOOKUPS_PER_STATEMENT):
-        chunk = lookups[start : start + LOOKUPS_PER_STATEMENT]
-        parts: list[Select[tuple[Any, Any, Any]]] = [
-            lk.statement(batch_id, start + i) for i, lk in enumerate(chunk)
-        ]
-        out.append(parts[0] if len(parts) == 1 else union_all(*parts))
+        parts: list[str] = []
+        params: dict[str, Any] = {"batch_id": batch_id}
+        for tag, lookup in enumerate(lookups[start : start + LOOKUPS_PER_STATEMENT], start):
+            sql, values = lookup.sql(tag)
+            parts.append(sql)
+            params.update(values)
+        out.append(text(" UNION ALL ".join(parts)).bindparams(**params))
     return out
 
 
@@ -285,6 +287,24 @@ def matrix_inputs(executor: Executor, batch_id: str) -> MatrixInputs:
         combinations=out,
         case_means={name: dict(sorted(case_means[name].items())) for name in sorted(case_means)},
     )
+
+
+def combination_totals(executor: Executor, batch_id: str) -> list[CombinationTotals]:
+    """Runs, failed runs and mean score per combination (by name), from the rollups only:
+    one statement, the same values as :func:`matrix_inputs` gives the matrix."""
+    counts: dict[str, list[int]] = {}
+    case_means: dict[str, list[float]] = {}
+    for name, _case, n, n_failed, _passed, mean, _m2 in executor.execute(
+        rollups_statement(batch_id)
+    ):
+        count = counts.setdefault(name, [0, 0])
+        count[0] += n
+        count[1] += n_failed
+        case_means.setdefault(name, []).append(float(mean))  # in case_id order, as the matrix
+    return [
+        CombinationTotals(name, counts[name][0], counts[name][1], statistics.fmean(means))
+        for name, means in sorted(case_means.items())
+    ]
 
 
 def inputs_from_rows(batch_id: str, rows: Iterable[ResultRow]) -> MatrixInputs:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from wtb_domain.adapters.sql.sqlite_gate import GatedConnection, begin_immediate, gate_for
 from wtb_domain.errors import StoreError
 
 DEFAULT_DIR = ".wtb"
@@ -97,13 +98,15 @@ READ_ONLY = "wtb_read_only"
 def _sqlite_begin(conn: Any) -> None:
     # A unit of work that writes takes the write lock up front: a deferred transaction that
     # later writes can fail with SQLITE_BUSY without waiting when another thread/process
-    # writes at the same time. One that only reads takes a deferred transaction: in WAL it is
-    # one consistent snapshot from its first read, and it never waits for a writer (a read
-    # nested inside a write unit of work would otherwise wait for the busy timeout).
+    # writes at the same time; the process's threads queue for it on the file's gate first
+    # (see adapters.sql.sqlite_gate). One that only reads takes a deferred transaction, and
+    # no gate: in WAL it is one consistent snapshot from its first read, and it never waits
+    # for a writer (a read nested inside a write unit of work would otherwise wait for the
+    # busy timeout).
     if conn.get_execution_options().get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
     else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        begin_immediate(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 class Database:
@@ -130,8 +133,16 @@ class Database:
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            sqlite_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": GatedConnection}
+            engine = create_engine(parsed, connect_args=sqlite_args)
+            gate = gate_for(database)
+
+            def on_connect(dbapi_conn: Any, record: Any) -> None:
+                _sqlite_pragmas(dbapi_conn, record)
+                if isinstance(dbapi_conn, GatedConnection):
+                    dbapi_conn.wtb_gate = gate
+
+            event.listen(engine, "connect", on_connect)
             event.listen(engine, "begin", _sqlite_begin)
             return engine
         # prepare_threshold=None: no server-side prepared statements, so PgBouncer in

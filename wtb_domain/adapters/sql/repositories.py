@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.tables import BATCHES, BLOBS, CHECKPOINTS, EXECUTIONS, RESULTS, ROLLUPS
 from wtb_domain.claims import Claim
-from wtb_domain.comparison import ComparisonMatrix
+from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
 from wtb_domain.deltas import load_values
 from wtb_domain.errors import ExecutionExists, NotFoundError
 from wtb_domain.model import (
@@ -426,3 +426,8 @@ class SqlResults:
         from wtb_domain.adapters.sql.aggregates import matrix_for_batch
 
         return matrix_for_batch(self._s, batch_id, baseline)
+
+    def combination_totals(self, batch_id: str) -> list[CombinationTotals]:
+        from wtb_domain.adapters.sql.aggregates import combination_totals
+
+        return combination_totals(self._s, batch_id)

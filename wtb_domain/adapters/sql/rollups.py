@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Float, Table, bindparam, cast, column, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from wtb_domain.adapters.sql import precompiled
 from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import numeric_metrics, run_score
 
@@ -165,8 +166,8 @@ def add(connection: Connection, results: Iterable[Result]) -> None:
             continue
         if dialect == "postgresql":
             connection.execute(upsert, {name: [row[name] for row in rows] for name in rows[0]})
-        else:
-            connection.execute(upsert, rows)
+        else:  # SQLAlchemy would compile the ON CONFLICT statement again each time
+            precompiled.execute_many(connection, upsert, rows)
 
 
 def rebuild(connection: Connection, batch_id: str | None = None) -> None:

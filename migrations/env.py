@@ -8,10 +8,10 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
 from wtb_domain.adapters.sql.database import default_database_url
-from wtb_domain.adapters.sql.tables import Base
+from wtb_domain.adapters.sql.tables import METADATA
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = METADATA
 MIGRATION_LOCK_ID = 7_311_962_001
 
 

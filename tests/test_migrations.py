@@ -21,7 +21,7 @@ from tests.conftest import PgDatabases
 from wtb_domain.adapters.sql.aggregates import matrix_for_batch
 from wtb_domain.adapters.sql.migrate import downgrade, head_revision, upgrade
 from wtb_domain.adapters.sql.repositories import BATCHES, RESULTS, SqlResults
-from wtb_domain.adapters.sql.tables import Base
+from wtb_domain.adapters.sql.tables import METADATA
 from wtb_domain.comparison import build_matrix, result_rows
 from wtb_domain.model import BatchResult, utcnow
 
@@ -47,7 +47,7 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 def schema_diff(engine: Engine) -> list[Any]:
-    """Autogenerate's diff between the database and ``Base.metadata`` (empty when in sync)."""
+    """Autogenerate's diff between the database and ``METADATA`` (empty when in sync)."""
     with engine.connect() as conn:
         is_pg = conn.dialect.name == "postgresql"
 
@@ -60,7 +60,7 @@ def schema_diff(engine: Engine) -> list[Any]:
         ctx = MigrationContext.configure(
             conn, opts={"compare_type": True, "include_object": include}
         )
-        return list(compare_metadata(ctx, Base.metadata))
+        return list(compare_metadata(ctx, METADATA))
 
 
 def wtb_tables(engine: Engine) -> list[str]:
@@ -81,7 +81,7 @@ def test_upgrade_head_matches_the_models_and_downgrade_removes_everything(
 
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head_revision()
-    expected = sorted(t for t in Base.metadata.tables if t.startswith("wtb_"))
+    expected = sorted(t for t in METADATA.tables if t.startswith("wtb_"))
     assert wtb_tables(empty_engine) == expected
 
     diff = schema_diff(empty_engine)

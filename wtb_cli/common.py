@@ -11,11 +11,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wtb_domain import App, SpecError, WtbError, sql_app
-from wtb_domain.errors import RunError, StoreError, WorkflowError
-from wtb_domain.inputs import load_json, read_text
+from wtb_domain.errors import RunError, SpecError, StoreError, WorkflowError, WtbError
 
 if TYPE_CHECKING:
+    from wtb_domain.bootstrap import App
     from wtb_domain.workflow.model import Workflow
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
@@ -66,6 +65,8 @@ def parse_json(value: str | None, option: str) -> Any:
     """Parse a JSON argument, or ``@path`` to a UTF-8 JSON file; SpecError on one line."""
     if value is None:
         return None
+    from wtb_domain.inputs import load_json, read_text  # YAML loads with it, not with the CLI
+
     if value.startswith("@"):
         return load_json(read_text(value[1:], f"{option}: file"), f"{option} {value[1:]}")
     try:
@@ -153,4 +154,6 @@ def check_workflow_ref(ref: str | None, option: str) -> None:
 
 def app_for(database_url: str | None) -> App:
     check_database_url(database_url)
+    from wtb_domain.bootstrap import sql_app  # the store loads with the first command using it
+
     return sql_app(database_url)

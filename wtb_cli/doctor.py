@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from wtb_cli.common import check_database_url, console
-from wtb_domain import SpecError, sql_app
-from wtb_domain.adapters.sql.database import database_for
-from wtb_domain.adapters.sql.integrity import SqlIntegrityView
-from wtb_domain.integrity import IntegrityChecker, Report, default_checks
-from wtb_domain.integrity.checks import OUTBOX_GRACE_S
+from wtb_domain import SpecError
+
+if TYPE_CHECKING:
+    from wtb_domain.integrity import Report
 
 FORMATS = ("table", "json")
 
@@ -42,6 +41,12 @@ def doctor_command(
     if fmt not in FORMATS:
         raise SpecError(f"--format: unknown format {fmt[:40]!r}; use one of {', '.join(FORMATS)}")
     check_database_url(db)
+    from wtb_domain.adapters.sql.database import database_for
+    from wtb_domain.adapters.sql.integrity import SqlIntegrityView
+    from wtb_domain.bootstrap import sql_app
+    from wtb_domain.integrity import IntegrityChecker, default_checks
+    from wtb_domain.integrity.checks import OUTBOX_GRACE_S
+
     app = sql_app(db)
     database = app.database or database_for(db)  # sql_app always has one
     # Re-queue: the outbox relay publishes what stayed unpublished past the grace period.

@@ -29,11 +29,12 @@ from wtb_cli.common import (
     user_errors,
 )
 from wtb_domain import SpecError
-from wtb_domain.adapters.sql.database import Database
 from wtb_domain.state import max_state_bytes
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
+
+    from wtb_domain.adapters.sql.database import Database
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -272,6 +273,8 @@ def db_upgrade(
 ) -> None:
     """Apply migrations (also done automatically on first use). Never downgrades."""
     from alembic.util import CommandError
+
+    from wtb_domain.adapters.sql.database import Database
 
     check_database_url(db)
     if not revision.strip():

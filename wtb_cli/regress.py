@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from wtb_cli.common import app_for, console, err_console, user_errors
 from wtb_domain import SpecError
-from wtb_domain.regression.service import RegressionService
+
+if TYPE_CHECKING:
+    from wtb_domain.regression.service import RegressionService
 
 baseline_app = typer.Typer(
     no_args_is_help=True, help="Pinned regression baselines: bless a batch, show the history."
@@ -24,6 +26,13 @@ DbOpt = Annotated[
 SHOW_FORMATS = ("table", "json")
 
 
+def _service(db: str | None) -> RegressionService:
+    """The regression service (its pydantic models load with the command that uses them)."""
+    from wtb_domain.regression.service import RegressionService
+
+    return RegressionService(app_for(db))
+
+
 @baseline_app.command("set")
 @user_errors
 def baseline_set(
@@ -33,7 +42,7 @@ def baseline_set(
     db: DbOpt = None,
 ) -> None:
     """Pin BATCH_ID as the baseline of NAME (kept in its history; the newest one counts)."""
-    blessed = RegressionService(app_for(db)).bless(name, batch_id, note)
+    blessed = _service(db).bless(name, batch_id, note)
     console.print(
         f"baseline {blessed.name}: {blessed.batch_test_id} "
         f"(blessed {blessed.blessed_at:%Y-%m-%d %H:%M:%S} UTC)",
@@ -51,7 +60,7 @@ def baseline_show(
     """Show the current baseline of NAME and its history of blessings."""
     if fmt not in SHOW_FORMATS:
         raise SpecError(f"--format: use one of {', '.join(SHOW_FORMATS)}")
-    service = RegressionService(app_for(db))
+    service = _service(db)
     history = service.history(name)
     if fmt == "json":
         data = {

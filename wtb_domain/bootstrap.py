@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 
-from wtb_domain.adapters.memory import MemoryStore
 from wtb_domain.adapters.sql.database import Database, database_for
 from wtb_domain.adapters.sql.retry import with_retries
 from wtb_domain.adapters.sql.uow import SqlUnitOfWork
@@ -18,6 +18,9 @@ from wtb_domain.events import Event, MessageBus
 from wtb_domain.metrics import PrometheusMetrics
 from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
+
+if TYPE_CHECKING:  # the in-memory adapters load with memory_app only
+    from wtb_domain.adapters.memory import MemoryStore
 
 _METRICS_LOCK = threading.Lock()
 _metrics: PrometheusMetrics | None = None
@@ -125,6 +128,8 @@ def _count_db_errors(db: Database) -> None:
 
 def memory_app(store: MemoryStore | None = None, *, audit: bool = True) -> App:
     """An App over an in-memory store (tests, notebooks)."""
+    from wtb_domain.adapters.memory import MemoryStore
+
     mem = store or MemoryStore()
 
     def uow(*, read_only: bool = False) -> UnitOfWork:

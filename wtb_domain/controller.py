@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wtb_domain.claims import Claim, forget
-from wtb_domain.engine import Engine, Mode
 from wtb_domain.errors import ExecutionError, WorkflowError
 from wtb_domain.events import (
     Event,
@@ -28,10 +28,14 @@ from wtb_domain.state import (
     deltas_metadata,
     diff_states,
     encode_update,
+    max_state_bytes,
 )
-from wtb_domain.workflow import Workflow, load_workflow
 
-WorkflowLike = Workflow | str
+if TYPE_CHECKING:  # the engine and the workflow models load with the first run, not before
+    from wtb_domain.engine import Engine
+    from wtb_domain.workflow import Workflow
+
+    WorkflowLike = Workflow | str
 
 
 class ExecutionController:
@@ -51,7 +55,19 @@ class ExecutionController:
         self._uow = uow_factory
         self._bus = bus or MessageBus()
         self._publish = publish or self._bus.publish
-        self._engine = Engine(uow_factory, retry, lease_s)
+        self._engine_args = (uow_factory, retry, lease_s, max_state_bytes())
+        self._engine_obj: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    @property
+    def _engine(self) -> Engine:
+        """The engine, built on first use (a bad ``WTB_MAX_STATE_BYTES`` fails in __init__)."""
+        with self._engine_lock:
+            if self._engine_obj is None:
+                from wtb_domain.engine import Engine
+
+                self._engine_obj = Engine(*self._engine_args)
+            return self._engine_obj
 
     def run(
         self,
@@ -78,7 +94,7 @@ class ExecutionController:
             forget(claim)
             raise
         return self._advance(
-            wf, execution, Mode.RUN, start=start, claim=claim, split_before=split_before
+            wf, execution, "run", start=start, claim=claim, split_before=split_before
         )
 
     def create(
@@ -128,7 +144,7 @@ class ExecutionController:
             labels=dict(labels or {}),
         )
         encoded = encode_update({}, input, node=None)
-        check_state_size({}, encoded.sizes, node=None, limit=self._engine.max_state)
+        check_state_size({}, encoded.sizes, node=None, limit=self._engine_args[3])
         cp = self._new_checkpoint(execution.id, None, 0, None, None, Source.INPUT, encoded.manifest)
         execution.head_checkpoint_id = cp.id
         execution.emit(ExecutionStarted(execution.id, wf.name, selection))
@@ -151,14 +167,14 @@ class ExecutionController:
         wf = self._workflow_for(execution, workflow)
         execution.emit(ExecutionResumed(execution.id, execution.head_checkpoint_id))
         skip = bool(execution.paused_at and execution.paused_at.startswith("before:"))
-        return self._advance(wf, execution, Mode.RUN, skip_break_before=skip)
+        return self._advance(wf, execution, "run", skip_break_before=skip)
 
     def step(self, execution_id: str, workflow: WorkflowLike | None = None) -> Execution:
         """Run exactly one node of a paused execution, then pause again."""
         execution = self.get(execution_id)
         self._require_resumable(execution)
         wf = self._workflow_for(execution, workflow)
-        return self._advance(wf, execution, Mode.STEP, skip_break_before=True)
+        return self._advance(wf, execution, "step", skip_break_before=True)
 
     def rollback(self, checkpoint_id: str) -> Execution:
         """Move the execution's head to ``checkpoint_id``; later checkpoints stay as history.
@@ -320,7 +336,7 @@ class ExecutionController:
         if claim is None:
             return execution
         return self._advance(
-            wf, execution, Mode.RUN, claim=claim, start=start, split_before=split_before
+            wf, execution, "run", claim=claim, start=start, split_before=split_before
         )
 
     def replay(
@@ -367,7 +383,7 @@ class ExecutionController:
         """Run an unfinished execution on until END, a failure, or a split point."""
         if execution.finished:
             return execution
-        return self._advance(workflow, execution, Mode.RUN, split_before=split_before)
+        return self._advance(workflow, execution, "run", split_before=split_before)
 
     def get(self, execution_id: str) -> Execution:
         with self._uow(read_only=True) as uow:
@@ -402,18 +418,20 @@ class ExecutionController:
         self,
         wf: Workflow,
         execution: Execution,
-        mode: Mode,
+        mode: Literal["run", "step"],
         *,
         skip_break_before: bool = False,
         split_before: Callable[[str], bool] | None = None,
         start: Checkpoint | None = None,
         claim: Claim | None = None,
     ) -> Execution:
+        from wtb_domain.engine import Mode
+
         try:
             return self._engine.advance(
                 wf,
                 execution,
-                mode,
+                Mode(mode),
                 skip_break_before=skip_break_before,
                 split_before=split_before,
                 start=start,
@@ -456,6 +474,8 @@ class ExecutionController:
 
     @staticmethod
     def _workflow(workflow: WorkflowLike) -> Workflow:
+        from wtb_domain.workflow import load_workflow
+
         return load_workflow(workflow) if isinstance(workflow, str) else workflow
 
     def _workflow_for(self, execution: Execution, workflow: WorkflowLike | None) -> Workflow:

@@ -5,24 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from wtb_domain.claims import Claim
-from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
-from wtb_domain.events import Event
-from wtb_domain.model import (
-    AuditEntry,
-    Baseline,
-    BatchProgress,
-    BatchResult,
-    BatchTest,
-    Checkpoint,
-    Execution,
-    OutboxRecord,
-    Severity,
-    Status,
-)
-from wtb_domain.recording.model import CacheEntry, CallRecord
+if TYPE_CHECKING:  # annotations only: a process that reads the store loads no statistics
+    from wtb_domain.claims import Claim
+    from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
+    from wtb_domain.events import Event
+    from wtb_domain.model import (
+        AuditEntry,
+        Baseline,
+        BatchProgress,
+        BatchResult,
+        BatchTest,
+        Checkpoint,
+        Execution,
+        OutboxRecord,
+        Severity,
+        Status,
+    )
+    from wtb_domain.recording.model import CacheEntry, CallRecord
 
 
 class ExecutionRepository(Protocol):

@@ -28,17 +28,34 @@ pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
 # Modules a read-only command has no use for: the flow runner, the cluster, the HTTP client of
-# `wtb prefect`, the migration tool (the schema is at head), the planner and its spec models.
+# `wtb prefect`, the migration tool (the schema is at head), the planner and its spec models,
+# the engine and the workflow models (nothing runs), the in-memory store, YAML (no spec is
+# read), the ORM (the stores are SQLAlchemy Core), LangGraph, regression and integrity checks.
+# pydantic is not listed: typer itself coerces every parameter through a pydantic TypeAdapter;
+# nor is rich, which prints the output.
 NOT_IMPORTED = (
     "prefect",
     "ray",
     "httpx",
     "alembic",
+    "langgraph",
+    "yaml",
+    "sqlalchemy.orm",
     "wtb_domain.batch.service",
     "wtb_domain.batch.spec",
     "wtb_domain.batch.plan",
     "wtb_domain.evaluation",
+    "wtb_domain.engine",
+    "wtb_domain.workflow",
+    "wtb_domain.adapters.memory",
+    "wtb_domain.recording.recorder",
+    "wtb_domain.regression",
+    "wtb_domain.integrity",
 )
+# `wtb batch status` computes no statistics: numpy loads with the matrix only.
+NOT_IMPORTED_BY_STATUS = ("numpy", "wtb_domain.comparison.summary")
+# The PostgreSQL driver loads with a PostgreSQL URL only.
+NOT_IMPORTED_ON_SQLITE = ("psycopg",)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -85,33 +102,24 @@ def test_status_and_progress_read_the_batch_row_and_the_rollups_only(
     assert service.progress(batch_id) == progress
 
 
-def test_cli_status_and_matrix_import_only_the_read_side(store: tuple[App, str]) -> None:
-    """Both commands in a fresh process against a migrated store: right output, and the heavy
-    modules they do not need stay unimported (their start-up is most of their time)."""
-    app, url = store
-    results = synthetic(f"reads-cli-{secrets.token_hex(5)}", 5)
-    batch_id = store_batch(app, results)
+def run_cli_alone(args: list[str], watch: list[str]) -> dict[str, Any]:
+    """One command in a fresh process: its exit code, output and which ``watch`` modules
+    it imported (from the CLI's import to the command's exit)."""
     script = (
         "import json, sys\n"
         "from typer.testing import CliRunner\n"
         "from wtb_cli.main import app\n"
-        "out = {}\n"
-        "for name, args in json.loads(sys.argv[1]).items():\n"
-        "    r = CliRunner().invoke(app, args)\n"
-        "    out[name] = {'code': r.exit_code, 'out': r.output}\n"
-        f"out['imported'] = [m for m in {list(NOT_IMPORTED)!r} if m in sys.modules]\n"
-        "print(json.dumps(out))\n"
+        "r = CliRunner().invoke(app, json.loads(sys.argv[1]))\n"
+        "watch = json.loads(sys.argv[2])\n"
+        "imported = [m for m in watch if m in sys.modules]\n"
+        "print(json.dumps({'code': r.exit_code, 'out': r.output, 'imported': imported}))\n"
     )
-    commands = {
-        "status": ["batch", "status", batch_id, "--db", url],
-        "matrix": ["matrix", batch_id, "--db", url, "--format", "csv"],
-    }
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(commands)],
+        [sys.executable, "-c", script, json.dumps(args), json.dumps(watch)],
         capture_output=True,
         text=True,
         env=env,
@@ -119,16 +127,45 @@ def test_cli_status_and_matrix_import_only_the_read_side(store: tuple[App, str])
         timeout=120,
         check=True,
     )
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["status"]["code"] == 0, got["status"]
-    assert got["matrix"]["code"] == 0, got["matrix"]
+    got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return got
+
+
+def test_cli_status_and_matrix_import_only_the_read_side(store: tuple[App, str]) -> None:
+    """Each command in a fresh process against a migrated store: right output, and the heavy
+    modules it does not need stay unimported (their start-up is most of its time)."""
+    app, url = store
+    results = synthetic(f"reads-cli-{secrets.token_hex(5)}", 5)
+    batch_id = store_batch(app, results)
+    on_sqlite = list(NOT_IMPORTED_ON_SQLITE) if url.startswith("sqlite") else []
+    status = run_cli_alone(
+        ["batch", "status", batch_id, "--db", url],
+        [*NOT_IMPORTED, *NOT_IMPORTED_BY_STATUS, *on_sqlite],
+    )
+    matrix = run_cli_alone(
+        ["matrix", batch_id, "--db", url, "--format", "csv"], [*NOT_IMPORTED, *on_sqlite]
+    )
+    assert status["code"] == 0, status
+    assert matrix["code"] == 0, matrix
     failed = sum(not r.success for r in results)
     assert (
-        f"{len(results)} of {len(results)} results, {failed} failed, 0 pending"
-        in (got["status"]["out"])
+        f"{len(results)} of {len(results)} results, {failed} failed, 0 pending" in (status["out"])
     )
     combos = {r.combination_name for r in results}
-    rows = got["matrix"]["out"].strip().splitlines()  # one line per row, however long
+    rows = matrix["out"].strip().splitlines()  # one line per row, however long
     assert rows[0].startswith("name,rank,n,") and len(rows) == 1 + len(combos), rows
     assert sorted(next(csv.reader([r]))[0] for r in rows[1:]) == sorted(combos)
-    assert got["imported"] == [], got["imported"]
+    assert status["imported"] == [], status["imported"]
+    assert matrix["imported"] == [], matrix["imported"]
+
+
+def test_the_import_guard_sees_what_a_command_imports(store: tuple[App, str]) -> None:
+    """The guard can fail: the matrix's statistics (numpy) and, on PostgreSQL, the driver are
+    reported as imported when the command does need them."""
+    app, url = store
+    batch_id = store_batch(app, synthetic(f"reads-guard-{secrets.token_hex(5)}", 2))
+    watch = ["numpy", "wtb_domain.comparison.summary", "psycopg", "sqlalchemy"]
+    matrix = run_cli_alone(["matrix", batch_id, "--db", url, "--format", "csv"], watch)
+    assert matrix["code"] == 0, matrix
+    expected = [m for m in watch if m != "psycopg" or not url.startswith("sqlite")]
+    assert matrix["imported"] == expected

@@ -20,7 +20,7 @@ from wtb_domain.adapters.sql.aggregates import (
     rollups_statement,
 )
 from wtb_domain.adapters.sql.database import Database
-from wtb_domain.adapters.sql.tables import Base, JsonType
+from wtb_domain.adapters.sql.tables import METADATA, JsonType
 
 pytestmark = pytest.mark.postgres
 
@@ -44,7 +44,7 @@ def engine(own_pg_url: str) -> Iterator[Engine]:
 def test_json_columns_are_jsonb(engine: Engine) -> None:
     expected = sorted(
         (table.name, col.name)
-        for table in Base.metadata.tables.values()
+        for table in METADATA.tables.values()
         for col in table.columns
         if col.type is JsonType or type(col.type).__name__ in ("JSON", "JSONB")
     )

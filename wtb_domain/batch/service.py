@@ -132,8 +132,9 @@ def _resolved(spec: BatchSpec) -> ResolvedBatch:
 class BatchService:
     """Registers batches, runs task groups, reports status/progress, cancels, summarises."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, cancel_poll_s: float = CANCEL_POLL_S) -> None:
         self.app = app
+        self.cancel_poll_s = cancel_poll_s  # how stale a running group's cancel flag may be
 
     def database_ref(self, password_secret: str | None = None) -> DatabaseRef | None:
         """How workers find this service's store: the URL with its password masked."""
@@ -381,16 +382,17 @@ class BatchService:
     def _cancel_probe(
         self,
         batch_id: str,
-        poll_s: float = CANCEL_POLL_S,
+        poll_s: float | None = None,
         seen: tuple[float, bool] = (float("-inf"), False),
     ) -> Any:
         """A probe reading the batch's cancel flag at most every ``poll_s`` seconds;
         ``seen``: when it was last read, and its value then."""
         last: list[Any] = [seen[0], seen[1]]
+        every = self.cancel_poll_s if poll_s is None else poll_s
 
         def cancelled() -> bool:
             now = time.monotonic()
-            if now - float(last[0]) >= poll_s:
+            if now - float(last[0]) >= every:
                 with self.app.uow() as uow:
                     last[1] = uow.batches.get(batch_id).cancel_requested
                 last[0] = now

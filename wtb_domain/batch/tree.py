@@ -115,6 +115,9 @@ class VariantTree:
         yield from self._grow(root, list(leaves))
 
     def _grow(self, execution: Execution, leaves: list[Leaf]) -> Iterator[Finished]:
+        if execution.finished:  # its nodes ran (a fork can run to the end): record it
+            yield Finished(execution, leaves)
+            return
         if self._cancelled():
             return
         driven = self._drive(execution, leaves)

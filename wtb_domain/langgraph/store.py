@@ -10,27 +10,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
 
 from wtb_domain import deltas
 from wtb_domain.adapters.sql.repositories import (
-    BLOBS,
-    CHECKPOINTS,
-    EXECUTIONS,
     IN_CHUNK,
     INSERT_BLOBS,
     INSERT_CHECKPOINTS,
     execution_values,
 )
-from wtb_domain.adapters.sql.tables import LangGraphCheckpointRow, LangGraphWriteRow
+from wtb_domain.adapters.sql.tables import BLOBS, CHECKPOINTS, EXECUTIONS, LG_CHECKPOINTS, LG_WRITES
 from wtb_domain.errors import SpecError
 from wtb_domain.model import Execution, Source, Status, utcnow
 
-LG_CHECKPOINTS = cast(Table, LangGraphCheckpointRow.__table__)
-LG_WRITES = cast(Table, LangGraphWriteRow.__table__)
 LABEL = "langgraph"
 """The label of executions that are LangGraph threads (``{"thread_id", "checkpoint_ns"}``)."""
 

@@ -29,7 +29,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -40,9 +40,8 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import Session
 
-from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, RESULTS, ROLLUPS
+from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import (
     COST_METRIC,
     DEFAULT_ALPHA,
@@ -66,7 +65,10 @@ PERCENTILES = (50, 95)
 # Percentile lookups per statement (each is a subquery of the UNION ALL).
 LOOKUPS_PER_STATEMENT = 200
 
-Executor = Session | Connection
+if TYPE_CHECKING:  # a Session works too; the ORM is not imported to say so
+    from sqlalchemy.orm import Session
+
+    Executor = Session | Connection
 
 
 @dataclass(frozen=True)

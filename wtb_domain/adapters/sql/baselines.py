@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, insert, select
 
-from wtb_domain.adapters.sql.repositories import BATCHES, aware
-from wtb_domain.adapters.sql.tables import BaselineRow
+from wtb_domain.adapters.sql.repositories import aware
+from wtb_domain.adapters.sql.tables import BASELINES, BATCHES
 from wtb_domain.errors import NotFoundError
 from wtb_domain.ids import new_id
 from wtb_domain.model import Baseline
-
-BASELINES = cast(Table, BaselineRow.__table__)
 
 
 def _baseline_from(row: Any) -> Baseline:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, insert, select
+from sqlalchemy import Connection, Executable, insert, select
 from sqlalchemy.dialects import postgresql
 
-from wtb_domain.adapters.sql.tables import CallBodyRow, CallRecordRow, NodeCacheRow
+from wtb_domain.adapters.sql.tables import CALL_BODIES as BODIES
+from wtb_domain.adapters.sql.tables import CALL_RECORDS as RECORDS
+from wtb_domain.adapters.sql.tables import NODE_CACHE as CACHE
 from wtb_domain.errors import NotFoundError
 from wtb_domain.recording.model import CacheEntry, CallRecord
 
-RECORDS = cast(Table, CallRecordRow.__table__)
-BODIES = cast(Table, CallBodyRow.__table__)
-CACHE = cast(Table, NodeCacheRow.__table__)
 RECORD_FIELDS = [c.name for c in RECORDS.columns]
 
 # Insert-or-skip: bodies are content-addressed, records are per (checkpoint, seq) and a

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, func, insert, select
+from sqlalchemy import Connection, Insert, func, insert, select
 from sqlalchemy.dialects import postgresql
 
-from wtb_domain.adapters.sql.tables import BatchCaseRow
+from wtb_domain.adapters.sql.tables import CASES
 from wtb_domain.errors import NotFoundError
 
-CASES = cast(Table, BatchCaseRow.__table__)
 INSERT_CHUNK = 1000
 
 

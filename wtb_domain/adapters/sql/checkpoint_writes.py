@@ -27,13 +27,8 @@ from sqlalchemy import CTE, Insert, Select, bindparam, func, insert, select, uni
 
 from wtb_domain.adapters.sql.claims import guard_params, guarded_update, lease_end, lease_params
 from wtb_domain.adapters.sql.event_store import event_ctes
-from wtb_domain.adapters.sql.repositories import (
-    BLOBS,
-    CHECKPOINTS,
-    EXECUTIONS,
-    checkpoint_values,
-    execution_values,
-)
+from wtb_domain.adapters.sql.repositories import checkpoint_values, execution_values
+from wtb_domain.adapters.sql.tables import BLOBS, CHECKPOINTS, EXECUTIONS
 from wtb_domain.claims import Claim
 from wtb_domain.model import Checkpoint, Execution
 

@@ -36,12 +36,8 @@ from sqlalchemy import (
     update,
 )
 
-from wtb_domain.adapters.sql.repositories import (
-    EXECUTIONS,
-    MUTABLE,
-    aware,
-    execution_update_params,
-)
+from wtb_domain.adapters.sql.repositories import MUTABLE, aware, execution_update_params
+from wtb_domain.adapters.sql.tables import EXECUTIONS
 from wtb_domain.claims import Claim, ExecutionClaimed, ExecutionConflict
 from wtb_domain.errors import NotFoundError
 from wtb_domain.model import Execution, utcnow

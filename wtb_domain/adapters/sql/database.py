@@ -167,12 +167,19 @@ class Database:
         """Apply Alembic migrations up to ``revision`` (a no-op when already there)."""
         if revision == "head" and self.at_head():
             return  # Alembic is not even imported
+        from alembic.util import CommandError
+
         from wtb_domain.adapters.sql.migrate import upgrade
 
         try:
             upgrade(self.engine, revision)
         except OperationalError as exc:
             raise StoreError(f"cannot migrate database {self.safe_url}: {exc.orig}") from exc
+        except CommandError as exc:  # e.g. a revision written by a newer WTB
+            raise StoreError(
+                f"cannot migrate database {self.safe_url}: {exc}; it was probably created "
+                "by a newer WTB: upgrade WTB (pip install -U) or use another database"
+            ) from None
 
     def at_head(self) -> bool:
         """Whether the schema is at the shipped head: read from the migration files (no

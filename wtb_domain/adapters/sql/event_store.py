@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     CTE,
     Connection,
     Insert,
     Select,
-    Table,
     bindparam,
     func,
     insert,
@@ -31,16 +30,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from wtb_domain.adapters.sql.tables import OutboxRow, ProcessedEventRow
+from wtb_domain.adapters.sql.tables import OUTBOX, PROCESSED
 from wtb_domain.audit import details_of, headline, snake
 from wtb_domain.events import EVENT_TYPES, Event, event_type, from_payload, subject, to_payload
 from wtb_domain.ids import new_id
 from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
 from wtb_domain.redaction import redact
 
-OUTBOX = cast(Table, OutboxRow.__table__)
 EVENTS = OUTBOX
-PROCESSED = cast(Table, ProcessedEventRow.__table__)
 EVENT_COLUMNS = (
     "event_id",
     "event_type",

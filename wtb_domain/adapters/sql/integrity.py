@@ -17,7 +17,7 @@ from sqlalchemy import text as sql_text
 
 from wtb_domain.adapters.sql import rollups
 from wtb_domain.adapters.sql.claims import db_now, lease_params
-from wtb_domain.adapters.sql.repositories import CHECKPOINTS, EXECUTIONS, RESULTS
+from wtb_domain.adapters.sql.tables import CHECKPOINTS, EXECUTIONS, METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.integrity.checks import INTERRUPTED, INTERRUPTED_MESSAGE
 from wtb_domain.integrity.model import Problem
 from wtb_domain.model import Status, utcnow
@@ -159,10 +159,8 @@ class SqlIntegrityView:
         )
         with self._read() as conn:
             expected, expected_metrics = rollups.summarise(conn.execute(stmt))
-            stored = [dict(row._mapping) for row in conn.execute(select(rollups.ROLLUPS))]
-            stored_metrics = [
-                dict(row._mapping) for row in conn.execute(select(rollups.METRIC_ROLLUPS))
-            ]
+            stored = [dict(row._mapping) for row in conn.execute(select(ROLLUPS))]
+            stored_metrics = [dict(row._mapping) for row in conn.execute(select(METRIC_ROLLUPS))]
         leaf = rollups.LEAF
         problems = _compare(
             expected, stored, leaf, ("n", "n_failed", "n_passed"), ("score_mean", "score_m2")

@@ -5,21 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from wtb_domain.adapters.sql import rollups
-from wtb_domain.adapters.sql.rollups import ROLLUPS
-from wtb_domain.adapters.sql.tables import (
-    BatchResultRow,
-    BatchTestRow,
-    BlobRow,
-    CheckpointRow,
-    ExecutionRow,
-)
+from wtb_domain.adapters.sql.tables import BATCHES, BLOBS, CHECKPOINTS, EXECUTIONS, RESULTS, ROLLUPS
 from wtb_domain.claims import Claim
 from wtb_domain.comparison import CombinationTotals, ComparisonMatrix
 from wtb_domain.deltas import load_values
@@ -36,9 +29,6 @@ from wtb_domain.model import (
     utcnow,
 )
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
-CHECKPOINTS = cast(Table, CheckpointRow.__table__)
-BLOBS = cast(Table, BlobRow.__table__)
 IN_CHUNK = 500
 
 
@@ -264,8 +254,6 @@ class SqlCheckpoints:
         return out
 
 
-BATCHES = cast(Table, BatchTestRow.__table__)
-RESULTS = cast(Table, BatchResultRow.__table__)
 LEAF_COLUMNS = ["batch_test_id", "combination_name", "case_id", "repeat"]
 
 

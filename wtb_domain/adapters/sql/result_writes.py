@@ -26,7 +26,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from wtb_domain.adapters.sql.event_store import event_ctes
-from wtb_domain.adapters.sql.rollups import METRIC_ROLLUPS, RESULTS, ROLLUPS, _merge, summarise
+from wtb_domain.adapters.sql.rollups import _merge, summarise
+from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.model import BatchResult
 
 RESULT_COLUMNS = (

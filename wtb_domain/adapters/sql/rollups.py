@@ -27,19 +27,15 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from typing import cast as typing_cast
 
 from sqlalchemy import Connection, Float, Table, bindparam, cast, column, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from wtb_domain.adapters.sql import precompiled
-from wtb_domain.adapters.sql.tables import BatchResultRow, MetricRollupRow, ResultRollupRow
+from wtb_domain.adapters.sql.tables import METRIC_ROLLUPS, RESULTS, ROLLUPS
 from wtb_domain.comparison import numeric_metrics, run_score
 
-ROLLUPS = typing_cast(Table, ResultRollupRow.__table__)
-METRIC_ROLLUPS = typing_cast(Table, MetricRollupRow.__table__)
-RESULTS = typing_cast(Table, BatchResultRow.__table__)
 LEAF = ("batch_test_id", "combination_name", "case_id")
 REBUILD_CHUNK = 5_000
 

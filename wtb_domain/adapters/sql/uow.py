@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -40,6 +39,10 @@ from wtb_domain.claims import Claim
 from wtb_domain.errors import ExecutionExists, StoreError
 from wtb_domain.events import Event
 from wtb_domain.model import BatchResult, Checkpoint, Execution
+
+# PostgreSQL's unique_violation, read from the driver's error (psycopg loads with a
+# PostgreSQL URL only; SQLite's errors carry no SQLSTATE).
+UNIQUE_VIOLATION = "23505"
 
 
 def _describe(exc: DBAPIError) -> str:
@@ -197,7 +200,7 @@ class SqlUnitOfWork:
             self._autocommit(statement, params)
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
-            if isinstance(exc.orig, UniqueViolation):
+            if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
                 raise ExecutionExists(
                     f"execution {execution.id!r} already exists; use another id"
                 ) from None

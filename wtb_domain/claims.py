@@ -11,6 +11,12 @@ owner (:class:`ExecutionConflict`).
 
 Lease expiry is judged by the database's clock on PostgreSQL (runners may be on machines
 whose clocks differ) and by the local clock for SQLite (a file on this machine) and memory.
+
+A runner counts its lease from the moment it *sent* the write that started or renewed it
+(:attr:`Claim.issued_at`, then each renewal's send time): the stored lease starts no earlier,
+so the runner never believes it holds a lease longer than the store grants. Before each node
+it makes sure the lease is fresh (renewing it there and then if its heartbeat is late), and a
+renewal that finds the claim gone stops the run before its next node (:class:`ClaimLost`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wtb_domain.errors import ExecutionError, SpecError
 
@@ -34,6 +41,9 @@ class Claim:
 
     owner: str
     lease_s: float
+    issued_at: float = field(default_factory=time.monotonic, compare=False)
+    """When the claim was made (monotonic clock), before any write that stores it: the
+    stored lease starts no earlier than this."""
 
     @property
     def renew_every_s(self) -> float:
@@ -115,6 +125,10 @@ def _dead_on_this_host(owner: str) -> bool:
 class ExecutionClaimed(ExecutionError):
     """Another runner holds a live claim on the execution; nothing was run or written."""
 
+    nodes_run = 0
+    """Nodes the refused run had written before it was refused (set by the engine)."""
+    cache_hits = 0
+
     def __init__(self, execution_id: str, owner: str, expires_in_s: float | None) -> None:
         left = f"{expires_in_s:.1f} s" if expires_in_s is not None else "an unknown time"
         super().__init__(
@@ -130,6 +144,25 @@ class ExecutionClaimed(ExecutionError):
 class ExecutionConflict(ExecutionError):
     """The execution's head is not where the writer expected: someone else moved it."""
 
-    def __init__(self, execution_id: str) -> None:
-        super().__init__(f"execution {execution_id} is being advanced elsewhere")
+    nodes_run = 0
+    """Nodes the refused run had written before it was refused (set by the engine)."""
+    cache_hits = 0
+
+    def __init__(self, execution_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"execution {execution_id} is being advanced elsewhere")
         self.execution_id = execution_id
+
+
+class ClaimLost(ExecutionConflict):
+    """This run's claim is gone (its lease lapsed and another runner claimed the execution):
+    the run stopped before its next node and wrote nothing more."""
+
+    def __init__(self, execution_id: str, claim: Claim) -> None:
+        super().__init__(
+            execution_id,
+            f"execution {execution_id}: the claim of this run ({claim.owner}) lapsed unrenewed "
+            f"for longer than its {claim.lease_s:g} s lease and another runner took the "
+            f"execution over; this run stopped before its next node (raise {LEASE_ENV} on a "
+            "machine this loaded)",
+        )
+        self.owner = claim.owner

@@ -11,7 +11,14 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from wtb_domain.claims import Claim, ExecutionClaimed, abandoned_here, forget, new_claim
+from wtb_domain.claims import (
+    Claim,
+    ExecutionClaimed,
+    ExecutionConflict,
+    abandoned_here,
+    forget,
+    new_claim,
+)
 from wtb_domain.errors import NodeError, RecordingError, StateError, WorkflowError
 from wtb_domain.events import (
     Event,
@@ -174,6 +181,9 @@ class Engine:
             ExecutionClaimed: Another runner holds a live claim; no node ran.
             ExecutionConflict: Another runner moved the head (before the claim, or after this
                 runner's lease expired); the write of the node that ran was not kept.
+                :class:`~wtb_domain.claims.ClaimLost` when a renewal found the claim taken
+                over: no further node started. Either carries ``nodes_run`` (the nodes this
+                run wrote before it was refused).
         """
         with self._uow() as uow:
             head = self._head(uow, execution, start)
@@ -193,12 +203,18 @@ class Engine:
                     raise
             self._heartbeat.add(execution.id, claim)
             released = False
+            ran, hits = execution.nodes_run, execution.cache_hits
             try:
                 result = self._loop(
                     uow, workflow, execution, mode, skip_break_before, split_before, head, claim
                 )
                 released = True
                 return result
+            except (ExecutionClaimed, ExecutionConflict) as exc:
+                # refused after some nodes were written: the caller still counts those
+                exc.nodes_run = execution.nodes_run - ran
+                exc.cache_hits = execution.cache_hits - hits
+                raise
             finally:
                 self._heartbeat.remove(execution.id, claim)
                 if not released:
@@ -259,6 +275,8 @@ class Engine:
                 )
                 return self._fail(uow, claim, execution, nxt, err, "")
             first = False
+            # No node starts on a lapsed or lapsing lease; a claim taken over stops the run here.
+            self._heartbeat.check(execution.id, claim)
             result = self._run_node(uow, claim, workflow, execution, nxt, head, mode, split_before)
             if isinstance(result, Execution):
                 return result
@@ -374,8 +392,10 @@ class Engine:
                 run.stage(uow, cp)
             uow.save_node(cp, encoded.new_blobs, execution, claim, release=release)
 
+        sent = time.monotonic()  # the renewed lease starts no earlier than this
         self._write(uow, execution, write, *events)
-        self._heartbeat.renewed(execution.id, claim)
+        if not release:
+            self._heartbeat.renewed(execution.id, claim, sent)
         execution.nodes_run += 1
         execution.cache_hits += run.hit is not None
         execution.head = replace(cp, state=state)

@@ -112,6 +112,11 @@ class BatchRepository(Protocol):
 
     def find(self, batch_id: str) -> BatchTest | None: ...
 
+    def get_for_update(self, batch_id: str) -> BatchTest:
+        """:meth:`get`, the row locked until the transaction ends (two runners finishing one
+        batch at once then set its final status one after the other)."""
+        ...
+
     def update(self, batch: BatchTest) -> None: ...
 
     def latest(self, name: str, *, exclude: str | None = None) -> BatchTest | None:

@@ -20,6 +20,7 @@ from wtb_domain import END, GraphBuilder, NodeContext, Workflow
 State = Mapping[str, Any]
 MODULE = "tests.reliability.workflows"
 CHAIN = f"{MODULE}:chain"
+OVERLAP = f"{MODULE}:overlap"
 FAULTS = f"{MODULE}:faults"
 NODE_LOG_ENV = "WTB_NODE_LOG"
 GATE_ENV = "WTB_NODE_GATE"
@@ -72,6 +73,39 @@ def chain() -> Workflow:
     for node in CHAIN_NODES:
         g.add_node(node, chain_step, variant="x", params={"sleep_s": CHAIN_SLEEP_S})
         g.add_variant(node, "y", params={"sleep_s": CHAIN_SLEEP_S})
+    for a, b in itertools.pairwise(CHAIN_NODES):
+        g.add_edge(a, b)
+    g.add_edge(CHAIN_NODES[-1], END)
+    g.set_entry(CHAIN_NODES[0])
+    return g.build()
+
+
+# --- overlap: the chain, with b:y running longer than a claim's lease ----------------------
+
+OVERLAP_SLOW_ENV = "WTB_TEST_SLOW_S"
+"""Seconds ``b:y`` sleeps (the test sets it above the lease); other nodes sleep 50 ms."""
+
+
+def overlap_step(state: State, ctx: NodeContext) -> dict[str, Any]:
+    """:func:`chain_step`, b:y sleeping ``$WTB_TEST_SLOW_S``: its claim lives on heartbeats."""
+    slow = ctx.node == "b" and ctx.variant == "y"
+    sleep_s = float(os.environ.get(OVERLAP_SLOW_ENV, "1.0")) if slow else 0.05
+    wait_for_gate()
+    log_call(ctx)
+    time.sleep(sleep_s)
+    path = [*state.get("path", []), f"{ctx.node}:{ctx.variant}"]
+    update: dict[str, Any] = {"path": path}
+    if ctx.node == "c":
+        update["answer"] = f"{state['q']}|{'-'.join(path)}"
+    return update
+
+
+def overlap() -> Workflow:
+    """a -> b -> c (x | y each: 8 combinations); b:y outlasts a short lease."""
+    g = GraphBuilder("reliability-overlap")
+    for node in CHAIN_NODES:
+        g.add_node(node, overlap_step, variant="x")
+        g.add_variant(node, "y")
     for a, b in itertools.pairwise(CHAIN_NODES):
         g.add_edge(a, b)
     g.add_edge(CHAIN_NODES[-1], END)

@@ -424,10 +424,16 @@ class BatchService:
         node_executions: int = 0,
         cache_hits: int = 0,
     ) -> BatchSummary:
-        """Set the batch's final status from its results and return a summary."""
+        """Set the batch's final status from its results and return a summary.
+
+        Two runners of one batch id both end it: the second finds the status the first set
+        (the row is locked while read) and, when it is the same, writes nothing and emits no
+        second end event.
+        """
         with self.app.uow() as uow:
-            batch = uow.batches.get(batch_id)
+            batch = uow.batches.get_for_update(batch_id)
             progress = uow.results.progress(batch_id, batch.total)
+            before = batch.status
             if batch.cancel_requested and progress.pending:
                 batch.status = BatchStatus.CANCELLED
             elif errors or progress.pending:
@@ -436,10 +442,12 @@ class BatchService:
                 batch.status = BatchStatus.COMPLETED_WITH_FAILURES
             else:
                 batch.status = BatchStatus.COMPLETED
-            batch.updated_at = utcnow()
-            uow.batches.update(batch)
-            events = final_events(uow, batch, progress)
-            uow.record(events)
+            events: list[Event] = []
+            if batch.status is not before:  # a second runner of the batch ending with the
+                batch.updated_at = utcnow()  # same outcome after it: the batch ended once
+                uow.batches.update(batch)
+                events = final_events(uow, batch, progress)
+                uow.record(events)
             uow.commit()
         self.app.publish(events)
         self.app.flush()

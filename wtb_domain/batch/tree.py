@@ -161,15 +161,15 @@ class VariantTree:
                 driven = self._controller.drive(
                     execution, self._workflow, split_before=lambda node: self._splits(leaves, node)
                 )
-            except (ExecutionClaimed, ExecutionConflict):
+            except (ExecutionClaimed, ExecutionConflict) as exc:
+                self._count(exc)  # nodes it wrote before another runner had the execution
                 if self._cancelled():
                     return None
                 time.sleep(delay)
                 delay = min(delay * 2, WAIT_MAX_S)
                 execution = self._controller.get(execution.id)
                 continue
-            self.nodes_run += driven.nodes_run
-            self.cache_hits += driven.cache_hits
+            self._count(driven)
             return driven
         return execution
 
@@ -211,9 +211,14 @@ class VariantTree:
         first): the stored one, for :meth:`_grow` to drive on."""
         try:
             execution = start()
-        except (ExecutionExists, ExecutionClaimed, ExecutionConflict):
+        except (ExecutionExists, ExecutionClaimed, ExecutionConflict) as exc:
             # Stored already, or another runner took it over: drive on what the store holds.
+            self._count(exc)
             return self._controller.get(execution_id)
-        self.nodes_run += execution.nodes_run
-        self.cache_hits += execution.cache_hits
+        self._count(execution)
         return execution
+
+    def _count(self, ran: Execution | ExecutionError) -> None:
+        """Add the nodes a run wrote (an execution, or the refusal that stopped it)."""
+        self.nodes_run += getattr(ran, "nodes_run", 0)
+        self.cache_hits += getattr(ran, "cache_hits", 0)

@@ -330,6 +330,15 @@ class SqlBatches:
             raise NotFoundError(f"no batch test {batch_id!r}")
         return found
 
+    def get_for_update(self, batch_id: str) -> BatchTest:
+        """``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's transaction holds the write lock
+        already (BEGIN IMMEDIATE)."""
+        stmt = select(BATCHES).where(BATCHES.c.id == batch_id).with_for_update()
+        row = self._s.execute(stmt).first()
+        if row is None:
+            raise NotFoundError(f"no batch test {batch_id!r}")
+        return self._batch_from(row)
+
 
 # RETURNING names the rows really inserted (psycopg 3 reports no rowcount for executemany):
 # only those go into the rollups.

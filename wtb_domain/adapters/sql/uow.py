@@ -187,6 +187,7 @@ class SqlUnitOfWork:
         :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
         """
         if not self._one_statement_writes(new_blobs):
+            self._lock_for_lease()
             self.executions.add(execution, claim)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
@@ -273,6 +274,7 @@ class SqlUnitOfWork:
 
     def _set_claim(self, execution_id: str, claim: Claim, *, keep: bool) -> bool:
         statement = claims.renew_statement(self.connection.dialect.name)
+        self._lock_for_lease()
         params = claims.renew_params(execution_id, claim, keep=keep)
         return self._write_one(statement, params) == 1
 
@@ -281,6 +283,7 @@ class SqlUnitOfWork:
     ) -> None:
         """The guarded execution write in the current transaction; refused: roll back, raise."""
         statement = claims.guarded_update(self.connection.dialect.name)
+        self._lock_for_lease()
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
         if self.connection.execute(statement, params).rowcount == 0:
             self.rollback()
@@ -295,6 +298,7 @@ class SqlUnitOfWork:
         hold: bool,
         takeover_from: str | None = None,
     ) -> None:
+        self._lock_for_lease()
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
         if takeover_from is not None:
             params["owner"] = takeover_from
@@ -313,6 +317,15 @@ class SqlUnitOfWork:
             changed = self._write_one(statement, params)
         if changed == 0:
             raise self._refusal(execution.id, claim)
+
+    def _lock_for_lease(self) -> None:
+        """SQLite: take the write lock (BEGIN IMMEDIATE) before the clock is read for a claim
+        write, so its lease and its expiry test are timed when the write applies, not before
+        a wait for the lock (which would shorten the lease by the wait). PostgreSQL uses
+        the server's statement time."""
+        conn = self.connection
+        if conn.dialect.name == "sqlite" and not conn.in_transaction():
+            conn.begin()
 
     def _write_one(self, statement: Executable, params: dict[str, Any]) -> int:
         """One statement, committed with what is pending: in autocommit mode (one round trip)

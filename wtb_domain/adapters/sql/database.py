@@ -175,7 +175,10 @@ class Database:
             upgrade(self.engine, revision)
         except OperationalError as exc:
             raise StoreError(f"cannot migrate database {self.safe_url}: {exc.orig}") from exc
-        except CommandError as exc:  # e.g. a revision written by a newer WTB
+        except CommandError as exc:
+            if revision != "head":  # the caller's own revision: theirs to report
+                raise
+            # the database's revision is unknown here: written by a newer WTB
             raise StoreError(
                 f"cannot migrate database {self.safe_url}: {exc}; it was probably created "
                 "by a newer WTB: upgrade WTB (pip install -U) or use another database"

@@ -23,7 +23,18 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Select, bindparam, func, insert, select, union_all
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Executable,
+    Insert,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    union_all,
+)
 
 from wtb_domain.adapters.sql.claims import guard_params, guarded_update, lease_end, lease_params
 from wtb_domain.adapters.sql.event_store import event_ctes
@@ -170,3 +181,27 @@ def start_execution_params(
     row["new_owner"] = claim.owner if claim is not None else None
     row.update(lease_params(claim.lease_s if claim is not None else None))
     return {**row, **_checkpoint_params(checkpoint, new_blobs)}
+
+
+def autocommit(
+    conn: Connection, statement: Executable, params: dict[str, Any], *, scalar: bool = False
+) -> int:
+    """Run one statement as its own transaction (PostgreSQL); its row count (or its scalar
+    result).
+
+    A psycopg connection switches to and from autocommit locally, without a round trip.
+    SQLAlchemy also restores the default when the connection goes back to the pool, and a
+    connection replaced after a disconnect starts with the default.
+    """
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        result = conn.execute(statement, params)
+        rowcount = int(result.scalar_one() if scalar else result.rowcount)
+        conn.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        if not conn.invalidated:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+    return rowcount

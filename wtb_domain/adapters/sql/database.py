@@ -11,7 +11,12 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from wtb_domain.adapters.sql.sqlite_gate import GatedConnection, begin_immediate, gate_for
+from wtb_domain.adapters.sql.sqlite_gate import (
+    GatedConnection,
+    begin_gate_only,
+    begin_immediate,
+    gate_for,
+)
 from wtb_domain.errors import StoreError
 
 DEFAULT_DIR = ".wtb"
@@ -93,6 +98,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 READ_ONLY = "wtb_read_only"
 """Execution option of a connection that only reads (a read-only unit of work)."""
+AUTOCOMMIT_WRITE = "wtb_autocommit_write"
+"""Execution option of a connection sending one write statement as its own transaction
+(SQLite: the file's gate, no BEGIN; see ``adapters.sql.sqlite_writes``)."""
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -103,8 +111,11 @@ def _sqlite_begin(conn: Any) -> None:
     # no gate: in WAL it is one consistent snapshot from its first read, and it never waits
     # for a writer (a read nested inside a write unit of work would otherwise wait for the
     # busy timeout).
-    if conn.get_execution_options().get(READ_ONLY):
+    options = conn.get_execution_options()
+    if options.get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
+    elif options.get(AUTOCOMMIT_WRITE):
+        begin_gate_only(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
     else:
         begin_immediate(conn, SQLITE_BUSY_TIMEOUT_MS / 1000)
 

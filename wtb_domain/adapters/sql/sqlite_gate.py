@@ -113,22 +113,36 @@ class GatedConnection(sqlite3.Connection):
             self.wtb_settle()
 
 
+def enter_gate(conn: Any, timeout_s: float) -> bool:
+    """Take the gate of ``conn``'s file (a gated connection); whether it is one."""
+    dbapi = conn.connection.dbapi_connection
+    if not isinstance(dbapi, GatedConnection):
+        return False
+    try:
+        dbapi.wtb_enter(timeout_s)
+    except sqlite3.OperationalError as exc:  # as SQLAlchemy reports a busy timeout
+        raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+    return True
+
+
+def begin_gate_only(conn: Any, timeout_s: float) -> None:
+    """SQLAlchemy ``begin`` listener of a one-statement write (``sqlite_writes``): the gate,
+    and no BEGIN -- the driver is in autocommit mode, so the statement is its own
+    transaction (SQLite's busy timeout still applies to it across processes). The gate is
+    released when SQLAlchemy ends its transaction (the driver's commit is then a no-op)."""
+    enter_gate(conn, timeout_s)
+
+
 def begin_immediate(conn: Any, timeout_s: float) -> None:
     """SQLAlchemy ``begin`` listener: the gate (on a gated connection), then the write lock.
 
     Taking the write lock up front matters: a deferred transaction that later writes can
     fail with SQLITE_BUSY without waiting when another process writes at the same time.
     """
-    dbapi = conn.connection.dbapi_connection
-    gated = isinstance(dbapi, GatedConnection)
-    if gated:
-        try:
-            dbapi.wtb_enter(timeout_s)
-        except sqlite3.OperationalError as exc:  # as SQLAlchemy reports a busy timeout
-            raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+    gated = enter_gate(conn, timeout_s)
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:
         if gated:
-            dbapi.wtb_settle()
+            conn.connection.dbapi_connection.wtb_settle()
         raise

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from wtb_domain.adapters.sql import claims, result_writes
+from wtb_domain.adapters.sql import claims, result_writes, sqlite_writes
 from wtb_domain.adapters.sql.baselines import SqlBaselines
 from wtb_domain.adapters.sql.calls import SqlCalls, SqlNodeCache
 from wtb_domain.adapters.sql.cases import SqlCases
@@ -20,6 +21,9 @@ from wtb_domain.adapters.sql.checkpoint_writes import (
     save_node_statement,
     start_execution_params,
     start_execution_statement,
+)
+from wtb_domain.adapters.sql.checkpoint_writes import (
+    autocommit as pg_autocommit,
 )
 from wtb_domain.adapters.sql.database import READ_ONLY, prepared_statement_hint
 from wtb_domain.adapters.sql.event_store import (
@@ -120,12 +124,16 @@ class SqlUnitOfWork:
     def add_results(
         self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]
     ) -> tuple[int, list[Event]]:
-        """See :meth:`UnitOfWork.add_results`; one statement on PostgreSQL when nothing is
-        pending (:mod:`~wtb_domain.adapters.sql.result_writes`)."""
+        """See :meth:`UnitOfWork.add_results`; one statement when nothing is pending
+        (:mod:`~wtb_domain.adapters.sql.result_writes`, on SQLite ``sqlite_writes``)."""
         if self._one_statement_results(results):
             events = list(events_for(len(results)))  # published even when not stored
             stored = events if self._record_events else []
-            if len(stored) <= self.MAX_EVENTS:
+            if len(stored) <= self.MAX_EVENTS and self.connection.dialect.name == "sqlite":
+                rows = sqlite_writes.result_rows(results, stored)  # aborts if one is stored:
+                if sqlite_writes.write(self.connection, lambda: rows, "cannot store results"):
+                    return len(results), events  # (else the general path stores the new ones)
+            elif len(stored) <= self.MAX_EVENTS:
                 params, rollups, metrics = result_writes.params(results)
                 params.update(event_params(stored))
                 stmt = result_writes.statement(len(results), rollups, metrics, len(stored))
@@ -149,7 +157,7 @@ class SqlUnitOfWork:
     def _one_statement_results(self, results: Sequence[BatchResult]) -> bool:
         leaves = {(r.batch_test_id, r.combination_name, r.case_id, r.repeat) for r in results}
         return (
-            self.connection.dialect.name == "postgresql"
+            self.connection.dialect.name in ("postgresql", "sqlite")
             and 0 < len(results) <= result_writes.MAX_RESULTS
             and len(leaves) == len(results)
             and not self._events
@@ -183,9 +191,14 @@ class SqlUnitOfWork:
         """Store a new execution (claimed for ``claim`` if given) with its first checkpoint,
         committed together.
 
-        One statement in autocommit mode on PostgreSQL when nothing is pending (see
-        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit.
+        One statement in autocommit mode when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`; SQLite: ``sqlite_writes``), else
+        the statements and a commit.
         """
+        if self._one_statement_writes(new_blobs, "sqlite"):
+            exists = ExecutionExists(f"execution {execution.id!r} already exists; use another id")
+            rows = partial(sqlite_writes.start_rows, execution, checkpoint, new_blobs, claim)
+            return self._sqlite_write(rows, f"cannot store {execution.id!r}", lambda: exists)
         if not self._one_statement_writes(new_blobs):
             self._lock_for_lease()
             self.executions.add(execution, claim)
@@ -197,7 +210,7 @@ class SqlUnitOfWork:
         params = start_execution_params(execution, checkpoint, new_blobs, claim)
         params.update(event_params(events))
         try:
-            self._autocommit(statement, params)
+            pg_autocommit(self.connection, statement, params)
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
@@ -221,13 +234,18 @@ class SqlUnitOfWork:
         parent (a compare-and-set, renewing ``claim``, or freeing it with ``release``),
         committed together.
 
-        One statement in autocommit mode on PostgreSQL when nothing is pending (see
-        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`), else the statements and a commit
-        (pending writes of this unit of work must commit with it). A refused write leaves
-        nothing behind: the one statement inserts nothing, the transaction is rolled back.
+        One statement in autocommit mode when nothing is pending (see
+        :mod:`~wtb_domain.adapters.sql.checkpoint_writes`; SQLite: ``sqlite_writes``), else
+        the statements and a commit (pending writes of this unit of work must commit with it).
+        A refused write leaves nothing behind: the one statement inserts nothing (or aborts),
+        the transaction is rolled back.
         """
+        hold = claim is not None and not release
+        if self._one_statement_writes(new_blobs, "sqlite"):
+            refused = partial(self._refusal, execution.id, claim)
+            rows = partial(sqlite_writes.node_rows, execution, checkpoint, new_blobs, claim, hold)
+            return self._sqlite_write(rows, "node write failed", refused)
         if not self._one_statement_writes(new_blobs):
-            hold = claim is not None and not release
             self._guarded(execution, checkpoint.parent_id, claim, hold=hold)
             self.checkpoints.add(checkpoint, new_blobs)
             self.commit()
@@ -237,7 +255,7 @@ class SqlUnitOfWork:
         params = save_node_params(checkpoint, new_blobs, execution, claim, release=release)
         params.update(event_params(events))
         try:
-            moved = self._autocommit(statement, params, scalar=True)
+            moved = pg_autocommit(self.connection, statement, params, scalar=True)
         except IntegrityError as exc:
             raise StoreError(f"node write failed: {_describe(exc)}") from exc
         except DBAPIError as exc:
@@ -298,6 +316,10 @@ class SqlUnitOfWork:
         hold: bool,
         takeover_from: str | None = None,
     ) -> None:
+        if self._one_statement_writes({}, "sqlite"):  # the guard and any events: one statement
+            refused = partial(self._refusal, execution.id, claim)
+            rows = partial(sqlite_writes.guarded_rows, execution, expected_head, claim, hold)
+            return self._sqlite_write(partial(rows, takeover_from), "write failed", refused)
         self._lock_for_lease()
         params = claims.guard_params(execution, expected_head, claim, hold=hold)
         if takeover_from is not None:
@@ -307,8 +329,8 @@ class SqlUnitOfWork:
             events = self._take_events()
             params.update(event_params(events))
             try:
-                changed = self._autocommit(
-                    guarded_write_statement(len(events)), params, scalar=True
+                changed = pg_autocommit(
+                    self.connection, guarded_write_statement(len(events)), params, scalar=True
                 )
             except DBAPIError as exc:
                 raise StoreError(f"execution write failed: {_describe(exc)}") from exc
@@ -332,7 +354,7 @@ class SqlUnitOfWork:
         on PostgreSQL when nothing is; its row count."""
         if self._one_statement_writes({}) and not self._events:
             try:
-                return self._autocommit(statement, params)
+                return pg_autocommit(self.connection, statement, params)
             except DBAPIError as exc:
                 raise StoreError(f"execution write failed: {_describe(exc)}") from exc
         rowcount = int(self.connection.execute(statement, params).rowcount)
@@ -348,36 +370,24 @@ class SqlUnitOfWork:
         finally:
             self.rollback()
 
-    def _one_statement_writes(self, new_blobs: Mapping[str, str]) -> bool:
-        """PostgreSQL, not too many values, and no transaction to join (SQLAlchemy cannot
+    def _one_statement_writes(
+        self, new_blobs: Mapping[str, str], dialect: str = "postgresql"
+    ) -> bool:
+        """That dialect, not too many values, and no transaction to join (SQLAlchemy cannot
         switch to autocommit in one; the engine ends each transaction before it writes)."""
         conn = self.connection
         return (
-            conn.dialect.name == "postgresql"
+            conn.dialect.name == dialect
             and len(new_blobs) <= MAX_VALUES
             and len(self._events) <= self.MAX_EVENTS
             and not conn.in_transaction()
         )
 
-    def _autocommit(
-        self, statement: Executable, params: dict[str, Any], *, scalar: bool = False
-    ) -> int:
-        """Run one statement as its own transaction; its row count (or its scalar result).
-
-        A psycopg connection switches to and from autocommit locally, without a round trip.
-        SQLAlchemy also restores the default when the connection goes back to the pool, and a
-        connection replaced after a disconnect starts with the default.
-        """
-        conn = self.connection
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            result = conn.execute(statement, params)
-            rowcount = int(result.scalar_one() if scalar else result.rowcount)
-            conn.commit()  # ends SQLAlchemy's transaction; nothing is sent in autocommit
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            if not conn.invalidated:
-                conn.execution_options(isolation_level=conn.default_isolation_level)
-        return rowcount
+    def _sqlite_write(
+        self, rows: Callable[[list[Event]], Any], what: str, refused: Callable[[], Exception]
+    ) -> None:
+        """SQLite: ``rows`` (with the pending events) as one statement in autocommit mode,
+        built holding the write gate (see :func:`sqlite_writes.write`); refused: nothing
+        was written, raise ``refused()``."""
+        if not sqlite_writes.write(self.connection, partial(rows, self._take_events()), what):
+            raise refused()

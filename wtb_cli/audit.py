@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from wtb_cli.common import app_for, console
 from wtb_domain.errors import NotFoundError, SpecError
@@ -99,6 +98,8 @@ def audit_command(
     if format == "json":
         typer.echo(json.dumps([entry_dict(e) for e in entries], indent=2, default=str))
         return
+    from rich.table import Table  # loads with this table, not with every command
+
     table = Table(title=f"audit trail of {escape(target)}", title_justify="left")
     for column in ("time", "severity", "event", "execution", "node", "message"):
         table.add_column(column)

@@ -9,9 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from wtb_cli.calls_opts import (
     LlmModeOpt,
@@ -107,6 +104,9 @@ def show_matrix(matrix: ComparisonMatrix, fmt: str) -> None:
 
 
 def _rich_matrix(matrix: ComparisonMatrix) -> None:
+    from rich.table import Table  # loads with the table format only
+    from rich.text import Text
+
     vs_base = {p.combination: p for p in matrix.vs_baseline}
     best = {p.combination: p for p in matrix.vs_best}
     first = matrix.stats[0].name if matrix.stats else ""
@@ -166,6 +166,14 @@ def _verdict(p: Any) -> str:
 
 
 def _run_with_progress(spec: BatchSpec, base_dir: Path | None, quiet: bool) -> dict[str, Any]:
+    from rich.progress import (  # the bar loads with `wtb batch run`, not the read commands
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from flows.batch_runner import BatchTestRunner
 
     runner = BatchTestRunner(spec.database_url)

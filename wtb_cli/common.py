@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from wtb_domain.workflow.model import Workflow
 
 # Piped output (CI logs, files) gets a wide console so tables stay on one line per row.
-console = Console(width=None if sys.stdout.isatty() else 180)
-err_console = Console(stderr=True, soft_wrap=True)
+# emoji=False: user text (ids, names, error messages) prints as itself, ``:fire:`` included,
+# as ``[/bold]`` does through ``escape``; and rich's emoji table is never loaded.
+console = Console(width=None if sys.stdout.isatty() else 180, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from wtb_cli.common import check_database_url, console
 from wtb_domain import SpecError
@@ -60,6 +59,8 @@ def doctor_command(
 
 
 def render(report: Report, where: str) -> None:
+    from rich.table import Table  # loads with this table, not with every command
+
     table = Table(title=f"wtb doctor: {escape(where)}")
     for column in ("check", "found", "repaired", "remaining", "examples / note"):
         table.add_column(column, overflow="fold")

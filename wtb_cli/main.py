@@ -65,10 +65,12 @@ def main() -> None:
     if port:
         from prometheus_client import start_http_server
 
+        from wtb_domain.metrics import exposed_registry
+
         number = metrics_port(port)
         addr = os.environ.get("WTB_METRICS_ADDR", "127.0.0.1")
-        try:
-            start_http_server(number, addr=addr)
+        try:  # the process's wtb_* families, at zero until recorded
+            start_http_server(number, addr=addr, registry=exposed_registry())
         except OSError as exc:
             raise SpecError(
                 f"WTB_METRICS_PORT: cannot serve metrics on {addr}:{number} ({exc.strerror}); "

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from wtb_cli.common import console, user_errors
-from wtb_domain import SpecError
-from wtb_domain.bootstrap import process_metrics
-from wtb_domain.metrics import serve
+from wtb_domain.errors import SpecError
 
 metrics_app = typer.Typer(no_args_is_help=True, help="Prometheus metrics.")
 
@@ -25,8 +23,9 @@ def serve_command(
     (WTB_PUSHGATEWAY_URL)."""
     if not 0 < port < 65536:
         raise SpecError(f"--port: expected a TCP port between 1 and 65535, got {port}")
-    process_metrics()  # the wtb_* families exist (at zero) from the first scrape
-    server = serve(port, addr)
+    from wtb_domain.metrics import serve  # the client loads with the command using it
+
+    server = serve(port, addr)  # the process's wtb_* families, at zero from the first scrape
     console.print(f"serving http://{addr}:{port}/metrics (Ctrl-C stops)", highlight=False)
     try:
         threading.Event().wait()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from wtb_cli.common import app_for, console, err_console, user_errors
 from wtb_domain import SpecError
@@ -85,6 +84,8 @@ def baseline_show(
         )
         return
     console.print(f"baseline {name}: {history[0].batch_test_id}", highlight=False)
+    from rich.table import Table  # loads with this table, not with every command
+
     table = Table(title=f"blessings of {name}")
     for col in ("when (UTC)", "batch", "by", "note"):
         table.add_column(col, no_wrap=col != "note")

@@ -7,21 +7,22 @@ Every piece of user text (ids, states, labels, variants, error messages) is esca
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from wtb_cli.common import console
-from wtb_domain import Checkpoint, Execution, StateDiff
-from wtb_domain.langgraph.codec import readable
+
+if TYPE_CHECKING:  # the models load with the commands that read them, not with the CLI
+    from wtb_domain import Checkpoint, Execution, StateDiff
 
 STYLE = {"completed": "green", "failed": "red", "paused": "yellow", "running": "cyan"}
 
 
 def short(value: Any, width: int = 80) -> str:
     """Compact JSON of a value, cut to ``width`` characters (not escaped)."""
+    from wtb_domain.langgraph.codec import readable
+
     text = json.dumps(readable(value), ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -58,6 +59,9 @@ def execution(e: Execution, state: dict[str, Any] | None = None) -> None:
 
 
 def history(checkpoints: list[Checkpoint], head: str | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="checkpoints (oldest first)")
     for col in ("id", "step", "node", "variant", "source", "parent", "writes", "ms"):
         table.add_column(col)
@@ -92,6 +96,8 @@ def checkpoint(cp: Checkpoint) -> None:
         f"  parent {_e(cp.parent_id)}, created {cp.created_at.isoformat()}", highlight=False
     )
     console.print(f"  metadata {_e(json.dumps(cp.metadata, default=str))}", highlight=False)
+    from wtb_domain.langgraph.codec import readable
+
     state = {k: readable(v) for k, v in (cp.state or {}).items()}
     console.print_json(json.dumps(state if cp.state is not None else None, ensure_ascii=False))
 

@@ -15,29 +15,14 @@ from wtb_domain.adapters.sql.uow import SqlUnitOfWork
 from wtb_domain.adapters.timed import timed
 from wtb_domain.controller import ExecutionController
 from wtb_domain.events import Event, MessageBus
-from wtb_domain.metrics import PrometheusMetrics
+from wtb_domain.metrics import PrometheusMetrics, process_metrics
 from wtb_domain.outbox import OutboxRelay, Publisher, SeenEvents
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 
 if TYPE_CHECKING:  # the in-memory adapters load with memory_app only
     from wtb_domain.adapters.memory import MemoryStore
 
-_METRICS_LOCK = threading.Lock()
-_metrics: PrometheusMetrics | None = None
-
-
-def process_metrics() -> PrometheusMetrics:
-    """The process's Prometheus metrics (registered once with the default registry).
-
-    Thread-safe: the CLI's batch thread and its progress thread both build an App at once,
-    and a second registration with the default registry would raise ``DuplicateTimeseries``
-    (``functools.cache`` does not serialise concurrent first calls).
-    """
-    global _metrics
-    with _METRICS_LOCK:
-        if _metrics is None:
-            _metrics = PrometheusMetrics()
-        return _metrics
+_SEEN_LOCK = threading.Lock()
 
 
 @dataclass
@@ -81,7 +66,7 @@ def _process_metrics_once() -> SeenEvents:
     # At-least-once delivery: an event the relay publishes again is not counted twice.
     global _seen
     metrics = process_metrics()
-    with _METRICS_LOCK:
+    with _SEEN_LOCK:
         if _seen is None:
             _seen = SeenEvents(metrics)
         return _seen

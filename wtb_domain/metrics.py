@@ -18,12 +18,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
-
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import push_to_gateway
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wtb_domain import events as ev
+
+if TYPE_CHECKING:  # prometheus_client loads with the first metric recorded, served or pushed
+    from prometheus_client import CollectorRegistry
 
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120)
 WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
@@ -35,11 +35,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class PrometheusMetrics:
-    """The process's metrics; as a bus subscriber it counts executions and times node runs."""
+def default_registry() -> CollectorRegistry:
+    """prometheus_client's default registry (importing it: the first use pays for it)."""
+    from prometheus_client import REGISTRY
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.registry = registry
+    return REGISTRY
+
+
+class _Families:
+    """The wtb_* metric families, registered with ``registry`` when built."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
         self.executions = Counter(
             "wtb_executions_total", "Executions by outcome", ["outcome"], registry=registry
         )
@@ -76,18 +84,48 @@ class PrometheusMetrics:
         self.db_errors = Counter(
             "wtb_db_errors_total", "Database errors raised by the driver", registry=registry
         )
-
         # ``labels()`` takes a lock and validates its values on every call: the children of
         # the per-event series are looked up once (node x variant pairs are few).
-        self._outcomes = {o: self.executions.labels(o) for o in ("completed", "failed", "paused")}
-        self._node_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.outcomes = {o: self.executions.labels(o) for o in ("completed", "failed", "paused")}
+        self.node_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+class PrometheusMetrics:
+    """The process's metrics; as a bus subscriber it counts executions and times node runs.
+
+    The families are built (and ``prometheus_client`` imported) when a metric is first
+    recorded, or by :meth:`families` (serving and pushing call it): a process that records
+    nothing, such as ``wtb matrix``, never loads the client.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._registry = registry
+        self._families: _Families | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        if self._registry is None:
+            self._registry = default_registry()
+        return self._registry
+
+    def families(self) -> _Families:
+        """The families, registered with the registry on the first call (thread-safe)."""
+        found = self._families
+        if found is None:
+            with self._lock:
+                if self._families is None:
+                    self._families = _Families(self.registry)
+                found = self._families
+        return found
 
     def _node(self, node: str, variant: str) -> tuple[Any, Any]:
-        series = self._node_series.get((node, variant))
+        fam = self._families or self.families()
+        series = fam.node_series.get((node, variant))
         if series is None:
-            series = self._node_series[(node, variant)] = (
-                self.node_runs.labels(node, variant),
-                self.node_seconds.labels(node, variant),
+            series = fam.node_series[(node, variant)] = (
+                fam.node_runs.labels(node, variant),
+                fam.node_seconds.labels(node, variant),
             )
         return series
 
@@ -98,11 +136,14 @@ class PrometheusMetrics:
                 runs.inc()
                 seconds.observe(ms / 1000.0)
             case ev.ExecutionCompleted():
-                self._outcomes["completed"].inc()
+                self._outcome("completed")
             case ev.ExecutionFailed():
-                self._outcomes["failed"].inc()
+                self._outcome("failed")
             case ev.ExecutionPaused():
-                self._outcomes["paused"].inc()
+                self._outcome("paused")
+
+    def _outcome(self, outcome: str) -> None:
+        (self._families or self.families()).outcomes[outcome].inc()
 
     def timed_write(self, write: Callable[[], T]) -> T:
         """Run a checkpoint write, observing its time (also when it fails)."""
@@ -110,24 +151,55 @@ class PrometheusMetrics:
         try:
             return write()
         finally:
-            self.checkpoint_write_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            (self._families or self.families()).checkpoint_write_seconds.observe(elapsed)
 
     @contextmanager
     def batch_task(self) -> Iterator[None]:
         """A batch task group running in this process (``wtb_batch_in_flight``)."""
-        self.batch_in_flight.inc()
+        gauge = (self._families or self.families()).batch_in_flight
+        gauge.inc()
         try:
             yield
         finally:
-            self.batch_in_flight.dec()
+            gauge.dec()
 
     def results_stored(self, batch_id: str, outcomes: Sequence[str]) -> None:
+        results = (self._families or self.families()).batch_results
         for outcome in outcomes:
-            self.batch_results.labels(batch_id, outcome).inc()
+            results.labels(batch_id, outcome).inc()
 
     def db_error(self, *_: Any) -> None:
         """A SQLAlchemy ``handle_error`` listener."""
-        self.db_errors.inc()
+        (self._families or self.families()).db_errors.inc()
+
+
+_process_lock = threading.Lock()
+_process: PrometheusMetrics | None = None
+
+
+def process_metrics() -> PrometheusMetrics:
+    """The process's metrics (the default registry); one instance per process.
+
+    Thread-safe: the CLI's batch thread and its progress thread both build an App at once,
+    and a second registration with the default registry would raise ``DuplicateTimeseries``
+    (``functools.cache`` does not serialise concurrent first calls).
+    """
+    global _process
+    with _process_lock:
+        if _process is None:
+            _process = PrometheusMetrics()
+        return _process
+
+
+def exposed_registry(registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """``registry``, or the default one with the process's wtb_* families in it (at zero
+    until recorded): what is served or pushed always has them."""
+    if registry is not None:
+        return registry
+    metrics = process_metrics()
+    metrics.families()
+    return metrics.registry
 
 
 _worker: tuple[int, str] | None = None
@@ -149,9 +221,10 @@ def grouping_key() -> dict[str, str]:
 
 
 def push_if_configured(
-    registry: CollectorRegistry = REGISTRY, env: Mapping[str, str] | None = None
+    registry: CollectorRegistry | None = None, env: Mapping[str, str] | None = None
 ) -> bool:
-    """Push the registry to ``WTB_PUSHGATEWAY_URL`` (if set) under this worker's group.
+    """Push the registry (default: the process's) to ``WTB_PUSHGATEWAY_URL`` (if set) under
+    this worker's group.
 
     A PUT of the process's cumulative values: every push replaces only this worker's previous
     one. Pushes of one process are serialised, so a later push never carries older values.
@@ -160,12 +233,15 @@ def push_if_configured(
     url = (env if env is not None else os.environ).get(PUSHGATEWAY_ENV, "").strip()
     if not url:
         return False
+    from prometheus_client.exposition import push_to_gateway
+
+    exposed = exposed_registry(registry)
     with _push_lock:
         try:
             push_to_gateway(
                 url,
                 job=PUSH_JOB,
-                registry=registry,
+                registry=exposed,
                 grouping_key=grouping_key(),
                 timeout=PUSH_TIMEOUT_S,
             )
@@ -175,9 +251,9 @@ def push_if_configured(
     return True
 
 
-def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> Any:
-    """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the HTTP server
-    (``shutdown()`` stops it).
+def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry | None = None) -> Any:
+    """Serve ``/metrics`` of ``registry`` (default: the process's) on ``addr:port`` from a
+    daemon thread; returns the HTTP server (``shutdown()`` stops it).
 
     Raises:
         SpecError: The port is not free or the address is not this machine's.
@@ -187,7 +263,7 @@ def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGI
     from wtb_domain.errors import SpecError
 
     try:
-        server, _thread = start_http_server(port, addr=addr, registry=registry)
+        server, _thread = start_http_server(port, addr=addr, registry=exposed_registry(registry))
     except OSError as exc:
         raise SpecError(
             f"--port: cannot serve metrics on {addr}:{port} ({exc.strerror}); choose a free port"

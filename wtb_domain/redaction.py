@@ -17,9 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 SECRET_KEY = re.compile(r"(token|key|secret|password|passwd|credential|auth)", re.I)
 MASK = "***"
 SECRET_TEXT = re.compile(
@@ -93,6 +90,9 @@ def mask_url(url: str | None) -> str | None:
     """The URL with its password replaced by ``***`` (None stays None; no password: as is)."""
     if url is None:
         return None
+    from sqlalchemy.engine import make_url  # loads with the first URL to mask (`wtb --help`
+    from sqlalchemy.exc import ArgumentError  # imports no SQLAlchemy)
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):

@@ -30,11 +30,17 @@ REPO = Path(__file__).resolve().parents[2]
 # Modules a read-only command has no use for: the flow runner, the cluster, the HTTP client of
 # `wtb prefect`, the migration tool (the schema is at head), the planner and its spec models,
 # the engine and the workflow models (nothing runs), the in-memory store, YAML (no spec is
-# read), the ORM (the stores are SQLAlchemy Core), LangGraph, regression and integrity checks.
+# read), the ORM (the stores are SQLAlchemy Core), LangGraph, regression and integrity checks,
+# the Prometheus client (nothing is recorded, served or pushed), and the parts of rich the
+# output does not use (the progress bar, tables, the emoji table).
 # pydantic is not listed: typer itself coerces every parameter through a pydantic TypeAdapter;
-# nor is rich, which prints the output.
+# nor is rich's console, which prints the output.
 NOT_IMPORTED = (
     "prefect",
+    "prometheus_client",
+    "rich.progress",
+    "rich.table",
+    "rich._emoji_codes",
     "ray",
     "httpx",
     "alembic",
@@ -56,6 +62,8 @@ NOT_IMPORTED = (
 NOT_IMPORTED_BY_STATUS = ("numpy", "wtb_domain.comparison.summary")
 # The PostgreSQL driver loads with a PostgreSQL URL only.
 NOT_IMPORTED_ON_SQLITE = ("psycopg",)
+# `wtb --help` opens no store: no SQLAlchemy, no metrics, no statistics.
+NOT_IMPORTED_BY_HELP = ("sqlalchemy", "prometheus_client", "numpy", "wtb_domain.bootstrap")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -169,3 +177,13 @@ def test_the_import_guard_sees_what_a_command_imports(store: tuple[App, str]) ->
     assert matrix["code"] == 0, matrix
     expected = [m for m in watch if m != "psycopg" or not url.startswith("sqlite")]
     assert matrix["imported"] == expected
+
+
+def test_cli_help_imports_no_store() -> None:
+    """``wtb --help`` lists the commands without loading SQLAlchemy or the metrics client (the
+    URL masking and ``wtb metrics serve`` import them when they run)."""
+    besides_rich = [m for m in NOT_IMPORTED if not m.startswith("rich")]  # typer draws help
+    got = run_cli_alone(["--help"], [*besides_rich, *NOT_IMPORTED_BY_HELP])  # with rich tables
+    assert got["code"] == 0, got
+    assert "matrix" in got["out"] and "batch" in got["out"]
+    assert got["imported"] == [], got["imported"]

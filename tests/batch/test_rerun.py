@@ -120,7 +120,9 @@ def test_a_completed_batch_rerun_with_more_cases_or_variants_is_refused_and_stay
     )
     with pytest.raises(SpecError, match=rf"^batch_id: '{batch_id}' already exists .*set of cases"):
         service.register(more_cases)
-    more_variants = failing_spec(store_url, batch_id, workflow=wf.LINEAR3, variants={"a": list("xyz")})
+    more_variants = failing_spec(
+        store_url, batch_id, workflow=wf.LINEAR3, variants={"a": list("xyz")}
+    )
     with pytest.raises(SpecError, match=rf"^batch_id: '{batch_id}' already exists .*variants"):
         service.register(more_variants)
     assert db.batch_status(batch_id) == "completed"

@@ -14,7 +14,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from prefect.states import Completed, Failed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.artifacts import publish_matrix, slug
 from flows.ray_session import CONNECTIONS
@@ -214,7 +214,7 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
         api_url = None
         if on_ray:
             api_url = stack.enter_context(prefect_api_for_ray(keep=kept))
-        runner = (
+        runner: TaskRunner[Any] = (
             ThreadPoolTaskRunner(max_workers=1)
             if registration.ended
             else build_task_runner(spec, api_url)

@@ -14,6 +14,7 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from prefect.states import Completed, Failed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.artifacts import publish_matrix, slug
 from flows.ray_session import CONNECTIONS
@@ -114,7 +115,8 @@ def batch_test(
     The batch (its spec and cases) is registered in the store before the flow starts
     (:func:`run_batch`), so the parameters stay small whatever the spec's size, and hold
     no secret. Rerunning the same ``batch_id`` skips finished executions and continues the
-    others.
+    others; a batch that already ended completed (every result in) runs nothing, stays as it
+    ended and the run reports its outcome again.
 
     Args:
         batch_id: The registered batch.
@@ -129,21 +131,31 @@ def batch_test(
     service = BatchService(app_for(database))
     registration = Registration(batch_id, spec_hash, 0, DatabaseRef.from_param(database))
     parsed = service.load(batch_id, spec_hash)
-    prepared = service.plan(registration, workers=_workers(parsed))
-    logger.info(
-        "batch %s: %d results to produce in %d tasks on %s",
-        prepared.batch_id,
-        prepared.total,
-        len(prepared.groups),
-        parsed.runner,
-    )
-    nodes, hits, errors = _submit_all(prepared, parsed)
-    summary = service.finish(prepared.batch_id, errors, nodes, hits)
+    summary = service.ended(batch_id)  # a rerun of a batch that completed: nothing to run
+    if summary is not None:
+        logger.info(
+            "batch %s already ended %s with all %d results (%d failed): nothing to run",
+            batch_id,
+            summary.status.value,
+            summary.total,
+            summary.failed,
+        )
+    else:
+        prepared = service.plan(registration, workers=_workers(parsed))
+        logger.info(
+            "batch %s: %d results to produce in %d tasks on %s",
+            prepared.batch_id,
+            prepared.total,
+            len(prepared.groups),
+            parsed.runner,
+        )
+        nodes, hits, errors = _submit_all(prepared, parsed)
+        summary = service.finish(prepared.batch_id, errors, nodes, hits)
     push_if_configured()  # the flow process's own metrics (tasks pushed theirs)
     if publish_artifacts:
-        publish_matrix(service, prepared.batch_id)
+        publish_matrix(service, batch_id)
     result = summary.to_dict()
-    logger.info("batch %s finished: %s", prepared.batch_id, result)
+    logger.info("batch %s finished: %s", batch_id, result)
     return batch_state(result, parsed.fail_on_error)
 
 
@@ -197,11 +209,17 @@ def run_batch(spec: BatchSpec, base_dir: Path | None = None) -> dict[str, Any]:
         if timeout.value() < EPHEMERAL_START_TIMEOUT_S:
             stack.enter_context(temporary_settings({timeout: EPHEMERAL_START_TIMEOUT_S}))
         kept = spec.ray.ray_address is not None
+        # A rerun of a batch that completed runs no task: no Ray connection, no server.
+        on_ray = spec.runner == "ray" and not registration.ended
         api_url = None
-        if spec.runner == "ray":
+        if on_ray:
             api_url = stack.enter_context(prefect_api_for_ray(keep=kept))
-        runner = build_task_runner(spec, api_url)
-        if spec.runner == "ray":
+        runner: TaskRunner[Any] = (
+            ThreadPoolTaskRunner(max_workers=1)
+            if registration.ended
+            else build_task_runner(spec, api_url)
+        )
+        if on_ray:
             # This process's Ray connection: a cluster's is kept for the next batch (its
             # worker processes stay warm), a local Ray ends with the run (flows.ray_session).
             stack.enter_context(CONNECTIONS.use(ray_job(spec, api_url)))

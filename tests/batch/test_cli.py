@@ -119,6 +119,21 @@ def test_batch_run_exits_0_and_prints_the_matrix(finished_batch: dict[str, Any])
     assert f"batch {BATCH_ID}: completed - 4 of 4 results, 0 failed" in out
 
 
+def test_batch_run_again_of_a_completed_batch_prints_its_outcome_and_runs_nothing(
+    finished_batch: dict[str, Any],
+) -> None:
+    directory, db = finished_batch["dir"], finished_batch["db"]
+    again = wtb_process(
+        "batch", "run", str(directory / "spec.yaml"), "--batch-id", BATCH_ID, "--db", db,
+        "--quiet", cwd=directory,
+    )  # fmt: skip
+    assert again.exit_code == 0, (again.stdout, again.stderr)
+    assert f"batch {BATCH_ID}: completed - 4 of 4 results, 0 failed, 0 node runs" in again.stdout
+    assert f"comparison matrix: {BATCH_ID}" in again.stdout
+    status = wtb("batch", "status", BATCH_ID, "--db", db)
+    assert f"{wf.LINEAR3}): completed" in status.stdout
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_batch_run_options_and_exit_1_when_the_flow_fails(tmp_path: Path) -> None:
     spec = write_spec(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wtb_domain.batch.lifecycle import final_events
+from wtb_domain.batch.lifecycle import completed_progress, final_events
 from wtb_domain.batch.reads import batch_matrix, batch_progress, batch_status
 from wtb_domain.batch.service.groups import GroupRunner
 from wtb_domain.batch.service.outcomes import BatchSummary
@@ -81,6 +81,16 @@ class BatchService(GroupRunner):
             list(errors),
             cache_hits,
         )
+
+    def ended(self, batch_id: str) -> BatchSummary | None:
+        """The summary of a batch that already ended completed with every result in (what
+        its first run reported, with no node run now), or None when a run has work to do."""
+        with self.app.uow() as uow:
+            batch = uow.batches.get(batch_id)
+            progress = completed_progress(uow, batch)
+        if progress is None:
+            return None
+        return BatchSummary(batch_id, batch.status, progress.total, progress.done, progress.failed)
 
     def rows(self, batch_id: str) -> list[ResultRow]:
         """The batch's results as comparison rows."""

@@ -19,12 +19,17 @@ CANCEL_POLL_S = 0.5
 
 @dataclass(frozen=True)
 class Registration:
-    """A registered batch: what the flow receives (ids and a database reference only)."""
+    """A registered batch: what the flow receives (ids and a database reference only).
+
+    ``ended``: the batch had already ended completed with every result in (a rerun of it
+    has nothing to run; it was not marked running again).
+    """
 
     batch_id: str
     spec_hash: str
     total: int
     database: DatabaseRef | None
+    ended: bool = False
 
     @property
     def payload(self) -> dict[str, Any]:

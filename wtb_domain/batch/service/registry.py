@@ -10,6 +10,7 @@ from typing import Any
 
 from wtb_domain.adapters.sql.database import absolute_url
 from wtb_domain.batch.credentials import DatabaseRef
+from wtb_domain.batch.lifecycle import completed_progress
 from wtb_domain.batch.plan import ResolvedBatch, plan_groups, resolve
 from wtb_domain.batch.service.outcomes import CANCEL_POLL_S, PreparedBatch, Registration
 from wtb_domain.batch.spec import BatchSpec, Case
@@ -56,6 +57,10 @@ class BatchRegistry:
         The stored spec has no cases and no secret literals; the cases go to their own
         table in multi-row inserts. This process remembers the secret literals (in memory)
         for the flow it starts.
+
+        A batch found unfinished (running, failed, cancelled) is marked running again, to be
+        resumed; one that already ended completed with every result in stays as it ended
+        (``Registration.ended``): its rerun runs nothing and writes no second start or end.
         """
         resolved = resolve(spec)
         cases = [c.model_dump(mode="json") for c in spec.load_cases(base_dir)]
@@ -64,31 +69,35 @@ class BatchRegistry:
         batch_id = spec.batch_id or f"batch-{new_id()[:20]}"
         stored, overlay = stored_spec(spec, batch_id, cases)
         total = len(resolved.leaves) * len(cases)
+        ended = False
         with self.app.uow() as uow:
-            existing = uow.batches.find(batch_id)
             new = BatchTest(batch_id, spec.workflow, stored, total, spec.name)
-            if existing is None:
-                if uow.batches.add_if_absent(new):
-                    uow.cases.add_many(batch_id, cases)
-                else:
-                    existing = uow.batches.get(batch_id)  # another runner registered it now
-            if existing is not None:
+            started: list[BatchStarted] = []
+            if uow.batches.find(batch_id) is None and uow.batches.add_if_absent(new):
+                uow.cases.add_many(batch_id, cases)
+                started.append(BatchStarted(batch_id, spec.name, total))
+            else:  # registered before (or by another runner just now): locked, as finish reads
+                existing = uow.batches.get_for_update(batch_id)  # it: one ends before the other
                 self._check_same(existing, stored, total)
                 if uow.cases.count(batch_id) == 0:  # registered before cases were stored
                     uow.cases.add_many(batch_id, cases)
+                ended = completed_progress(uow, existing) is not None
+                changed = existing.spec != stored
                 existing.spec = stored  # settings that may change on resume (runner, ...)
-                existing.status = BatchStatus.RUNNING
-                existing.cancel_requested = False
-                existing.updated_at = utcnow()
-                uow.batches.update(existing)
-            started = [BatchStarted(batch_id, spec.name, total, resumed=existing is not None)]
+                if not ended:
+                    existing.status = BatchStatus.RUNNING
+                    existing.cancel_requested = False
+                    existing.updated_at = utcnow()
+                    started.append(BatchStarted(batch_id, spec.name, total, resumed=True))
+                if changed or not ended:
+                    uow.batches.update(existing)
             uow.record(started)
             uow.commit()
         self.app.publish(started)
         hash_ = spec_hash(stored)
         remember_overlay(batch_id, hash_, overlay)
         return Registration(
-            batch_id, hash_, total, self.database_ref(spec.database_password_secret)
+            batch_id, hash_, total, self.database_ref(spec.database_password_secret), ended
         )
 
     def load(self, batch_id: str, hash_: str, secrets: dict[str, Any] | None = None) -> BatchSpec:

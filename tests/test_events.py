@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wtb_domain import events as ev
-from wtb_domain.audit import describe, entry_type
+from wtb_domain.audit import describe, entry_type, headline, severity_of
 from wtb_domain.events import EVENT_TYPES, Event, MessageBus, from_payload, to_payload
 from wtb_domain.model import Severity
 
@@ -183,3 +185,28 @@ def test_events_are_frozen_and_carry_unique_ids() -> None:
     assert a.event_id != b.event_id and a.occurred_at.tzinfo is not None
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.execution_id = "x"  # type: ignore[misc]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize("cls", sorted(EVENT_TYPES.values(), key=lambda c: c.__name__))
+def test_the_stored_severity_is_the_entry_s_severity(cls: type[Event], data: st.DataObject) -> None:
+    # The write keeps only the severity (severity_of, a table for most types); the message
+    # is formatted when read (headline). Both must agree, whatever the event's fields hold.
+    fields = {
+        f.name: data.draw(st.from_type(f.type if not isinstance(f.type, str) else _hint(cls, f)))
+        for f in dataclasses.fields(cls)
+        if f.name not in ("event_id", "occurred_at")
+    }
+    if "status" in fields:  # the statuses that change a severity
+        fields["status"] = data.draw(
+            st.sampled_from(["completed", "failed", "cancelled", "not_worse", "regressed", "x"])
+        )
+    event = cls(**fields)
+    assert severity_of(event) is headline(event)[0] is describe(event).severity
+
+
+def _hint(cls: type[Event], f: dataclasses.Field[Any]) -> Any:
+    import typing
+
+    return typing.get_type_hints(cls)[f.name]

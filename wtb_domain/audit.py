@@ -84,8 +84,36 @@ def _message(event: ev.Event) -> tuple[Severity, str]:
 
 
 def headline(event: ev.Event) -> tuple[Severity, str]:
-    """The entry's severity and one-line message (what the store keeps with the event)."""
+    """The entry's severity and one-line message."""
     return _message(event)
+
+
+# The event types whose severity does not depend on their fields (the rest: ``_message``).
+# ``tests/test_audit_severity.py`` checks this table against ``_message`` for every type.
+_FIXED_SEVERITY: dict[type[ev.Event], Severity] = {
+    ev.ExecutionStarted: Severity.INFO,
+    ev.ExecutionPaused: Severity.INFO,
+    ev.ExecutionResumed: Severity.INFO,
+    ev.ExecutionCompleted: Severity.SUCCESS,
+    ev.ExecutionFailed: Severity.ERROR,
+    ev.ExecutionForked: Severity.INFO,
+    ev.ExecutionRolledBack: Severity.WARNING,
+    ev.StateUpdated: Severity.WARNING,
+    ev.NodeReplayed: Severity.INFO,
+    ev.NodeCompleted: Severity.DEBUG,
+    ev.NodeFailed: Severity.ERROR,
+    ev.NodeTimedOut: Severity.ERROR,
+    ev.BatchStarted: Severity.INFO,
+    ev.BatchProgressed: Severity.DEBUG,
+    ev.BatchCancelled: Severity.WARNING,
+}
+
+
+def severity_of(event: ev.Event) -> Severity:
+    """The entry's severity (what the store keeps with the event, for ``--severity``
+    filters); its message is formatted when the entry is read (:func:`headline`)."""
+    fixed = _FIXED_SEVERITY.get(type(event))
+    return fixed if fixed is not None else _message(event)[0]
 
 
 def details_of(payload: Mapping[str, Any]) -> dict[str, Any]:

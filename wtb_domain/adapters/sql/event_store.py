@@ -2,11 +2,11 @@
 written.
 
 Since migration 0010 every event is one row of ``wtb_outbox``: the payload the relay
-publishes and the audit entry's subject, severity and message (its details are derived from
-the payload when read). :func:`event_rows` turns staged events into rows; they are written
-by :func:`insert_events` (one statement in the current transaction: SQLite, or PostgreSQL
-inside a transaction) or as one data-modifying CTE of the one-statement writes
-(:func:`event_ctes`, see :mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an
+publishes and the audit entry's subject and severity (its message and details are derived
+from the payload when read: a write formats no text it may never show). :func:`event_rows`
+turns staged events into rows; they are written by :func:`insert_events` (one statement in
+the current transaction: SQLite, or PostgreSQL inside a transaction) or as one
+data-modifying CTE of the one-statement writes (:func:`event_ctes`, see :mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an
 event id already stored (a retried write).
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql.tables import OUTBOX, PROCESSED
-from wtb_domain.audit import details_of, headline, snake
+from wtb_domain.audit import details_of, headline, severity_of, snake
 from wtb_domain.events import EVENT_TYPES, Event, event_type, from_payload, subject, to_payload
 from wtb_domain.ids import new_id
 from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
@@ -57,7 +57,6 @@ def _aware(value: datetime) -> datetime:
 
 def event_row(event: Event) -> dict[str, Any]:
     """The row of one event, keyed by column name (``created_at``: when it occurred)."""
-    severity, message = headline(event)
     batch_id, execution_id, node = subject(event)
     return {
         "event_id": event.event_id,
@@ -67,8 +66,8 @@ def event_row(event: Event) -> dict[str, Any]:
         "execution_id": execution_id,
         "batch_id": batch_id,
         "node": node,
-        "severity": severity.value,
-        "message": message,
+        "severity": severity_of(event).value,
+        "message": None,  # formatted from the payload when the entry is read (``_entry``)
     }
 
 
@@ -168,13 +167,12 @@ def _entry(r: Any) -> AuditEntry:
     payload = dict(r.payload or {})
     known = r.event_type in EVENT_TYPES
     created = _aware(r.created_at)
-    if r.severity is None or r.message is None:  # not written by this code: derive them
-        if not known:
-            severity, message = Severity.INFO, snake(r.event_type)
-        else:
-            severity, message = headline(from_payload(r.event_type, payload, r.event_id, created))
-    else:
+    if r.severity is not None and r.message is not None:  # an entry without an event
         severity, message = Severity(r.severity.upper()), r.message
+    elif not known:
+        severity, message = Severity.INFO, snake(r.event_type)
+    else:  # an event's row keeps its severity; the message is formatted now
+        severity, message = headline(from_payload(r.event_type, payload, r.event_id, created))
     return AuditEntry(
         id=r.id,
         execution_id=r.execution_id,

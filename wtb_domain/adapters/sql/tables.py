@@ -89,8 +89,10 @@ BLOBS = Table(
 
 # One row per domain event, written in the transaction of its change: the outbox entry
 # the relay publishes (``payload``, ``published_at``) and the audit trail's entry (subject,
-# ``severity``, ``message``; the entry's details are derived from ``payload`` when read, see
-# :func:`wtb_domain.audit.details_of`). Migration 0010 merged ``wtb_audit_log`` into it.
+# ``severity``; an event's message and details are derived from ``payload`` when read, see
+# :func:`wtb_domain.audit.headline` and ``details_of``; ``message`` holds the text of entries
+# without an event, and of event rows written before it was derived). Migration 0010 merged
+# ``wtb_audit_log`` into it.
 OUTBOX = Table(
     "wtb_outbox",
     METADATA,

@@ -49,6 +49,10 @@ from wtb_domain.model import BatchResult, Checkpoint, Execution
 UNIQUE_VIOLATION = "23505"
 
 
+def _exists(execution_id: str) -> ExecutionExists:
+    return ExecutionExists(f"execution {execution_id!r} already exists; use another id")
+
+
 def _describe(exc: DBAPIError) -> str:
     """The driver's message, with a hint for errors that have a known configuration cause."""
     return f"{exc.orig}{prepared_statement_hint(getattr(exc.orig, 'sqlstate', None))}"
@@ -196,9 +200,10 @@ class SqlUnitOfWork:
         the statements and a commit.
         """
         if self._one_statement_writes(new_blobs, "sqlite"):
-            exists = ExecutionExists(f"execution {execution.id!r} already exists; use another id")
             rows = partial(sqlite_writes.start_rows, execution, checkpoint, new_blobs, claim)
-            return self._sqlite_write(rows, f"cannot store {execution.id!r}", lambda: exists)
+            return self._sqlite_write(
+                rows, f"cannot store {execution.id!r}", partial(_exists, execution.id)
+            )
         if not self._one_statement_writes(new_blobs):
             self._lock_for_lease()
             self.executions.add(execution, claim)
@@ -214,9 +219,7 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             # Checkpoint and values skip conflicts: a unique violation is the execution's id.
             if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
-                raise ExecutionExists(
-                    f"execution {execution.id!r} already exists; use another id"
-                ) from None
+                raise _exists(execution.id) from None
             raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc
         except DBAPIError as exc:
             raise StoreError(f"cannot store execution {execution.id!r}: {_describe(exc)}") from exc

@@ -1,0 +1,237 @@
+"""Where the cost of watching goes on SQLite: one node write with its event row, taken apart.
+
+``python bench/event_cost.py [--executions N] [--rounds R] [--no-write]``
+
+The audit + outbox cost per node (``bench/checkpoint_overhead.py --audit-only``) is the sum
+of three parts; this script measures each on its own, on the 10-node linear graph of that
+bench (1 KB state):
+
+1. **SQLite's own work.** The node writes of ``N`` executions with ``audit=True`` are
+   captured (the one ``INSERT INTO wtb_sqlite_writes`` statement per write, with its
+   parameters, see ``wtb_domain/adapters/sql/sqlite_writes.py``) and replayed with the plain
+   ``sqlite3`` module, in autocommit and with WTB's pragmas, on fresh copies of the migrated
+   empty database: as captured, with the event rows taken out of each statement, and with
+   the outbox's secondary indexes dropped one after the other. The difference is the
+   engine's cost of the event row: the trigger, the table, each index and the pages the
+   commit writes to the WAL. No Python of WTB runs in the timed loop.
+2. **Building and binding the row** (Python): ``event_rows`` and the column types' bind
+   processors for one ``NodeCompleted``, as the write does it.
+3. **Marking published**: the publisher's batched ``UPDATE`` of 200 events (what
+   ``Publisher.flush`` sends), per event.
+
+CPU time (``time.process_time``), medians over rounds; the contenders of part 1 are
+interleaved round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `wtb_domain` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import event
+
+from bench.checkpoint_overhead import NODES, linear_workflow, make_input
+from bench.common import (
+    machine_info,
+    machine_line,
+    markdown_table,
+    print_table,
+    update_results_section,
+)
+from wtb_domain import sql_app
+from wtb_domain.adapters.sql.event_store import event_rows
+from wtb_domain.adapters.sql.sqlite_writes import LAYOUTS, VIEW, _processors
+from wtb_domain.events import NodeCompleted
+
+SECTION = "event_cost"
+TITLE = "Cost of watching on SQLite, taken apart"
+INDEXES = ("ix_wtb_outbox_unpublished", "ix_wtb_outbox_execution_id")
+PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL")
+_ROW = re.compile(r"\('(\w+)'((?:, (?:\?|NULL))*)\)")
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def capture(tmp: Path, executions: int) -> tuple[Path, list[Statement]]:
+    """An empty migrated database, and the write statements of ``executions`` runs."""
+    app = sql_app(f"sqlite:///{tmp}/capture.db", audit=True)
+    assert app.database is not None
+    empty = tmp / "empty.db"
+    with sqlite3.connect(tmp / "capture.db") as src, sqlite3.connect(empty) as dst:
+        src.backup(dst)
+    statements: list[Statement] = []
+
+    def keep(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if sql.startswith(f"INSERT INTO {VIEW}"):
+            statements.append((sql, tuple(params)))
+
+    event.listen(app.database.engine, "before_cursor_execute", keep)
+    workflow = linear_workflow(NODES)
+    for k in range(executions):
+        app.controller.run(workflow, make_input(1_000, k))
+    app.flush()
+    app.database.dispose()
+    return empty, statements
+
+
+def without_events(statement: Statement) -> Statement:
+    """The same write with its ``event`` rows (and their parameters) taken out."""
+    sql, params = statement
+    rows: list[str] = []
+    kept: list[Any] = []
+    i = 0
+    for kind, rest in _ROW.findall(sql):
+        width = len(LAYOUTS[kind])
+        if kind != "event":
+            rows.append(f"('{kind}'{rest})")
+            kept.extend(params[i : i + width])
+        i += width
+    return f"INSERT INTO {VIEW} VALUES {', '.join(rows)}", tuple(kept)
+
+
+def replay(empty: Path, tmp: Path, statements: Sequence[Statement], drop: Sequence[str]) -> float:
+    """CPU seconds per statement, replayed on a fresh copy of ``empty``."""
+    path = Path(tempfile.mkstemp(suffix=".db", dir=tmp)[1])
+    with sqlite3.connect(empty) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in PRAGMAS:
+            conn.execute(f"PRAGMA {pragma}")
+        for index in drop:
+            conn.execute(f"DROP INDEX {index}")
+        start = time.process_time()
+        for sql, params in statements:
+            conn.execute(sql, params)
+        return (time.process_time() - start) / len(statements)
+    finally:
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def engine_rows(
+    empty: Path, tmp: Path, statements: list[Statement], rounds: int
+) -> list[list[str]]:
+    plain = [without_events(s) for s in statements]
+    events = sum(s[0].count("'event'") for s in statements) / len(statements)
+    contenders: dict[str, tuple[list[Statement], tuple[str, ...]]] = {
+        "node write without its event rows": (plain, ()),
+        "as written (event rows, every index)": (statements, ()),
+        f"... without {INDEXES[0]}": (statements, INDEXES[:1]),
+        f"... also without {INDEXES[1]}": (statements, INDEXES),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seq, drop = contenders[name]
+            times[name].append(replay(empty, tmp, seq, drop))
+    base = statistics.median(times[names[0]])
+    rows = []
+    for name in names:
+        med = statistics.median(times[name])
+        rows.append(
+            [
+                name,
+                f"{med * 1e6:.1f}",
+                f"{min(times[name]) * 1e6:.1f}-{max(times[name]) * 1e6:.1f}",
+                f"{(med - base) * 1e6:+.1f}",
+                f"{(med - base) / base:+.1%}",
+            ]
+        )
+    rows.append([f"(event rows per write: {events:.2f})", "", "", "", ""])
+    return rows
+
+
+def build_us() -> float:
+    """Python: the row of one NodeCompleted, bound as the write binds it (us)."""
+    e = NodeCompleted("e" * 32, "node_3", "default", "c" * 32, 0.42)
+    procs = _processors(sqlite3_dialect())["event"]
+
+    def build() -> list[Any]:
+        params: list[Any] = []
+        for values in event_rows([e]):
+            params.extend(values[k] if p is None else p(values[k]) for k, p in procs)
+        return params
+
+    n = 20_000
+    return min(timeit.repeat(build, number=n, repeat=5)) / n * 1e6
+
+
+def sqlite3_dialect() -> Any:
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect()
+
+
+def mark_us(tmp: Path, executions: int) -> float:
+    """The publisher's batched mark (200 events per UPDATE), CPU us per event."""
+    app = sql_app(f"sqlite:///{tmp}/mark.db", audit=True)
+    assert app.publisher is not None
+    app.publisher._mark_every = 10**9  # keep every id: marked below, timed
+    app.publisher._mark_after_s = 1e9
+    workflow = linear_workflow(NODES)
+    for k in range(executions):
+        app.controller.run(workflow, make_input(1_000, k))
+    publisher = app.publisher
+    ids, publisher._unmarked = publisher._unmarked, []
+    start = time.process_time()
+    for i in range(0, len(ids), 200):
+        with app.uow() as uow:
+            uow.outbox.mark_published(ids[i : i + 200])
+            uow.commit()
+    spent = time.process_time() - start
+    with app.uow(read_only=True) as uow:
+        assert uow.outbox.unpublished_count() == 0
+    assert app.database is not None
+    app.database.dispose()
+    return spent / len(ids) * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--executions", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/results.md")
+    args = ap.parse_args(argv)
+    info = machine_info()
+    with tempfile.TemporaryDirectory(prefix="wtb-event-cost-") as d:
+        tmp = Path(d)
+        empty, statements = capture(tmp, args.executions)
+        engine = engine_rows(empty, tmp, statements, args.rounds)
+        build = build_us()
+        mark = mark_us(tmp, args.executions)
+    headers = ["SQLite replay (CPU)", "us/write", "spread", "vs without events", "%"]
+    print_table("1. SQLite's own work per node write", headers, engine)
+    python = [["build + bind one event row (Python)", f"{build:.1f}"]]
+    python.append(["mark published, per event (UPDATE of 200)", f"{mark:.1f}"])
+    print_table("2-3. per event", ["part", "CPU us"], python)
+    if not args.no_write:
+        body = "\n\n".join(
+            [
+                f"Generated by `python bench/event_cost.py` ({len(statements)} node writes "
+                f"of {args.executions} executions, {args.rounds} rounds).",
+                machine_line(info),
+                markdown_table(headers, engine),
+                markdown_table(["part", "CPU us"], python),
+            ]
+        )
+        print(f"wrote {update_results_section(SECTION, TITLE, body)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -402,9 +402,7 @@ def time_size(
         if pg_url is not None:
             contenders[WTB_PG_OFF] = WtbContender(tmpdir(), audit=False, url=pg_url)
             contenders[WTB_PG_ON] = WtbContender(tmpdir(), audit=True, url=pg_url)
-            contenders[WTB_PG_BARE] = WtbContender(
-                tmpdir(), audit=False, url=pg_url, metrics=False
-            )
+            contenders[WTB_PG_BARE] = WtbContender(tmpdir(), audit=False, url=pg_url, metrics=False)
         if with_langgraph:
             contenders["lg-plain"] = LangGraphContender(None, None)
             for mode in (LG_DEFAULT, LG_SYNC):

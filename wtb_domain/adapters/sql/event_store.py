@@ -6,8 +6,9 @@ publishes and the audit entry's subject and severity (its message and details ar
 from the payload when read: a write formats no text it may never show). :func:`event_rows`
 turns staged events into rows; they are written by :func:`insert_events` (one statement in
 the current transaction: SQLite, or PostgreSQL inside a transaction) or as one
-data-modifying CTE of the one-statement writes (:func:`event_ctes`, see :mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an
-event id already stored (a retried write).
+data-modifying CTE of the one-statement writes (:func:`event_ctes`, see
+:mod:`~wtb_domain.adapters.sql.checkpoint_writes`). Both skip an event id already stored (a
+retried write).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class BatchService(GroupRunner):
     def ended(self, batch_id: str) -> BatchSummary | None:
         """The summary of a batch that already ended completed with every result in (what
         its first run reported, with no node run now), or None when a run has work to do."""
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:
             batch = uow.batches.get(batch_id)
             progress = completed_progress(uow, batch)
         if progress is None:
@@ -94,7 +94,7 @@ class BatchService(GroupRunner):
 
     def rows(self, batch_id: str) -> list[ResultRow]:
         """The batch's results as comparison rows."""
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:
             return result_rows(uow.results.for_batch(batch_id))
 
     def matrix(self, batch_id: str, baseline: str | None = None) -> ComparisonMatrix:

@@ -57,7 +57,7 @@ class GroupRunner(BatchRegistry):
         resolved, cancel_flag = self._resolved_and_flag(batch_id, payload["spec_hash"], secrets)
         loaded_at = time.monotonic()
         spec = resolved.spec
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:  # one snapshot, no write lock
             the_case = Case.model_validate(uow.cases.get(batch_id, case_id))
             done = uow.results.done_keys(batch_id, the_case.id)
         outcome = GroupOutcome(the_case.id, worker_id=worker_id())
@@ -165,7 +165,7 @@ class GroupRunner(BatchRegistry):
         def cancelled() -> bool:
             now = time.monotonic()
             if now - float(last[0]) >= every:
-                with self.app.uow() as uow:
+                with self.app.uow(read_only=True) as uow:
                     last[1] = uow.batches.get(batch_id).cancel_requested
                 last[0] = now
             return bool(last[1])

@@ -109,7 +109,7 @@ class BatchRegistry:
         self, batch_id: str, hash_: str, secrets: dict[str, Any] | None
     ) -> tuple[BatchSpec, bool]:
         """:meth:`load`, and the batch's cancel flag as read."""
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:
             batch = uow.batches.get(batch_id)
         if spec_hash(batch.spec) != hash_:
             raise SpecError(
@@ -131,7 +131,7 @@ class BatchRegistry:
     ) -> tuple[ResolvedBatch, bool]:
         """:meth:`resolved`, and the batch's cancel flag from the same read."""
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:
             batch = uow.batches.get(batch_id)
         stored = batch.spec
         if spec_hash(stored) != hash_:
@@ -149,7 +149,7 @@ class BatchRegistry:
         overlay = secrets if secrets is not None else live_overlay(batch_id, hash_)
         spec = self.load(batch_id, hash_, overlay)
         resolved = _resolved(spec)
-        with self.app.uow() as uow:
+        with self.app.uow(read_only=True) as uow:
             ids = uow.cases.ids(batch_id)
         stubs = [Case.model_construct(id=i, input={}, expected=None) for i in ids]
         groups = plan_groups(resolved, stubs, workers)

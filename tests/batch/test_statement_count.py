@@ -15,7 +15,8 @@ Since migration 0011 SQLite's writes are one statement each too, like PostgreSQL
 write, a new execution, a claim or release and an execution's results are one ``INSERT INTO
 wtb_sqlite_writes VALUES ...`` (rows a view's ``INSTEAD OF`` triggers write, see
 ``adapters/sql/sqlite_writes.py``) sent in autocommit: no ``BEGIN IMMEDIATE`` for them. The
-``BEGIN IMMEDIATE`` still counted open the task group's read transactions.
+task group's reads are read-only units of work: a deferred ``BEGIN`` (a snapshot, no write
+lock).
 
 Two reads/writes depend on time, not on the work, so they are counted apart (``timed``) and
 left out of the bounds: the cancel probe (a read of the batch at most every 0.5 s) and the
@@ -188,6 +189,13 @@ def test_statements_per_result_and_per_node(app: App, request: pytest.FixtureReq
         n for s, n in counts.statements.items() if s.startswith("INSERT OR IGNORE INTO wtb_outbox")
     )
     assert events <= counts.commits
+    if dialect == "sqlite":
+        # Reads take a deferred BEGIN (one snapshot, no write lock) and writes are one
+        # statement in autocommit: a task group never holds the write lock just to read.
+        # Only the publisher's marking (a write) takes it.
+        assert "BEGIN IMMEDIATE" not in counts.statements
+        marks = sum(n for s, n in counts.timed.items() if s.startswith("UPDATE wtb_outbox"))
+        assert counts.timed["BEGIN IMMEDIATE"] == marks > 0
     bound_result, bound_node = BOUNDS[dialect]
     assert per_result <= bound_result
     assert per_node <= bound_node

@@ -10,7 +10,7 @@ bench (1 KB state), after a figure that does not move with the machine's load:
    metrics only, audit + outbox + metrics) runs in a process under valgrind's cachegrind,
    with and without ``N`` executions after a warm-up; the difference divided by the nodes
    is the mode's user-space instructions per node (the kernel's share, such as the WAL's
-   writes, is not counted).
+   writes, is not counted). Part 1's replays are counted the same way.
 
 1. **SQLite's own work.** The node writes of ``N`` executions with ``audit=True`` are
    captured (the one ``INSERT INTO wtb_sqlite_writes`` statement per write, with its
@@ -32,6 +32,7 @@ interleaved round by round.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sqlite3
@@ -130,6 +131,19 @@ def replay(empty: Path, tmp: Path, statements: Sequence[Statement], drop: Sequen
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+def replay_one(path: str, which: str, drops: int, count: int) -> None:
+    """The subprocess of :func:`_replay_refs`: replay the first ``count`` statements of
+    ``which`` (``plain`` / ``events``) stored in ``path`` (JSON), with the first ``drops``
+    outbox indexes dropped."""
+    stored = json.loads(Path(path).read_text())
+    seq = [(sql, tuple(params)) for sql, params in stored[which][:count]]
+    replay(Path(stored["empty"]), Path(path).parent, seq, INDEXES[:drops])
+
+
+def _replay_refs(path: Path, which: str, drops: int, count: int) -> int:
+    return _valgrind_refs(["--replay-one", str(path), which, str(drops), str(count)])
+
+
 def engine_rows(
     empty: Path, tmp: Path, statements: list[Statement], rounds: int
 ) -> list[list[str]]:
@@ -141,6 +155,14 @@ def engine_rows(
         f"... without {INDEXES[0]}": (statements, INDEXES[:1]),
         f"... also without {INDEXES[1]}": (statements, INDEXES),
     }
+    refs: dict[str, float] = {}
+    if shutil.which("valgrind"):
+        stored = tmp / "statements.json"
+        stored.write_text(json.dumps({"empty": str(empty), "plain": plain, "events": statements}))
+        for name, (seq, drop) in contenders.items():
+            which = "plain" if seq is plain else "events"
+            full = _replay_refs(stored, which, len(drop), len(seq))
+            refs[name] = (full - _replay_refs(stored, which, len(drop), 0)) / len(seq)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(rounds):
@@ -148,19 +170,22 @@ def engine_rows(
             seq, drop = contenders[name]
             times[name].append(replay(empty, tmp, seq, drop))
     base = statistics.median(times[names[0]])
+    ref_base = refs.get(names[0], 0.0)
     rows = []
     for name in names:
         med = statistics.median(times[name])
+        ir = refs.get(name)
         rows.append(
             [
                 name,
                 f"{med * 1e6:.1f}",
                 f"{min(times[name]) * 1e6:.1f}-{max(times[name]) * 1e6:.1f}",
-                f"{(med - base) * 1e6:+.1f}",
-                f"{(med - base) / base:+.1%}",
+                f"{(med - base) * 1e6:+.1f} ({(med - base) / base:+.1%})",
+                "n/a" if ir is None else f"{ir / 1000:.1f}k",
+                "n/a" if ir is None else f"{(ir - ref_base) / ref_base:+.1%}",
             ]
         )
-    rows.append([f"(event rows per write: {events:.2f})", "", "", "", ""])
+    rows.append([f"(event rows per write: {events:.2f})", "", "", "", "", ""])
     return rows
 
 
@@ -231,7 +256,12 @@ def run_one(mode: str, executions: int) -> None:
 
 
 def _refs(mode: str, executions: int) -> int:
-    """User-space instructions of one ``run_one`` process (valgrind's cachegrind)."""
+    """User-space instructions of one ``run_one`` process."""
+    return _valgrind_refs(["--run-one", mode, str(executions)])
+
+
+def _valgrind_refs(args: list[str]) -> int:
+    """User-space instructions of this script run with ``args`` (valgrind's cachegrind)."""
     cmd = [
         "valgrind",
         "--tool=cachegrind",
@@ -239,9 +269,7 @@ def _refs(mode: str, executions: int) -> int:
         "--cachegrind-out-file=/dev/null",
         sys.executable,
         str(Path(__file__).resolve()),
-        "--run-one",
-        mode,
-        str(executions),
+        *args,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
     found = re.search(r"I\s+refs:\s+([\d,]+)", out)
@@ -269,9 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results.md")
     ap.add_argument("--run-one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--replay-one", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.run_one:
         run_one(args.run_one[0], int(args.run_one[1]))
+        return 0
+    if args.replay_one:
+        path, which, drops, count = args.replay_one
+        replay_one(path, which, int(drops), int(count))
         return 0
     info = machine_info()
     ir_headers = ["mode (1 KB state)", "instructions/node", "extra", "extra, % of nothing watched"]
@@ -284,7 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_rows(empty, tmp, statements, args.rounds)
         build = build_us()
         mark = mark_us(tmp, args.executions)
-    headers = ["SQLite replay (CPU)", "us/write", "spread", "vs without events", "%"]
+    headers = [
+        "SQLite replay",
+        "CPU us/write",
+        "spread",
+        "CPU vs without events",
+        "instructions/write",
+        "instructions vs without events",
+    ]
     print_table("1. SQLite's own work per node write", headers, engine)
     python = [["build + bind one event row (Python)", f"{build:.1f}"]]
     python.append(["mark published, per event (UPDATE of 200)", f"{mark:.1f}"])
@@ -306,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                     else ["(valgrind not installed: no instruction counts)"]
                 ),
                 "**1. SQLite's own work per node write** (the captured statements replayed "
-                "with `sqlite3`, CPU time per write):",
+                "with `sqlite3`: CPU time per write, median of the rounds; instructions per "
+                "write under valgrind, user space, the same on every run):",
                 markdown_table(headers, engine),
                 "**2-3. Per event** (CPU time):",
                 markdown_table(["part", "CPU us"], python),

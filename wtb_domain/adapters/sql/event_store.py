@@ -13,18 +13,25 @@ retried write).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     CTE,
+    ColumnElement,
     Connection,
     Insert,
     Select,
+    String,
+    Text,
+    Update,
+    any_,
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     union_all,
     update,
@@ -233,6 +240,31 @@ class SqlAudit:
         return [_entry(r) for r in rows]
 
 
+def _mark(ids: ColumnElement[bool]) -> Update:
+    """Mark the events ``ids`` names published (one that already is keeps its time)."""
+    return (
+        update(OUTBOX)
+        .where(ids, OUTBOX.c.published_at.is_(None))
+        .values(published_at=bindparam("now", type_=OUTBOX.c.published_at.type))
+    )
+
+
+# The ids as one parameter (an expanding IN renders and binds one placeholder per id on
+# every call): a JSON array on SQLite, an array on PostgreSQL.
+_MARK = {
+    "sqlite": _mark(
+        OUTBOX.c.event_id.in_(
+            select(literal_column("value")).select_from(
+                func.json_each(bindparam("ids", type_=Text()))
+            )
+        )
+    ),
+    "postgresql": _mark(
+        OUTBOX.c.event_id == any_(bindparam("ids", type_=postgresql.ARRAY(String(64))))
+    ),
+}
+
+
 class SqlOutbox:
     def __init__(self, connection: Connection) -> None:
         self._s = connection
@@ -253,13 +285,9 @@ class SqlOutbox:
     def mark_published(self, event_ids: Sequence[str]) -> None:
         if not event_ids:
             return
-        stmt = (
-            update(OUTBOX)
-            .where(OUTBOX.c.event_id.in_(bindparam("ids", expanding=True)))
-            .where(OUTBOX.c.published_at.is_(None))
-            .values(published_at=utcnow())
-        )
-        self._s.execute(stmt, {"ids": list(event_ids)})
+        dialect = self._s.dialect.name
+        ids: Any = json.dumps(list(event_ids)) if dialect == "sqlite" else list(event_ids)
+        self._s.execute(_MARK[dialect], {"ids": ids, "now": utcnow()})
 
     def unpublished_count(self) -> int:
         stmt = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))

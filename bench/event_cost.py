@@ -124,7 +124,7 @@ def replay(empty: Path, tmp: Path, statements: Sequence[Statement], drop: Sequen
         start = time.process_time()
         for sql, params in statements:
             conn.execute(sql, params)
-        return (time.process_time() - start) / len(statements)
+        return (time.process_time() - start) / max(len(statements), 1)
     finally:
         conn.close()
         for suffix in ("", "-wal", "-shm"):

@@ -130,9 +130,9 @@ def batch_test(
     logger = get_run_logger()
     service = BatchService(app_for(database))
     registration = Registration(batch_id, spec_hash, 0, DatabaseRef.from_param(database))
-    parsed = service.load(batch_id, spec_hash)
     summary = service.ended(batch_id)  # a rerun of a batch that completed: nothing to run
-    if summary is not None:
+    if summary is not None:  # (no spec to restore: its secrets are not needed)
+        fail_on_error = bool(service.status(batch_id).spec.get("fail_on_error"))
         logger.info(
             "batch %s already ended %s with all %d results (%d failed): nothing to run",
             batch_id,
@@ -141,6 +141,8 @@ def batch_test(
             summary.failed,
         )
     else:
+        parsed = service.load(batch_id, spec_hash)
+        fail_on_error = parsed.fail_on_error
         prepared = service.plan(registration, workers=_workers(parsed))
         logger.info(
             "batch %s: %d results to produce in %d tasks on %s",
@@ -156,7 +158,7 @@ def batch_test(
         publish_matrix(service, batch_id)
     result = summary.to_dict()
     logger.info("batch %s finished: %s", batch_id, result)
-    return batch_state(result, parsed.fail_on_error)
+    return batch_state(result, fail_on_error)
 
 
 def batch_state(result: dict[str, Any], fail_on_error: bool) -> State:

@@ -22,6 +22,7 @@ from tests.reliability.harness import Db
 from wtb_domain import SpecError, sql_app
 from wtb_domain.batch.service import BatchService, BatchSummary, Registration
 from wtb_domain.batch.spec import BatchSpec
+from wtb_domain.batch.stored import spec_hash
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -129,6 +130,36 @@ def test_a_completed_batch_rerun_with_more_cases_or_variants_is_refused_and_stay
     assert db.batch_story(batch_id) == story
 
 
+def test_a_completed_batch_rerun_with_other_settings_keeps_the_settings_it_ran_with(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing runs, so nothing may claim the results ran with the rerun's settings: the stored
+    # spec (what `wtb batch status` and the matrix's header show) stays the first run's.
+    batch_id = "rerun-settings"
+    db = Db(store_url)
+    service = BatchService(sql_app(store_url))
+    first = run_registered(service, service.register(failing_spec(store_url, batch_id)))
+    stored = service.status(batch_id).spec
+    story, node_runs = db.batch_story(batch_id), wf.runs()
+
+    other = failing_spec(store_url, batch_id, max_workers=3, fail_on_error=True)
+    with caplog.at_level("WARNING", logger="wtb_domain.batch.service.registry"):
+        registration = service.register(other)
+    assert registration.ended
+    assert service.status(batch_id).spec == stored
+    assert (stored["max_workers"], stored["fail_on_error"]) == (2, False)
+    assert registration.spec_hash == spec_hash(stored)
+    assert service.load(batch_id, registration.spec_hash).max_workers == 2
+    [warning] = [r.getMessage() for r in caplog.records if batch_id in r.getMessage()]
+    assert "keeps the settings it ran with" in warning
+    assert "fail_on_error, max_workers" in warning
+
+    again = run_registered(service, registration)
+    assert wf.runs() == node_runs
+    assert (again.status, again.done, again.failed) == (first.status, first.done, first.failed)
+    assert db.batch_story(batch_id) == story
+
+
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
 def test_a_failed_or_cancelled_batch_resumes_when_rerun(store_url: str, ending: str) -> None:
     batch_id = f"rerun-{ending}"
@@ -173,4 +204,12 @@ def test_the_flow_rerun_of_a_completed_batch_reports_its_outcome_and_ends_as_it_
         assert again["node_executions"] == 0
         assert db.batch_story(batch_id) == stories[batch_id]
         assert db.batch_status(batch_id) == first["status"]
+    assert wf.runs() == node_runs
+
+    # A rerun with other settings ends as the batch did, by the settings it ran with: the
+    # strict batch's rerun without fail_on_error runs nothing and is Failed again.
+    lenient = failing_spec(sqlite_url, "Rerun_Flow.strict", fail_on_error=False, max_workers=3)
+    again = run_batch(lenient)
+    assert (again["state"], again["node_executions"]) == ("Failed", 0)
+    assert db.batch_story("Rerun_Flow.strict") == stories["Rerun_Flow.strict"]
     assert wf.runs() == node_runs

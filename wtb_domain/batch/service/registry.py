@@ -4,6 +4,7 @@ its task groups: the base of :class:`~wtb_domain.batch.service.BatchService`."""
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from wtb_domain.events import BatchStarted
 from wtb_domain.ids import new_id
 from wtb_domain.model import BatchStatus, BatchTest, utcnow
 
+log = logging.getLogger(__name__)
+
 
 @lru_cache(maxsize=16)
 def _resolve_cached(spec_json: str) -> ResolvedBatch:
@@ -36,6 +39,17 @@ def _resolve_cached(spec_json: str) -> ResolvedBatch:
 
 def _resolved(spec: BatchSpec) -> ResolvedBatch:
     return _resolve_cached(json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+
+
+def _note_kept_settings(batch_id: str, kept: dict[str, Any], offered: dict[str, Any]) -> None:
+    differ = sorted(k for k in set(kept) | set(offered) if kept.get(k) != offered.get(k))
+    if differ:
+        log.warning(
+            "batch %s already ended completed with every result in: this rerun runs nothing "
+            "and the batch keeps the settings it ran with (this spec differs in: %s)",
+            batch_id,
+            ", ".join(differ),
+        )
 
 
 class BatchRegistry:
@@ -59,8 +73,10 @@ class BatchRegistry:
         for the flow it starts.
 
         A batch found unfinished (running, failed, cancelled) is marked running again, to be
-        resumed; one that already ended completed with every result in stays as it ended
-        (``Registration.ended``): its rerun runs nothing and writes no second start or end.
+        resumed, with this spec's settings; one that already ended completed with every
+        result in stays as it ended (``Registration.ended``): its rerun runs nothing, writes
+        no second start or end, and the batch keeps the settings its results ran with (a
+        rerun with other settings is logged as such, not stored).
         """
         resolved = resolve(spec)
         cases = [c.model_dump(mode="json") for c in spec.load_cases(base_dir)]
@@ -82,14 +98,15 @@ class BatchRegistry:
                 if uow.cases.count(batch_id) == 0:  # registered before cases were stored
                     uow.cases.add_many(batch_id, cases)
                 ended = completed_progress(uow, existing) is not None
-                changed = existing.spec != stored
-                existing.spec = stored  # settings that may change on resume (runner, ...)
-                if not ended:
+                if ended:  # nothing will run: it keeps the settings its results ran with
+                    _note_kept_settings(batch_id, existing.spec, stored)
+                    stored = existing.spec
+                else:
+                    existing.spec = stored  # settings that may change on resume (runner, ...)
                     existing.status = BatchStatus.RUNNING
                     existing.cancel_requested = False
                     existing.updated_at = utcnow()
                     started.append(BatchStarted(batch_id, spec.name, total, resumed=True))
-                if changed or not ended:
                     uow.batches.update(existing)
             uow.record(started)
             uow.commit()

@@ -125,8 +125,8 @@ class _Ray:
         from ray._raylet import NodeID
 
         node = NodeID.from_hex(ray.get_runtime_context().get_node_id())
-        gcs: Any = global_worker.gcs_client  # set by ray.init (connect), not declared on Worker
-        return bool(gcs.check_alive([node], timeout=timeout)[0])
+        worker: Any = global_worker  # its gcs_client is set by ray.init, not declared on Worker
+        return bool(worker.gcs_client.check_alive([node], timeout=timeout)[0])
 
 
 @dataclass

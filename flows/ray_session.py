@@ -119,11 +119,23 @@ class _Ray:
         alive only to the GCS of the cluster the connection was opened on; a restarted head
         has a new GCS, a new cluster id and new node ids. So: one ``CheckAlive`` RPC to the
         GCS (``global_worker.gcs_client``, which Ray's own drivers use) with a deadline.
+
+        A Ray Client connection (``ray://``) has no GCS client in this process: its server
+        is pinged instead (``ping_server``, with the deadline).
         """
         import ray
+        from ray._private import client_mode_hook
         from ray._private.worker import global_worker
         from ray._raylet import NodeID
 
+        hooks: Any = client_mode_hook  # Ray's helpers are untyped
+        if hooks.client_mode_should_convert():
+            from ray.util import client
+
+            remote = client.ray.get_context().client_worker  # type: ignore[no-untyped-call]
+            return bool(
+                remote is not None and remote.is_connected() and remote.ping_server(timeout)
+            )
         node = NodeID.from_hex(ray.get_runtime_context().get_node_id())
         worker: Any = global_worker  # its gcs_client is set by ray.init, not declared on Worker
         return bool(worker.gcs_client.check_alive([node], timeout=timeout)[0])

@@ -76,10 +76,14 @@ class RayCluster:
         )
         return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Kill every node at once (SIGKILL), as a crash would: no graceful stop."""
+        self.stop(sig=signal.SIGKILL)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         for proc in reversed(self.nodes):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
         for proc in self.nodes:
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)

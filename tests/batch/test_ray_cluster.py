@@ -174,7 +174,7 @@ def test_batch_env_vars_get_their_own_workers_and_job_fields_their_own_job(
 def test_a_kept_connection_to_a_restarted_head_is_replaced_by_the_next_batch(
     prefect_harness: None, pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A batch on a one-node cluster; the head is stopped (by PID) and a new head started on
+    """A batch on a one-node cluster; the head is killed (by PID) and a new head started on
     the same port, behind the kept connection (``ray.is_initialized()`` still True). The next
     batch of this process finds the connection dead (one warning naming the address), shuts
     it down, connects to the new head and completes with the first batch's results."""
@@ -210,6 +210,8 @@ def test_a_kept_connection_to_a_restarted_head_is_replaced_by_the_next_batch(
         with ray_cluster(cpus_per_node=(1,), env=node_env(), port=port) as first:
             before = batch(first.address)
             connects = CONNECTIONS.connects
+            first.kill()  # the head dies (every process of it, by PID)
+            assert not first.daemon_pids()
         assert CONNECTIONS.live is not None, "the cluster connection was not kept"
         with ray_cluster(cpus_per_node=(1,), env=node_env(), port=port) as second:
             assert second.address == first.address

@@ -110,15 +110,18 @@ class _Ray:
         """Ask the GCS at the connection's address whether the driver's node is alive.
 
         ``ray.is_initialized()`` is a local flag: it stays True after the cluster went away.
-        ``ray.nodes()`` has no deadline (it waits as long as Ray's GCS request timeout, 60 s
-        by default) and a head restarted on the same port answers it with the new cluster's
-        nodes, as if nothing happened. A tiny task (``ray.get(f.remote(), timeout=...)``)
-        needs a worker process, which a loaded cluster may take longer than any short
-        deadline to start: a false "dead" would throw away the warm job. The driver's node
-        (the raylet it is attached to, ``get_runtime_context().get_node_id()``) is known
-        alive only to the GCS of the cluster the connection was opened on; a restarted head
-        has a new GCS, a new cluster id and new node ids. So: one ``CheckAlive`` RPC to the
-        GCS (``global_worker.gcs_client``, which Ray's own drivers use) with a deadline.
+        ``ray.nodes()`` takes no deadline: on Ray 2.60 it hung while the head was down, and a
+        call still waiting when a new head came up on the same port aborted the process
+        (a failed C++ check on the ``WrongClusterID`` answer). A tiny task
+        (``ray.get(f.remote(), timeout=...)``) needs a worker process, which a loaded cluster
+        may take longer than any short deadline to start: a false "dead" would throw away
+        the warm job. The driver's node (the raylet it is attached to,
+        ``get_runtime_context().get_node_id()``) is alive only in the cluster the connection
+        was opened on. So: one ``CheckAlive`` RPC for it to the GCS
+        (``global_worker.gcs_client``, the client Ray's own driver uses) with a deadline. A
+        head that is down fails it at the deadline (``RpcError``: timed out waiting for the
+        GCS); a new head on the same port refuses it at once (``AuthenticationError``:
+        ``WrongClusterID``); a live cluster answers in about a millisecond.
 
         A Ray Client connection (``ray://``) has no GCS client in this process: its server
         is pinged instead (``ping_server``, with the deadline).

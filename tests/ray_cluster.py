@@ -76,10 +76,14 @@ class RayCluster:
         )
         return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Kill every node at once (SIGKILL), as a crash would: no graceful stop."""
+        self.stop(sig=signal.SIGKILL)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         for proc in reversed(self.nodes):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
         for proc in self.nodes:
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)
@@ -108,18 +112,22 @@ def _start_node(args: list[str], env: Mapping[str, str], log: Path) -> subproces
 
 @contextlib.contextmanager
 def ray_cluster(
-    cpus_per_node: tuple[int, ...] = (1, 1), env: Mapping[str, str] | None = None
+    cpus_per_node: tuple[int, ...] = (1, 1),
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RayCluster]:
     """A head plus ``len(cpus_per_node) - 1`` worker nodes on 127.0.0.1, stopped on exit.
 
     ``env`` is the nodes' environment, which every Ray worker process inherits (the import
     path of the workflows, WTB_DATABASE_URL). The temp dir is short: Ray's Unix socket paths
-    must fit in 107 bytes, which a pytest ``tmp_path`` does not guarantee.
+    must fit in 107 bytes, which a pytest ``tmp_path`` does not guarantee. ``port`` is the
+    head's GCS port (a free one by default; pass the port of a stopped cluster to start a
+    new cluster at the same address).
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="wtbray", dir="/tmp"))
     node_env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
     node_env.pop("RAY_ADDRESS", None)
-    port = free_port()
+    port = port or free_port()
     address = f"127.0.0.1:{port}"
     cluster = RayCluster(address, temp_dir, node_env)
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]

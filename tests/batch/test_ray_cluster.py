@@ -10,11 +10,14 @@ The full demo (27 combinations x 40 cases) runs: one task per case group, 2 CPUs
 
 The test process stays connected between batches (``flows.ray_session``): the next batch
 runs in the same Ray job, i.e. in the same worker processes, unless it needs another job.
-The cluster fixture disconnects before it stops the cluster.
+The cluster fixture disconnects before it stops the cluster. The last test restarts a head
+behind a kept connection (a one-node cluster of its own, the same port): the next batch
+finds the connection dead and connects again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from flows.ray_session import CONNECTIONS, disconnect
-from tests.ray_cluster import RayCluster, ray_cluster
+from tests.ray_cluster import RayCluster, free_port, ray_cluster
 from wtb_domain import sql_app
 from wtb_domain.batch.parity import compare_results
 from wtb_domain.batch.spec import BatchSpec, RayConfig, load_spec
@@ -35,11 +38,16 @@ DEMO_RESULTS = 27 * 40
 PROBE = "tests.batch.workflows:probe"
 
 
+def node_env() -> dict[str, str]:
+    """The nodes' environment is every Ray worker's: this checkout first on the import path."""
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    }
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    # The nodes' environment is every Ray worker's: this checkout first on the import path.
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    with ray_cluster(cpus_per_node=(1, 1), env={"PYTHONPATH": path}) as running:
+    with ray_cluster(cpus_per_node=(1, 1), env=node_env()) as running:
         try:
             yield running
         finally:
@@ -159,3 +167,84 @@ def test_batch_env_vars_get_their_own_workers_and_job_fields_their_own_job(
     assert flags_c == {"a"}
     assert job_c != job_a and CONNECTIONS.connects == connects + 1
     assert not pids_c & (pids_a | pids_b), "a new job ran in the old job's worker processes"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_kept_connection_to_a_restarted_head_is_replaced_by_the_next_batch(
+    prefect_harness: None, pg_url: str
+) -> None:
+    """A batch on a one-node cluster; the head is killed (by PID) and a new head started on
+    the same port, behind the kept connection (``ray.is_initialized()`` still True). The next
+    batch of this process finds the connection dead (one warning naming the address), shuts
+    it down, connects to the new head and completes with the first batch's results."""
+    from flows.batch_test import run_batch
+
+    def batch(address: str) -> list[Any]:
+        batch_id = f"restart-{secrets.token_hex(4)}"
+        spec = BatchSpec.parse(
+            {
+                "workflow": "tests.batch.workflows:scored",
+                "batch_id": batch_id,
+                "variants": {"answer": ["good", "bad"]},
+                "cases": [
+                    {"id": f"n{n}", "input": {"n": n}, "expected": {"answer": str(2 * n)}}
+                    for n in (1, 2, 3, 4)
+                ],
+                "evaluators": [{"type": "exact_match"}],
+                "max_workers": 2,
+                "runner": "ray",
+                "database_url": pg_url,
+                "ray": {"ray_address": address, "max_retries": 0},
+            }
+        )
+        summary = run_batch(spec)
+        assert (summary["state"], summary["done"], summary["failed"]) == ("Completed", 8, 0), (
+            summary
+        )
+        with sql_app(pg_url, audit=False).uow() as uow:
+            return list(uow.results.for_batch(batch_id))
+
+    port = free_port()
+    try:
+        with ray_cluster(cpus_per_node=(1,), env=node_env(), port=port) as first:
+            before = batch(first.address)
+            connects = CONNECTIONS.connects
+            first.kill()  # the head dies (every process of it, by PID)
+            assert not first.daemon_pids()
+        assert CONNECTIONS.live is not None, "the cluster connection was not kept"
+        with ray_cluster(cpus_per_node=(1,), env=node_env(), port=port) as second:
+            assert second.address == first.address
+            warnings = _Records(logging.WARNING)
+            logging.getLogger("wtb.ray").addHandler(warnings)
+            try:
+                after = batch(second.address)
+            finally:
+                logging.getLogger("wtb.ray").removeHandler(warnings)
+            assert CONNECTIONS.connects == connects + 1, "the dead connection was reused"
+            assert len(warnings.records) == 1, [r.getMessage() for r in warnings.records]
+            assert second.address in warnings.records[0].getMessage()
+            # The new head's worker processes wrote the second batch's results.
+            assert {second.node_of_worker(pid) for pid in worker_pids(after)} == {0}
+            assert disconnect(timeout=60), "a batch still used the kept Ray connection"
+        assert not second.daemon_pids(), "Ray processes outlived the cluster's stop"
+    finally:
+        disconnect(timeout=60)
+    report = compare_results("first head", before, "restarted head", after)
+    assert report.ok, (report.missing[:5], report.differences[:5])
+    assert report.compared == 8
+    passed: dict[str, set[bool]] = {}
+    for row in after:
+        passed.setdefault(row.combination_name, set()).add(bool(row.passed))
+    assert sorted(sorted(v) for v in passed.values()) == [[False], [True]], passed
+
+
+class _Records(logging.Handler):
+    """The records of one logger (Prefect's logging setup keeps them from pytest's caplog)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

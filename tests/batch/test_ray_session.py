@@ -1,12 +1,15 @@
 """The process's Ray connection (flows.ray_session) on a fake Ray: kept, replaced, waited for.
 
 The fake records every init/shutdown and refuses a second ``init`` while connected (what
-Ray does), so a test fails if two jobs were ever open at once. The real cluster is in
-``test_ray_cluster.py``.
+Ray does), so a test fails if two jobs were ever open at once. Its connection can die behind
+WTB's back (``fake.die()``: the cluster was restarted) while ``is_initialized`` stays True, as
+Ray's does; the liveness probe (``alive``) then says so, or raises, or hangs. The real cluster
+is in ``test_ray_cluster.py``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -29,6 +32,10 @@ class FakeRay:
         self.connected: tuple[str | None, dict[str, Any]] | None = None
         self.calls: list[str] = []
         self.jobs = 0
+        self.dead = False  # the connection's cluster is gone (is_initialized() stays True)
+        self.probe: str = "answer"  # how alive() behaves: "answer", "raise" or "hang"
+        self.probes: list[float] = []  # the timeout of every alive() call
+        self.unblock = threading.Event()  # ends a hanging probe
 
     def is_initialized(self) -> bool:
         return self.connected is not None
@@ -38,11 +45,25 @@ class FakeRay:
             raise RuntimeError("Maybe you called ray.init twice by accident?")
         self.jobs += 1
         self.connected = (address, kwargs)
+        self.dead = False
         self.calls.append(f"init {address}")
 
     def shutdown(self) -> None:
         self.connected = None
         self.calls.append("shutdown")
+
+    def die(self) -> None:
+        """The cluster behind the connection was restarted: Ray still says initialized."""
+        assert self.connected is not None
+        self.dead = True
+
+    def alive(self, timeout: float) -> bool:
+        self.probes.append(timeout)
+        if self.probe == "raise":
+            raise ConnectionError("GCS unavailable: failed to connect to all addresses")
+        if self.probe == "hang":
+            self.unblock.wait(60)
+        return not self.dead
 
     def job_id(self) -> str:
         return f"{self.jobs:02x}000000"
@@ -75,6 +96,93 @@ def test_a_kept_job_closed_outside_wtb_is_opened_again() -> None:
     with conns.use(job()) as second:
         assert fake.is_initialized()
     assert first != second and conns.connects == 2
+
+
+def test_a_dead_kept_job_is_shut_down_and_opened_again(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeRay()
+    conns = RayConnections(fake)
+    with conns.use(job()) as first:
+        pass
+    fake.die()  # the head was restarted behind the kept connection
+    with caplog.at_level(logging.WARNING, logger="wtb.ray"), conns.use(job()) as second:
+        assert fake.is_initialized() and not fake.dead, "the batch got the dead connection"
+    assert first != second and conns.connects == 2
+    assert fake.calls == [f"init {CLUSTER}", "shutdown", f"init {CLUSTER}"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and CLUSTER in warnings[0].getMessage(), caplog.text
+
+
+def test_a_live_kept_job_is_checked_and_reused_without_a_second_init() -> None:
+    fake = FakeRay()
+    conns = RayConnections(fake, liveness_timeout=2.5)
+    with conns.use(job()) as first:
+        pass
+    with conns.use(job()) as second:
+        pass
+    assert first == second and conns.connects == 1
+    assert fake.calls == [f"init {CLUSTER}"]
+    assert fake.probes == [2.5], "the kept connection was reused unchecked (or checked twice)"
+
+
+@pytest.mark.parametrize("probe", ["raise", "hang"])
+def test_a_liveness_check_that_fails_or_hangs_counts_as_dead_in_bounded_time(
+    probe: str,
+) -> None:
+    fake = FakeRay()
+    conns = RayConnections(fake, liveness_timeout=0.2)
+    with conns.use(job()) as first:
+        pass
+    fake.probe = probe
+    started = time.monotonic()
+    try:
+        with conns.use(job()) as second:
+            elapsed = time.monotonic() - started
+            fake.probe = "answer"
+    finally:
+        fake.unblock.set()
+    assert elapsed < 0.2 + 2.0, f"the check took {elapsed:.1f} s"
+    assert first != second and conns.connects == 2
+    assert fake.calls == [f"init {CLUSTER}", "shutdown", f"init {CLUSTER}"]
+
+
+def test_a_dead_job_in_use_is_not_shut_down_under_its_batch() -> None:
+    """A batch that finds the connection dead while another batch holds it waits for that
+    batch to end (it may still be finishing), then replaces the connection."""
+    fake = FakeRay()
+    conns = RayConnections(fake)
+    order: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def first_batch() -> None:
+        with conns.use(job()):
+            order.append("first started")
+            holding.set()
+            release.wait(10)
+            order.append(f"first ended, connected={fake.is_initialized()}")
+
+    def second_batch() -> None:
+        with conns.use(job()):
+            order.append(f"second started, dead={fake.dead}")
+
+    t1 = threading.Thread(target=first_batch)
+    t1.start()
+    assert holding.wait(10)
+    fake.die()
+    t2 = threading.Thread(target=second_batch)
+    t2.start()
+    t2.join(0.3)
+    assert t2.is_alive(), "the second batch joined a dead connection"
+    assert fake.calls == [f"init {CLUSTER}"], "another batch's check shut the connection down"
+    release.set()
+    t1.join(10)
+    t2.join(10)
+    assert order == [
+        "first started",
+        "first ended, connected=True",
+        "second started, dead=False",
+    ]
+    assert fake.calls == [f"init {CLUSTER}", "shutdown", f"init {CLUSTER}"]
 
 
 def test_a_local_ray_ends_with_its_run() -> None:

@@ -179,7 +179,8 @@ def _entry(r: Any) -> AuditEntry:
         severity, message = Severity(r.severity.upper()), r.message
     elif not known:
         severity, message = Severity.INFO, snake(r.event_type)
-    else:  # an event's row keeps its severity; the message is formatted now
+    else:  # an event's row: its message is formatted now (headline's severity is the
+        # stored one, see audit.severity_of)
         severity, message = headline(from_payload(r.event_type, payload, r.event_id, created))
     return AuditEntry(
         id=r.id,

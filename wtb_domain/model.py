@@ -157,9 +157,10 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class OutboxRecord:
-    """An event in the outbox: written with the change it describes, published by the relay."""
+    """An event in the outbox: written with the change it describes, published by the relay.
+    ``id``: the event row's; None for a node event read from its checkpoint."""
 
-    id: int
+    id: int | None
     event: Event
     created_at: datetime
     published_at: datetime | None = None

@@ -45,7 +45,7 @@ class Publisher:
         self._mark_every = mark_every
         self._mark_after_s = mark_after_s
         self._lock = threading.Lock()
-        self._unmarked: list[str] = []
+        self._unmarked: list[Event] = []
         self._last_mark = 0.0
 
     def __call__(self, events: Sequence[Event]) -> None:
@@ -55,7 +55,7 @@ class Publisher:
         if self._uow is None:
             return
         with self._lock:
-            self._unmarked.extend(e.event_id for e in events)
+            self._unmarked.extend(events)
             due = (
                 len(self._unmarked) >= self._mark_every
                 or time.monotonic() - self._last_mark >= self._mark_after_s
@@ -69,16 +69,16 @@ class Publisher:
         if self._uow is None:
             return
         with self._lock:
-            ids, self._unmarked = self._unmarked, []
+            events, self._unmarked = self._unmarked, []
             self._last_mark = time.monotonic()
-        if not ids:
+        if not events:
             return
         try:
             with self._uow() as uow:
-                uow.outbox.mark_published(ids)
+                uow.outbox.mark_published(events)
                 uow.commit()
         except Exception as exc:  # the store is failing: the relay publishes them again
-            log.warning("could not mark %d outbox events published: %s", len(ids), exc)
+            log.warning("could not mark %d outbox events published: %s", len(events), exc)
 
 
 class OutboxRelay:
@@ -93,17 +93,20 @@ class OutboxRelay:
         """Publish every event unpublished for at least ``min_age_s`` seconds (a grace period
         for live processes to mark their own); the number published."""
         published = 0
+        sent: set[str] = set()
         while True:
             with self._uow() as uow:
                 rows = uow.outbox.pending(self._batch)
             cutoff = utcnow() - timedelta(seconds=min_age_s)
             rows = [r for r in rows if r.created_at <= cutoff]
-            if not rows:
-                return published
-            self._bus.publish([r.event for r in rows])
+            if not rows or sent.issuperset(r.event.event_id for r in rows):
+                return published  # (or nothing new: events this run could not mark)
+            events = [r.event for r in rows]
+            self._bus.publish(events)
             with self._uow() as uow:
-                uow.outbox.mark_published([r.event.event_id for r in rows])
+                uow.outbox.mark_published(events)
                 uow.commit()
+            sent.update(e.event_id for e in events)
             published += len(rows)
             if len(rows) < self._batch:
                 return published

@@ -82,8 +82,8 @@ class Outbox(Protocol):
         """Unpublished events, oldest first."""
         ...
 
-    def mark_published(self, event_ids: Sequence[str]) -> None:
-        """Set ``published_at`` (staged: commits with the unit of work)."""
+    def mark_published(self, events: Sequence[Event]) -> None:
+        """Record that ``events`` were published (staged: commits with the unit of work)."""
         ...
 
     def unpublished_count(self) -> int: ...

@@ -166,8 +166,8 @@ class MemoryOutbox:
             rows = [r for r in self._store.outbox.values() if r.published_at is None]
         return rows[:limit]
 
-    def mark_published(self, event_ids: Sequence[str]) -> None:
-        self._staged.published.extend(event_ids)
+    def mark_published(self, events: Sequence[Event]) -> None:
+        self._staged.published.extend(e.event_id for e in events)
 
     def unpublished_count(self) -> int:
         return len(self.pending(limit=1 << 62))

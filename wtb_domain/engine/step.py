@@ -115,7 +115,17 @@ class NodeStep(EngineOutcomes):
         state = dict(head.state)
         state.update(encoded.decoded)
         stop, nxt = self._stop_after(workflow, execution, mode, split_before, name, state)
-        done = NodeCompleted(execution.id, name, variant.name, cp.id, duration_ms)
+        # The event is its checkpoint (``adapters.sql.node_events`` reads it back from there):
+        # the checkpoint's id, time and rounded duration.
+        done = NodeCompleted(
+            execution.id,
+            name,
+            variant.name,
+            cp.id,
+            cp.metadata["duration_ms"],
+            event_id=cp.id,
+            occurred_at=cp.created_at,
+        )
         events: tuple[Event, ...] = (done,)
         if stop is not None:
             status, where = stop

@@ -13,6 +13,7 @@ retried write).
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,9 +39,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from wtb_domain.adapters.sql import node_events
+from wtb_domain.adapters.sql.node_events import is_stored_as_checkpoint, node_event
 from wtb_domain.adapters.sql.tables import OUTBOX, PROCESSED
-from wtb_domain.audit import details_of, headline, severity_of, snake
-from wtb_domain.events import EVENT_TYPES, Event, event_type, from_payload, subject, to_payload
+from wtb_domain.audit import describe, details_of, headline, severity_of, snake
+from wtb_domain.events import (
+    EVENT_TYPES,
+    Event,
+    NodeCompleted,
+    event_type,
+    from_payload,
+    subject,
+    to_payload,
+)
 from wtb_domain.ids import new_id
 from wtb_domain.model import AuditEntry, OutboxRecord, Severity, utcnow
 from wtb_domain.redaction import redact
@@ -238,7 +249,23 @@ class SqlAudit:
             stmt = stmt.where(EVENTS.c.created_at >= since)
         rows = list(self._s.execute(stmt))
         rows.reverse()
-        return [_entry(r) for r in rows]
+        entries = [_entry(r) for r in rows]
+        if min_severity is not None and _NODE_SEVERITY not in min_severity.and_above():
+            return entries
+        derived = node_events.entries_statement(execution_id, batch_id, since, limit)
+        nodes = [describe(node_event(r)) for r in self._s.execute(derived)]
+        nodes.reverse()
+        return _newest(limit, entries, nodes)
+
+
+_NODE_SEVERITY = severity_of(NodeCompleted("", "", "", "", 0.0))
+
+
+def _newest(limit: int, rows: list[AuditEntry], nodes: list[AuditEntry]) -> list[AuditEntry]:
+    """The newest ``limit`` of event rows (in row order) and node events (in time order),
+    oldest first, interleaved by time."""
+    merged = list(heapq.merge(rows, nodes, key=lambda e: e.created_at))
+    return merged[-limit:] if limit > 0 else []
 
 
 def _mark(ids: ColumnElement[bool]) -> Update:
@@ -271,10 +298,12 @@ class SqlOutbox:
         self._s = connection
 
     def pending(self, limit: int = 500) -> list[OutboxRecord]:
+        """Unpublished event rows (in row order) and node events (read from their
+        checkpoints, in time order), interleaved by time: the oldest ``limit``."""
         stmt = (
             select(OUTBOX).where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
         )
-        return [
+        rows = [
             OutboxRecord(
                 r.id,
                 from_payload(r.event_type, dict(r.payload), r.event_id, _aware(r.created_at)),
@@ -282,17 +311,31 @@ class SqlOutbox:
             )
             for r in self._s.execute(stmt)
         ]
+        nodes = [
+            OutboxRecord(None, e, e.occurred_at)
+            for e in map(node_event, self._s.execute(node_events.pending_statement(limit)))
+        ]
+        return list(heapq.merge(rows, nodes, key=lambda r: r.created_at))[:limit]
 
-    def mark_published(self, event_ids: Sequence[str]) -> None:
-        if not event_ids:
+    def mark_published(self, events: Sequence[Event]) -> None:
+        nodes: list[NodeCompleted] = []
+        ids: list[str] = []
+        for e in events:
+            if is_stored_as_checkpoint(e):
+                nodes.append(e)
+            else:
+                ids.append(e.event_id)
+        node_events.mark_published(self._s, nodes)
+        if not ids:
             return
         dialect = self._s.dialect.name
-        ids: Any = json.dumps(list(event_ids)) if dialect == "sqlite" else list(event_ids)
-        self._s.execute(_MARK[dialect], {"ids": ids, "now": utcnow()})
+        param: Any = json.dumps(ids) if dialect == "sqlite" else ids
+        self._s.execute(_MARK[dialect], {"ids": param, "now": utcnow()})
 
     def unpublished_count(self) -> int:
         stmt = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-        return int(self._s.execute(stmt).scalar_one())
+        rows = int(self._s.execute(stmt).scalar_one())
+        return rows + int(self._s.execute(node_events.unpublished_count_statement()).scalar_one())
 
 
 _FIRST_TIME = {

@@ -15,9 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, Table, and_, inspect, or_, select, update
 from sqlalchemy import text as sql_text
 
-from wtb_domain.adapters.sql import rollups
+from wtb_domain.adapters.sql import node_events, rollups
 from wtb_domain.adapters.sql.claims import db_now, lease_params
-from wtb_domain.adapters.sql.tables import CHECKPOINTS, EXECUTIONS, METRIC_ROLLUPS, RESULTS, ROLLUPS
+from wtb_domain.adapters.sql.tables import (
+    CHECKPOINTS,
+    EXECUTIONS,
+    METRIC_ROLLUPS,
+    NODE_EVENT_MARKS,
+    RESULTS,
+    ROLLUPS,
+)
 from wtb_domain.integrity.checks import INTERRUPTED, INTERRUPTED_MESSAGE
 from wtb_domain.integrity.model import Problem
 from wtb_domain.model import Status, utcnow
@@ -195,10 +202,17 @@ class SqlIntegrityView:
                 .where(o.published_at.is_(None), o.created_at < cutoff)
                 .order_by(o.id)
             )
-            return [
+            found = [
                 Problem(str(row_id), f"{event_type} written {created} not published")
                 for row_id, event_type, created in conn.execute(stmt)
             ]
+            if inspect(conn).has_table(NODE_EVENT_MARKS.name):  # node events (0012)
+                nodes = node_events.unpublished_statement(cutoff)
+                found.extend(
+                    Problem(cp_id, f"NodeCompleted of checkpoint {cp_id} ({created}) not published")
+                    for cp_id, created in conn.execute(nodes)
+                )
+            return found
 
     def stuck_running(self) -> list[Problem]:
         c = EXECUTIONS.c

@@ -130,6 +130,21 @@ OUTBOX = Table(
     ),
 )
 
+# How far each execution's node events are published: every node checkpoint created at or
+# before ``published_through`` has had its ``NodeCompleted`` published (node events are
+# stored as their checkpoints, see ``adapters.sql.node_events``; migration 0012).
+NODE_EVENT_MARKS = Table(
+    "wtb_node_event_marks",
+    METADATA,
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("wtb_executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("published_through", DateTime(timezone=True), nullable=False),
+)
+
 # Events a consumer has applied (idempotent at-least-once consumers).
 PROCESSED = Table(
     "wtb_processed_events",

@@ -33,6 +33,7 @@ from wtb_domain.adapters.sql.event_store import (
     event_params,
     insert_events,
 )
+from wtb_domain.adapters.sql.node_events import is_stored_as_checkpoint
 from wtb_domain.adapters.sql.repositories import (
     SqlBatches,
     SqlCheckpoints,
@@ -121,9 +122,10 @@ class SqlUnitOfWork:
             raise StoreError(f"database error: {_describe(exc)}") from exc
 
     def record(self, events: Sequence[Event]) -> None:
-        """Stage events for the next commit (one event row each, in its transaction)."""
+        """Stage events for the next commit (one event row each, in its transaction); a
+        ``NodeCompleted`` is stored as its checkpoint (``node_events``), with no row."""
         if self._record_events:
-            self._events.extend(events)
+            self._events.extend(e for e in events if not is_stored_as_checkpoint(e))
 
     def add_results(
         self, results: Sequence[BatchResult], events_for: Callable[[int], Sequence[Event]]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text, update
 from typer.testing import CliRunner
 
 from tests.batch.test_flow import linear_spec
@@ -18,6 +19,8 @@ from wtb_cli.main import app as cli
 from wtb_domain import sql_app
 from wtb_domain.adapters.sql.database import database_for
 from wtb_domain.adapters.sql.integrity import SqlIntegrityView
+from wtb_domain.adapters.sql.node_events import NODE_EVENT
+from wtb_domain.adapters.sql.tables import CHECKPOINTS, NODE_EVENT_MARKS
 from wtb_domain.batch.service import BatchService
 from wtb_domain.bootstrap import App
 from wtb_domain.errors import StoreError
@@ -228,11 +231,30 @@ def _batch_executions(app: App) -> set[str]:
     return {r[0] for r in sql(app, "SELECT execution_id FROM wtb_batch_test_results")}
 
 
+NODE_CHECKPOINTS = "FROM wtb_checkpoints WHERE source = 'node' AND variant IS NOT NULL"
+
+
+def age_node_checkpoints(app: App) -> list[datetime]:
+    """Date the node checkpoints back to 2000 (one second apart, in step order): the times."""
+    c = CHECKPOINTS.c
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    with engine(app).begin() as conn:
+        ids = conn.execute(select(c.id).where(NODE_EVENT).order_by(c.step)).scalars().all()
+        times = [start + timedelta(seconds=i) for i in range(len(ids))]
+        for cp_id, at in zip(ids, times, strict=True):
+            conn.execute(update(CHECKPOINTS).where(c.id == cp_id).values(created_at=at))
+    return times
+
+
 def test_an_undrained_outbox_is_found_and_requeued_to_the_relay(url: str) -> None:
     audited = sql_app(url)  # writes its events to the outbox, published after each commit
     audited.controller.run(LINEAR, {"x": 3})
+    audited.publisher.flush()  # (marks are batched)
     rows = sql(audited, "SELECT count(*) FROM wtb_outbox")[0][0]
-    assert rows > 2
+    nodes = sql(audited, f"SELECT count(*) {NODE_CHECKPOINTS}")[0][0]
+    assert (rows, nodes) == (2, 3)  # started and completed rows; node events are checkpoints
+    marks = sql(audited, "SELECT count(*) FROM wtb_node_event_marks")[0][0]
+    assert marks == 1 and check(audited).clean
     # A process that died between commit and publish; the newest row is still in its grace.
     newest = sql(audited, "SELECT max(id) FROM wtb_outbox")[0][0]
     sql(
@@ -242,19 +264,43 @@ def test_an_undrained_outbox_is_found_and_requeued_to_the_relay(url: str) -> Non
         n=newest,
     )
     sql(audited, "UPDATE wtb_outbox SET published_at = NULL WHERE id = :n", n=newest)
+    # ... and before it marked its node events: no mark, checkpoints past the grace.
+    sql(audited, "DELETE FROM wtb_node_event_marks")
+    age_node_checkpoints(audited)
+    old = rows - 1 + nodes
 
     outbox = by_name(check(audited, repair=True))["outbox"]
-    assert (outbox.count, outbox.remaining, outbox.repairable) == (rows - 1, rows - 1, False)
+    assert (outbox.count, outbox.remaining, outbox.repairable) == (old, old, False)
     assert "no outbox relay" in outbox.note
 
     seen: list[Any] = []
     audited.bus.subscribe(Event, seen.append)
     report = check(audited, repair=True, outbox_relay=lambda: audited.relay.run_once(60))
     outbox = by_name(report)["outbox"]
-    assert (outbox.count, outbox.repaired, outbox.remaining) == (rows - 1, rows - 1, 0)
-    assert len(seen) == rows - 1 and report.clean  # each old event published once
+    assert (outbox.count, outbox.repaired, outbox.remaining) == (old, old, 0)
+    assert len(seen) == old and report.clean  # each old event published once
+    node_ids = {r[0] for r in sql(audited, f"SELECT id {NODE_CHECKPOINTS}")}
+    assert {e.event_id for e in seen if type(e).__name__ == "NodeCompleted"} == node_ids
     left = sql(audited, "SELECT count(*) FROM wtb_outbox WHERE published_at IS NULL")[0][0]
     assert left == 1  # the one within its grace is left to its own process
+    assert audited.relay.run_once(60) == 0  # and nothing is published twice
+
+
+def test_a_node_event_mark_moved_back_is_found_and_requeued(url: str) -> None:
+    audited = sql_app(url)
+    audited.controller.run(LINEAR, {"x": 4})
+    audited.publisher.flush()
+    times = age_node_checkpoints(audited)
+    with engine(audited).begin() as conn:  # the mark says only the first one was published
+        conn.execute(update(NODE_EVENT_MARKS).values(published_through=times[0]))
+    outbox = by_name(check(audited))["outbox"]
+    assert outbox.count == 2  # the second and third node
+
+    seen: list[Any] = []
+    audited.bus.subscribe(Event, seen.append)
+    report = check(audited, repair=True, outbox_relay=lambda: audited.relay.run_once(60))
+    assert by_name(report)["outbox"].repaired == 2 and report.clean
+    assert sorted(e.node for e in seen) == ["b", "c"]  # type: ignore[attr-defined]
 
 
 def run_cli(*args: str) -> Any:

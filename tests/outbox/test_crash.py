@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from tests.outbox.child import APPLIED
 from wtb_domain import sql_app
-from wtb_domain.adapters.sql.event_store import OUTBOX
+from wtb_domain.adapters.sql.event_store import SqlAudit, SqlOutbox
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,18 +61,17 @@ def child(url: str, mode: str, consumer: str) -> subprocess.Popen[str]:
 
 
 def outbox_of(url: str, execution_id: str) -> dict[str, bool]:
-    """Event id -> published, for the events of one execution."""
+    """Event id -> published, for the events of one execution, as the store reports them
+    (event rows and node events read from their checkpoints)."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(OUTBOX.select()).all()
+            entries = SqlAudit(conn).entries(execution_id=execution_id, limit=10_000)
+            pending = {r.event.event_id for r in SqlOutbox(conn).pending(limit=100_000)}
     finally:
         engine.dispose()
-    return {
-        r.event_id: r.published_at is not None
-        for r in rows
-        if r.payload.get("execution_id") == execution_id
-    }
+    assert all(e.event_id for e in entries)
+    return {str(e.event_id): e.event_id not in pending for e in entries}
 
 
 def applied(url: str, consumer: str) -> Counter[str]:

@@ -170,3 +170,55 @@ def test_failures_are_error_entries(app: App) -> None:
         ("execution_failed", errors[0].node),
     ]
     assert errors[0].node is not None and "boom" in errors[0].message
+
+
+def _ghost(make_app: Any, published: list[Event]) -> App:
+    """A process that publishes its events to ``published`` and dies before marking them."""
+    ghost = make_app()
+    ghost.publisher = None
+    ghost.controller._publish = published.extend
+    return ghost
+
+
+def test_an_event_relayed_from_the_store_is_the_event_its_process_published(
+    app: App, make_app: Any
+) -> None:
+    OutboxRelay(app.uow, MessageBus()).run_once()  # PostgreSQL's database is shared: drain it
+    published: list[Event] = []
+    ex = _ghost(make_app, published).controller.run(
+        LINEAR, {"x": 1}, labels={"batch_test_id": "relayed"}
+    )
+    got: list[Event] = []
+    bus = MessageBus()
+    bus.subscribe(Event, got.append)
+    assert OutboxRelay(app.uow, bus).run_once(min_age_s=0) == 5
+    # Same ids, times, durations and batch: idempotent consumers see each event once.
+    assert got == published
+    nodes = [e for e in got if isinstance(e, ev.NodeCompleted)]
+    assert [e.node for e in nodes] == ["a", "b", "c"]
+    assert {e.batch_id for e in got} == {"relayed"}
+    with app.uow() as uow:
+        heads = [cp.id for cp in uow.checkpoints.history(ex.id) if cp.node]
+    assert sorted(e.checkpoint_id for e in nodes) == sorted(heads)
+
+
+def test_a_process_taking_over_cannot_mark_what_a_dead_one_left_unpublished(
+    app: App, make_app: Any
+) -> None:
+    OutboxRelay(app.uow, MessageBus()).run_once()
+    dead: list[Event] = []
+    ex = _ghost(make_app, dead).controller.run(LINEAR, {"x": 1}, break_before=["c"])
+    left = {e.event_id for e in dead if isinstance(e, ev.NodeCompleted)}
+    assert len(left) == 2  # a and b, never marked
+    taker = make_app()
+    taker.controller.resume(ex.id)  # runs c, publishes and marks its own events
+    taker.flush()
+    with app.uow() as uow:
+        pending = {r.event.event_id for r in uow.outbox.pending(100_000)}
+    assert left <= pending  # still there for the relay
+    got: list[Event] = []
+    bus = MessageBus()
+    bus.subscribe(Event, got.append)
+    OutboxRelay(app.uow, bus).run_once(min_age_s=0)
+    assert left <= {e.event_id for e in got}
+    assert outbox_types(app) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -12,6 +12,9 @@ from wtb_domain.events import Event, ExecutionEvent
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_TICK = timedelta(microseconds=1)  # the stores keep microseconds
 
 
 class Status(StrEnum):
@@ -90,6 +93,18 @@ class Execution:
     @property
     def finished(self) -> bool:
         return self.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    def touch(self, at: datetime | None = None) -> datetime:
+        """Set ``updated_at`` to ``at`` (default: now), never backwards: a runner whose clock
+        is behind the previous runner's does not move it back."""
+        self.updated_at = max(at or utcnow(), self.updated_at)
+        return self.updated_at
+
+    def next_write_time(self) -> datetime:
+        """A time for a checkpoint written now: later than any write before (``updated_at``)
+        even when this host's clock is behind the previous runner's. Node events are ordered
+        by it (``adapters.sql.node_events``: a publication mark is a time)."""
+        return max(utcnow(), self.updated_at + _TICK)
 
     def pop_events(self) -> list[Event]:
         """The events written with the execution's store writes (to publish), now forgotten;

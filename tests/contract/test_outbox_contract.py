@@ -4,14 +4,16 @@ idempotent consumers apply each event once."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.contract.test_controller_contract import LINEAR
 from tests.contract.workflows import FLAKY
-from wtb_domain import App, ExecutionError, Severity
+from wtb_domain import App, ExecutionError, Severity, model
 from wtb_domain import events as ev
 from wtb_domain.batch.service import BatchService
 from wtb_domain.batch.spec import BatchSpec
@@ -222,3 +224,33 @@ def test_a_process_taking_over_cannot_mark_what_a_dead_one_left_unpublished(
     OutboxRelay(app.uow, bus).run_once(min_age_s=0)
     assert left <= {e.event_id for e in got}
     assert outbox_types(app) == []
+
+
+def test_a_taker_over_whose_clock_is_behind_leaves_its_node_events_relayable(
+    app: App, make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    OutboxRelay(app.uow, MessageBus()).run_once()
+    ex = app.controller.run(LINEAR, {"x": 1}, break_before=["c"])
+    app.flush()  # a and b published and marked
+    now = model.utcnow
+
+    def an_hour_behind() -> datetime:
+        return now() - timedelta(hours=1)
+
+    for module in list(sys.modules.values()):  # this host's clock is an hour behind
+        if (
+            module
+            and module.__name__.startswith("wtb_domain")
+            and (getattr(module, "utcnow", None) is now)
+        ):
+            monkeypatch.setattr(module, "utcnow", an_hour_behind)
+    dead: list[Event] = []
+    _ghost(make_app, dead).controller.resume(ex.id)  # runs c and dies before marking it
+    monkeypatch.undo()
+    (c,) = [e for e in dead if isinstance(e, ev.NodeCompleted)]
+    with app.uow() as uow:
+        pending = {r.event.event_id for r in uow.outbox.pending(100_000)}
+        history = uow.checkpoints.history(ex.id)
+    assert c.event_id in pending  # not hidden behind the first runner's mark
+    times = [cp.created_at for cp in history]
+    assert times == sorted(times) and len(set(times)) == len(times)

@@ -11,7 +11,7 @@ from wtb_domain.controller._core import _ControllerCore, _refuse_langgraph
 from wtb_domain.errors import ExecutionError, WorkflowError
 from wtb_domain.events import ExecutionForked, ExecutionRolledBack, NodeReplayed, StateUpdated
 from wtb_domain.ids import new_id
-from wtb_domain.model import Execution, Source, Status, utcnow
+from wtb_domain.model import Execution, Source, Status
 from wtb_domain.state import deltas_metadata, encode_update
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class _TimeTravel(_ControllerCore):
             execution.status = Status.PAUSED
             execution.paused_at = f"rollback:{cp.step}"
             execution.error_type = execution.error_message = execution.error_traceback = None
-            execution.updated_at = utcnow()
+            execution.touch()
             execution.emit(ExecutionRolledBack(execution.id, cp.id))
             uow.record(execution.unrecorded_events())
             uow.move_head(execution, expected)
@@ -78,7 +78,7 @@ class _TimeTravel(_ControllerCore):
                 },
             )
             execution.head_checkpoint_id = cp.id
-            execution.updated_at = cp.created_at
+            execution.touch(cp.created_at)
             execution.emit(StateUpdated(execution.id, cp.id, encoded.changed_keys))
             uow.record(execution.unrecorded_events())
             # A compare-and-set on the head read above, refused while a runner holds a claim.

@@ -19,7 +19,7 @@ from wtb_domain.engine.outcomes import _Head
 from wtb_domain.engine.step import NodeStep
 from wtb_domain.errors import StateError, WorkflowError
 from wtb_domain.heartbeat import Heartbeat
-from wtb_domain.model import Checkpoint, Execution, Status, utcnow
+from wtb_domain.model import Checkpoint, Execution, Status
 from wtb_domain.ports import Retry, UnitOfWork, UnitOfWorkFactory, run_once
 from wtb_domain.state import max_state_bytes
 from wtb_domain.workflow import END, Workflow
@@ -99,7 +99,7 @@ class Engine(NodeStep):
             execution.error_type = execution.error_message = execution.error_traceback = None
             if claim is None:
                 claim = self.new_claim()
-                execution.updated_at = utcnow()
+                execution.touch()
                 try:
                     self._claim(uow, execution, claim)
                 except BaseException:

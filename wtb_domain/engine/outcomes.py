@@ -18,7 +18,7 @@ from wtb_domain.events import (
     NodeFailed,
     NodeTimedOut,
 )
-from wtb_domain.model import Checkpoint, Execution, Status, utcnow
+from wtb_domain.model import Checkpoint, Execution, Status
 from wtb_domain.ports import Retry, UnitOfWork
 from wtb_domain.redaction import mask_text
 from wtb_domain.state import value_size
@@ -84,7 +84,7 @@ class EngineOutcomes:
         self, uow: UnitOfWork, claim: Claim, execution: Execution, *events: Event
     ) -> Execution:
         """Write the paused / finished / failed execution and release its claim."""
-        execution.updated_at = utcnow()
+        execution.touch()
         self._write(uow, execution, lambda: uow.release_execution(execution, claim), *events)
         return execution
 

@@ -17,7 +17,7 @@ from wtb_domain.errors import StateError
 from wtb_domain.events import Event, ExecutionCompleted, ExecutionPaused, NodeCompleted
 from wtb_domain.heartbeat import Heartbeat
 from wtb_domain.ids import new_id
-from wtb_domain.model import Checkpoint, Execution, Source, Status, utcnow
+from wtb_domain.model import Checkpoint, Execution, Source, Status
 from wtb_domain.node_call import call_node
 from wtb_domain.ports import UnitOfWork, UnitOfWorkFactory
 from wtb_domain.recording import node_run
@@ -105,11 +105,11 @@ class NodeStep(EngineOutcomes):
                 **deltas_metadata(encoded),
                 **run.metadata(),
             },
-            created_at=utcnow(),
+            created_at=execution.next_write_time(),
         )
         execution.head_checkpoint_id = cp.id
         execution.metrics = totals
-        execution.updated_at = cp.created_at
+        execution.touch(cp.created_at)
 
         # The next node sees exactly what a resumed run would read back: the JSON round trip.
         state = dict(head.state)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql
 
 from wtb_domain.adapters.sql import node_events
 from wtb_domain.adapters.sql.node_events import is_stored_as_checkpoint, node_event
+from wtb_domain.adapters.sql.repositories.rows import aware
 from wtb_domain.adapters.sql.tables import OUTBOX, PROCESSED
 from wtb_domain.audit import describe, details_of, headline, severity_of, snake
 from wtb_domain.events import (
@@ -68,10 +69,6 @@ EVENT_COLUMNS = (
     "severity",
     "message",
 )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def event_row(event: Event) -> dict[str, Any]:
@@ -185,7 +182,7 @@ def _entry(r: Any) -> AuditEntry:
     migration 0007, or by :meth:`SqlAudit.add`) hold their details as the payload."""
     payload = dict(r.payload or {})
     known = r.event_type in EVENT_TYPES
-    created = _aware(r.created_at)
+    created = aware(r.created_at)
     if r.severity is not None and r.message is not None:  # an entry without an event
         severity, message = Severity(r.severity.upper()), r.message
     elif not known:
@@ -306,8 +303,8 @@ class SqlOutbox:
         rows = [
             OutboxRecord(
                 r.id,
-                from_payload(r.event_type, dict(r.payload), r.event_id, _aware(r.created_at)),
-                _aware(r.created_at),
+                from_payload(r.event_type, dict(r.payload), r.event_id, aware(r.created_at)),
+                aware(r.created_at),
             )
             for r in self._s.execute(stmt)
         ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeGuard
 
 from sqlalchemy import (
@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from wtb_domain.adapters.sql.repositories.rows import aware
 from wtb_domain.adapters.sql.tables import CHECKPOINTS, EXECUTIONS, NODE_EVENT_MARKS
 from wtb_domain.events import Event, NodeCompleted
 from wtb_domain.model import Source
@@ -64,10 +65,6 @@ def is_stored_as_checkpoint(event: Event) -> TypeGuard[NodeCompleted]:
     return type(event) is NodeCompleted
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def node_event(row: Any) -> NodeCompleted:
     """The ``NodeCompleted`` of a checkpoint row (selected with :data:`COLUMNS`)."""
     labels = row.labels or {}
@@ -81,7 +78,7 @@ def node_event(row: Any) -> NodeCompleted:
         float(duration) if isinstance(duration, int | float) else 0.0,
         batch_id=batch_id if isinstance(batch_id, str) else None,
         event_id=row.id,
-        occurred_at=_aware(row.created_at),
+        occurred_at=aware(row.created_at),
     )
 
 

@@ -14,7 +14,7 @@ from wtb_domain import App, NotFoundError
 from wtb_domain.claims import ExecutionClaimed, ExecutionConflict
 from wtb_domain.events import BatchProgressed, Event, NodeCompleted
 from wtb_domain.ids import new_id
-from wtb_domain.model import BatchResult, BatchTest
+from wtb_domain.model import BatchResult, BatchTest, Checkpoint
 
 
 def _event_ids(app: App, execution_id: str) -> set[str | None]:
@@ -22,9 +22,16 @@ def _event_ids(app: App, execution_id: str) -> set[str | None]:
         return {e.event_id for e in uow.audit.entries(execution_id)}
 
 
-def _completed(execution_id: str, checkpoint_id: str) -> NodeCompleted:
+def _completed(execution_id: str, checkpoint: Checkpoint) -> NodeCompleted:
+    """As the engine builds it: the event is its checkpoint (same id and time)."""
     return NodeCompleted(
-        execution_id, node="a", variant="x", checkpoint_id=checkpoint_id, duration_ms=1.0
+        execution_id,
+        node="a",
+        variant="x",
+        checkpoint_id=checkpoint.id,
+        duration_ms=1.0,
+        event_id=checkpoint.id,
+        occurred_at=checkpoint.created_at,
     )
 
 
@@ -35,7 +42,7 @@ def test_a_refused_node_write_leaves_no_checkpoint_value_or_event(
     winner = next_node(execution, input_cp, "a")
     loser = next_node(execution, input_cp, "a")
     save(app, winner)
-    event = _completed(execution.id, loser.checkpoint.id)
+    event = _completed(execution.id, loser.checkpoint)
 
     with make_app().uow() as uow, pytest.raises(ExecutionConflict):
         uow.record([event])
@@ -57,7 +64,7 @@ def test_a_node_write_refused_by_a_live_claim_names_the_owner_and_writes_nothing
     with app.uow() as uow:
         uow.claim_execution(execution, foreign())
     node = next_node(execution, input_cp, "a")
-    event = _completed(execution.id, node.checkpoint.id)
+    event = _completed(execution.id, node.checkpoint)
 
     with make_app().uow() as uow, pytest.raises(ExecutionClaimed, match="elsewhere"):
         uow.record([event])
@@ -75,7 +82,7 @@ def test_a_node_write_refused_by_a_live_claim_names_the_owner_and_writes_nothing
 def test_an_accepted_node_write_stores_its_events(app: App) -> None:
     execution, input_cp = started(app)
     node = next_node(execution, input_cp, "a")
-    event = _completed(execution.id, node.checkpoint.id)
+    event = _completed(execution.id, node.checkpoint)
 
     with app.uow() as uow:
         uow.record([event])

@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from wtb_domain.adapters.sql import precompiled
 from wtb_domain.adapters.sql.repositories.rows import aware
 from wtb_domain.adapters.sql.tables import CHECKPOINTS, EXECUTIONS, NODE_EVENT_MARKS
 from wtb_domain.events import Event, NodeCompleted
@@ -145,9 +146,11 @@ def _mark(dialect: str) -> Insert:
     execution = bindparam("execution_id", type_=String())
     # A node checkpoint of the execution up to ``top`` that no mark covers and whose event
     # the marker did not publish: the mark must not pass it.
+    # (``source`` a named parameter like the others: ``precompiled`` runs it, compiled once)
+    node_event = (C.source == bindparam("source", type_=String())) & C.variant.is_not(None)
     gap = exists().where(
         C.execution_id == execution,
-        NODE_EVENT,
+        node_event,
         C.created_at <= top,
         ~_COVERED,
         ~_published(dialect),
@@ -167,7 +170,8 @@ _MARKS: dict[str, Insert] = {}
 
 def mark_statement(dialect: str) -> Insert:
     """Move an execution's mark to ``top`` when every node event up to it is covered or
-    among ``ids``; parameters ``execution_id``, ``top``, ``ids``."""
+    among ``ids``; parameters ``execution_id``, ``top``, ``ids`` and ``source`` (the node
+    checkpoints' source)."""
     stmt = _MARKS.get(dialect)
     if stmt is None:
         stmt = _MARKS[dialect] = _mark(dialect)
@@ -184,6 +188,7 @@ def mark_params(dialect: str, events: Sequence[NodeCompleted]) -> list[dict[str,
         ids = [e.event_id for e in mine]
         params.append(
             {
+                "source": Source.NODE.value,
                 "execution_id": execution_id,
                 "top": max(e.occurred_at for e in mine),
                 "ids": json.dumps(ids) if dialect == "sqlite" else ids,
@@ -196,4 +201,6 @@ def mark_published(connection: Connection, events: Sequence[NodeCompleted]) -> N
     """Mark published node events (in the connection's current transaction)."""
     if events:
         dialect = connection.dialect.name
-        connection.execute(mark_statement(dialect), mark_params(dialect, events))
+        # The dialect's ON CONFLICT insert has no cache key: SQLAlchemy would compile it on
+        # every call.
+        precompiled.execute_many(connection, mark_statement(dialect), mark_params(dialect, events))

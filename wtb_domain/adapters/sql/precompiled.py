@@ -40,8 +40,9 @@ def _compiled(connection: Connection, statement: Any, keys: tuple[str, ...]) -> 
     if hit is not None and hit.statement is statement:
         return hit
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup or ())
-    if not order or set(order) != set(keys):  # named paramstyle or other binds: not for us
+    # Positional (SQLite): the parameters in SQL order; named (psycopg): each name once.
+    order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+    if not order or set(order) != set(keys):  # other binds than the rows': not for us
         return None
     processors = {}
     for name in order:
@@ -59,12 +60,16 @@ def execute_many(
 ) -> CursorResult[Any]:
     """Execute ``statement`` (a module-level constant) for every row (all with the same keys).
 
-    Statements whose SQL has other parameters than the rows' keys, or a dialect with named
-    parameters, go through ``connection.execute`` as usual.
+    Statements whose SQL has other parameters than the rows' keys go through
+    ``connection.execute`` as usual.
     """
     entry = _compiled(connection, statement, tuple(rows[0]))
     if entry is None:
         return connection.execute(statement, list(rows))
     procs, order = entry.processors, entry.order
-    params = [tuple(procs[k](row[k]) if k in procs else row[k] for k in order) for row in rows]
+    params: list[Any]
+    if connection.dialect.positional:
+        params = [tuple(procs[k](row[k]) if k in procs else row[k] for k in order) for row in rows]
+    else:
+        params = [{k: procs[k](row[k]) if k in procs else row[k] for k in order} for row in rows]
     return connection.exec_driver_sql(entry.sql, params if len(params) > 1 else params[0])

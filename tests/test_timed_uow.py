@@ -50,9 +50,9 @@ class CountingMetrics:
     def __init__(self) -> None:
         self.writes = 0
 
-    def timed_write(self, write: Callable[[], Any]) -> Any:
+    def timed_write(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.writes += 1
-        return write()
+        return write(*args, **kwargs)
 
 
 def test_the_port_has_the_members_this_test_knows() -> None:

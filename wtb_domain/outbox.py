@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -114,21 +114,31 @@ class OutboxRelay:
 
 class SeenEvents:
     """Wraps an in-process handler so an event id it already handled is skipped (the last
-    ``size`` ids are remembered)."""
+    ``size`` ids are remembered).
+
+    Without a lock: ``dict.setdefault`` inserts an id or returns the one there in one
+    atomic step, so two threads handed the same event (the publisher and the relay) cannot
+    both handle it; ``deque`` appends and pops are atomic too.
+    """
 
     def __init__(self, handler: Callable[[Event], None], size: int = 100_000) -> None:
         self._handler = handler
         self._size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._seen: dict[str, object] = {}
+        self._order: deque[str] = deque()
 
     def __call__(self, event: Event) -> None:
-        with self._lock:
-            if event.event_id in self._seen:
-                return
-            self._seen[event.event_id] = None
-            if len(self._seen) > self._size:
-                self._seen.popitem(last=False)
+        mine = object()
+        if self._seen.setdefault(event.event_id, mine) is not mine:
+            return
+        order = self._order
+        order.append(event.event_id)
+        while len(order) > self._size:
+            try:
+                oldest = order.popleft()
+            except IndexError:  # another thread emptied it meanwhile
+                break
+            self._seen.pop(oldest, None)
         self._handler(event)
 
 

@@ -11,7 +11,7 @@ either delegated untouched or timed, and that each timed name is a port method.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,11 +34,12 @@ class TimedUnitOfWork:
             raise AttributeError(name)
         member = getattr(self._inner, name)
         if name in TIMED_WRITES:
-            return functools.partial(self._timed, member)
+            member = functools.partial(self._metrics.timed_write, member)
+        if inspect.ismethod(member) or isinstance(member, functools.partial):
+            # A method stays what it is for the unit of work's life: looked up once (the
+            # engine calls several per node). Properties are read from ``inner`` each time.
+            self.__dict__[name] = member
         return member
-
-    def _timed(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self._metrics.timed_write(lambda: write(*args, **kwargs))
 
     # Special methods are looked up on the type, never through __getattr__.
     def __enter__(self) -> Self:

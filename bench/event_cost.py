@@ -1,10 +1,13 @@
-"""Where the cost of watching goes on SQLite: one node write with its event row, taken apart.
+"""Where the cost of watching goes on SQLite: one node write and its events, taken apart.
 
 ``python bench/event_cost.py [--executions N] [--rounds R] [--no-write]`` (~5 min)
 
-The audit + outbox cost per node (``bench/checkpoint_overhead.py --audit-only``) is the sum
-of three parts; this script measures each on its own, on the 10-node linear graph of that
-bench (1 KB state), after a figure that does not move with the machine's load:
+Since migration 0012 a ``NodeCompleted`` is stored as its node's checkpoint (no event row;
+``wtb_domain/adapters/sql/node_events.py``): what watching adds to a node is the metrics,
+the event rows of the execution's start and end (0.2 per node on this graph), and marking
+the events published (one conditional upsert per execution per publisher flush). This
+script measures each on the 10-node linear graph of ``bench/checkpoint_overhead.py``
+(1 KB state), after a figure that does not move with the machine's load:
 
 0. **Instructions per node** (when valgrind is installed): each mode (nothing watched,
    metrics only, audit + outbox + metrics) runs in a process under valgrind's cachegrind,
@@ -18,12 +21,13 @@ bench (1 KB state), after a figure that does not move with the machine's load:
    ``sqlite3`` module, in autocommit and with WTB's pragmas, on fresh copies of the migrated
    empty database: as captured, with the event rows taken out of each statement, and with
    the outbox's secondary indexes dropped one after the other. The difference is the
-   engine's cost of the event row: the trigger, the table, each index and the pages the
-   commit writes to the WAL. No Python of WTB runs in the timed loop.
-2. **Building and binding the row** (Python): ``event_rows`` and the column types' bind
-   processors for one ``NodeCompleted``, as the write does it.
-3. **Marking published**: the publisher's batched ``UPDATE`` of 200 events (what
-   ``Publisher.flush`` sends), per event.
+   engine's cost of the event rows (now only the execution's start and end). No Python of
+   WTB runs in the timed loop.
+2. **Building and binding an event row** (Python): ``event_rows`` and the column types'
+   bind processors for one ``ExecutionStarted``, as the write does it.
+3. **Marking published**: the publisher's batched marks of 200 events (what
+   ``Publisher.flush`` sends: one upsert per execution for its node events, one ``UPDATE``
+   for the rows), per event.
 
 CPU time (``time.process_time``), medians over rounds; the contenders of part 1 are
 interleaved round by round.
@@ -62,7 +66,7 @@ from bench.common import (
 from wtb_domain import sql_app
 from wtb_domain.adapters.sql.event_store import event_rows
 from wtb_domain.adapters.sql.sqlite_writes import LAYOUTS, VIEW, _processors
-from wtb_domain.events import NodeCompleted
+from wtb_domain.events import ExecutionStarted
 
 SECTION = "event_cost"
 TITLE = "Cost of watching on SQLite, taken apart"
@@ -190,8 +194,8 @@ def engine_rows(
 
 
 def build_us() -> float:
-    """Python: the row of one NodeCompleted, bound as the write binds it (us)."""
-    e = NodeCompleted("e" * 32, "node_3", "default", "c" * 32, 0.42)
+    """Python: the row of one ExecutionStarted, bound as the write binds it (us)."""
+    e = ExecutionStarted("e" * 32, "linear", {"node_3": "default"})
     procs = _processors(sqlite3_dialect())["event"]
 
     def build() -> list[Any]:
@@ -211,7 +215,7 @@ def sqlite3_dialect() -> Any:
 
 
 def mark_us(tmp: Path, executions: int) -> float:
-    """The publisher's batched mark (200 events per UPDATE), CPU us per event."""
+    """The publisher's batched marks (200 events per flush), CPU us per event."""
     app = sql_app(f"sqlite:///{tmp}/mark.db", audit=True)
     assert app.publisher is not None
     app.publisher._mark_every = 10**9  # keep every id: marked below, timed
@@ -220,18 +224,18 @@ def mark_us(tmp: Path, executions: int) -> float:
     for k in range(executions):
         app.controller.run(workflow, make_input(1_000, k))
     publisher = app.publisher
-    ids, publisher._unmarked = publisher._unmarked, []
+    events, publisher._unmarked = publisher._unmarked, []
     start = time.process_time()
-    for i in range(0, len(ids), 200):
+    for i in range(0, len(events), 200):
         with app.uow() as uow:
-            uow.outbox.mark_published(ids[i : i + 200])
+            uow.outbox.mark_published(events[i : i + 200])
             uow.commit()
     spent = time.process_time() - start
     with app.uow(read_only=True) as uow:
         assert uow.outbox.unpublished_count() == 0
     assert app.database is not None
     app.database.dispose()
-    return spent / len(ids) * 1e6
+    return spent / len(events) * 1e6
 
 
 MODES = {
@@ -326,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         "instructions vs without events",
     ]
     print_table("1. SQLite's own work per node write", headers, engine)
-    python = [["build + bind one event row (Python)", f"{build:.1f}"]]
-    python.append(["mark published, per event (UPDATE of 200)", f"{mark:.1f}"])
+    python = [["build + bind one event row (Python, ExecutionStarted)", f"{build:.1f}"]]
+    python.append(["mark published, per event (flushes of 200)", f"{mark:.1f}"])
     print_table("2-3. per event", ["part", "CPU us"], python)
     if not args.no_write:
         body = "\n\n".join(

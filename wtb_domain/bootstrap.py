@@ -92,8 +92,10 @@ def _assemble(
 def sql_app(url: str | None = None, *, audit: bool = True) -> App:
     """An App on ``url`` (default: ``WTB_DATABASE_URL`` or ``./.wtb/wtb.db``), migrated.
 
-    ``audit=False`` writes no audit entries and no outbox rows (benchmarks of the bare
-    checkpoint path); events are still published to the process's bus.
+    ``audit=False`` writes no audit entries and no outbox rows and marks nothing published
+    (benchmarks of the bare checkpoint path); events are still published to the process's
+    bus. Its node events, stored as their checkpoints, stay unpublished in the store's view
+    (``wtb doctor`` reports them; see docs/reliability.md, "Node events").
     """
     db = database_for(url)
     _count_db_errors(db)

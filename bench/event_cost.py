@@ -1,6 +1,7 @@
 """Where the cost of watching goes on SQLite: one node write and its events, taken apart.
 
-``python bench/event_cost.py [--executions N] [--rounds R] [--no-write]`` (~5 min)
+``python bench/event_cost.py [--executions N] [--rounds R] [--pg-url URL] [--no-write]``
+(~3 min; ~10 more with ``--pg-url``)
 
 Since migration 0012 a ``NodeCompleted`` is stored as its node's checkpoint (no event row;
 ``wtb_domain/adapters/sql/node_events.py``): what watching adds to a node is the metrics,
@@ -13,7 +14,9 @@ script measures each on the 10-node linear graph of ``bench/checkpoint_overhead.
    metrics only, audit + outbox + metrics) runs in a process under valgrind's cachegrind,
    with and without ``N`` executions after a warm-up; the difference divided by the nodes
    is the mode's user-space instructions per node (the kernel's share, such as the WAL's
-   writes, is not counted). Part 1's replays are counted the same way.
+   writes, is not counted). Part 1's replays are counted the same way. With ``--pg-url``
+   the same count on PostgreSQL (the client's share: **0b**) and the CPU time per node of
+   the client and of its PostgreSQL backends (**0c**, interleaved rounds).
 
 1. **SQLite's own work.** The node writes of ``N`` executions with ``audit=True`` are
    captured (the one ``INSERT INTO wtb_sqlite_writes`` statement per write, with its
@@ -245,13 +248,13 @@ MODES = {
 }
 
 
-def run_one(mode: str, executions: int) -> None:
-    """The subprocess measured by :func:`instructions`: an App in ``mode``, 20 warm-up
-    executions, then ``executions`` more."""
+def run_one(mode: str, executions: int, url: str | None = None) -> None:
+    """The subprocess measured by :func:`instructions`: an App in ``mode`` (on ``url``,
+    default a SQLite file of its own), 20 warm-up executions, then ``executions`` more."""
     from bench.checkpoint_overhead import WtbContender
 
     with tempfile.TemporaryDirectory(prefix="wtb-event-ir-") as d:
-        contender = WtbContender(d, audit=mode == "on", metrics=mode != "bare")
+        contender = WtbContender(d, audit=mode == "on", url=url, metrics=mode != "bare")
         workflow = linear_workflow(NODES)
         for k in range(20 + executions):
             contender.app.controller.run(workflow, make_input(1_000, k))
@@ -259,9 +262,9 @@ def run_one(mode: str, executions: int) -> None:
         contender.app.database.dispose()
 
 
-def _refs(mode: str, executions: int) -> int:
+def _refs(mode: str, executions: int, url: str | None = None) -> int:
     """User-space instructions of one ``run_one`` process."""
-    return _valgrind_refs(["--run-one", mode, str(executions)])
+    return _valgrind_refs(["--run-one", mode, str(executions), *([url] if url else [])])
 
 
 def _valgrind_refs(args: list[str]) -> int:
@@ -282,12 +285,14 @@ def _valgrind_refs(args: list[str]) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def instructions(executions: int) -> list[list[str]]:
+def instructions(executions: int, url: str | None = None) -> list[list[str]]:
     """Instructions per node of each mode: (count with ``executions`` more runs - count
-    without them) / nodes; the start-up of the process cancels out."""
+    without them) / nodes; the start-up of the process cancels out. On PostgreSQL
+    (``url``) these are the client's only."""
     per_node = {}
     for label, mode in MODES.items():
-        per_node[label] = (_refs(mode, executions) - _refs(mode, 0)) / (executions * NODES)
+        more, none = _refs(mode, executions, url), _refs(mode, 0, url)
+        per_node[label] = (more - none) / (executions * NODES)
     base = per_node["nothing watched"]
     return [
         [label, f"{n / 1000:.1f}k", f"{(n - base) / 1000:+.1f}k", f"{(n - base) / base:+.1%}"]
@@ -295,16 +300,84 @@ def instructions(executions: int) -> list[list[str]]:
     ]
 
 
+class _ServerShare:
+    """A contender whose ``other_cpu`` (read by ``interleaved_rounds`` before and after each
+    of its chunks) also sums the server CPU of its own chunks: the contenders share one
+    engine (``database_for`` is per URL), so only a chunk's difference is its own."""
+
+    def __init__(self, contender: Any) -> None:
+        self._c = contender
+        self.server = 0.0
+        self._start: float | None = None
+
+    def __call__(self, item: Any) -> None:
+        self._c(item)
+
+    def other_cpu(self) -> float:
+        now = float(self._c.other_cpu())
+        if self._start is None:
+            self._start = now
+        else:
+            self.server += now - self._start
+            self._start = None
+        return now
+
+
+def pg_cpu(url: str, executions: int, rounds: int) -> list[list[str]]:
+    """PostgreSQL: CPU us per node of each mode, the client (this process) and the server
+    (the contender's backends, from ``/proc``: clock ticks, so summed over every measured
+    run) apart; the total is the median of interleaved rounds."""
+    from bench.checkpoint_overhead import WtbContender
+    from bench.common import interleaved_rounds
+
+    with tempfile.TemporaryDirectory(prefix="wtb-event-pg-") as d:
+        contenders = {
+            label: WtbContender(d, audit=mode == "on", url=url, metrics=mode != "bare")
+            for label, mode in MODES.items()
+        }
+        items = [(k, make_input(1_000, k)) for k in range(executions)]
+        for c in contenders.values():  # warm-up, not counted
+            for item in items[:20]:
+                c(item)
+        measured = {label: _ServerShare(c) for label, c in contenders.items()}
+        cpu: dict[str, list[float]] = {}
+        interleaved_rounds(dict(measured), items, rounds, 0, cpu)
+        runs = len(items) // rounds * rounds
+        server = {label: m.server / runs for label, m in measured.items()}
+        for c in contenders.values():
+            c.check_and_close()
+    rows = []
+    base = 0.0
+    for label in contenders:
+        total = statistics.median(cpu[label]) / NODES * 1e6
+        srv = server[label] / NODES * 1e6
+        base = base or total
+        rows.append(
+            [
+                label,
+                f"{total - srv:.0f}",
+                f"{srv:.0f}",
+                f"{total:.0f}",
+                f"{total - base:+.0f} ({(total - base) / base:+.1%})",
+            ]
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--executions", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results.md")
-    ap.add_argument("--run-one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--pg-url", help="also measure the three modes on this (throwaway) PostgreSQL database"
+    )
+    ap.add_argument("--pg-executions", type=int, default=100, help="under valgrind (slow)")
+    ap.add_argument("--run-one", nargs="+", metavar="MODE N [URL]", help=argparse.SUPPRESS)
     ap.add_argument("--replay-one", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.run_one:
-        run_one(args.run_one[0], int(args.run_one[1]))
+        run_one(args.run_one[0], int(args.run_one[1]), *args.run_one[2:3])
         return 0
     if args.replay_one:
         path, which, drops, count = args.replay_one
@@ -315,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     ir = instructions(args.executions) if shutil.which("valgrind") else []
     if ir:
         print_table("0. instructions per node (user space, valgrind)", ir_headers, ir)
+    pg_ir: list[list[str]] = []
+    pg_rows: list[list[str]] = []
+    pg_headers = ["mode (1 KB state)", "client", "server", "total", "extra, % of nothing"]
+    if args.pg_url:
+        if shutil.which("valgrind"):
+            pg_ir = instructions(args.pg_executions, args.pg_url)
+            print_table("0b. PostgreSQL: client instructions per node", ir_headers, pg_ir)
+        pg_rows = pg_cpu(args.pg_url, 20 + 600, 6)
+        print_table("0c. PostgreSQL: CPU us per node", pg_headers, pg_rows)
     with tempfile.TemporaryDirectory(prefix="wtb-event-cost-") as d:
         tmp = Path(d)
         empty, statements = capture(tmp, args.executions)
@@ -348,6 +430,27 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                     if ir
                     else ["(valgrind not installed: no instruction counts)"]
+                ),
+                *(
+                    [
+                        f"**0b. PostgreSQL, the client's instructions per node** (the same "
+                        f"count, {args.pg_executions} executions; the server's work is not in "
+                        "it):",
+                        markdown_table(ir_headers, pg_ir),
+                    ]
+                    if pg_ir
+                    else []
+                ),
+                *(
+                    [
+                        "**0c. PostgreSQL, CPU us per node** (600 executions in 6 interleaved "
+                        "rounds; client: this process's CPU time; server: its backends' "
+                        "(`/proc`, clock ticks, summed over the runs); total: the median "
+                        "round of both):",
+                        markdown_table(pg_headers, pg_rows),
+                    ]
+                    if pg_rows
+                    else []
                 ),
                 "**1. SQLite's own work per node write** (the captured statements replayed "
                 "with `sqlite3`: CPU time per write, median of the rounds; instructions per "

@@ -806,11 +806,11 @@ def audit_markdown(res: Results) -> str:
             "",
             f"Machine: {machine_line(res.info)}.",
             "",
-            "`audit=True` (the default) writes each node's event as one row (outbox entry and "
-            "audit entry in one, migration 0010) in the node's own write (SQLite: one more "
-            "row of the one-statement trigger write, migration 0011; PostgreSQL: one more CTE "
-            "of the one-statement write), and marks published events in batches (at most once "
-            "per second or 200 events per process). *Nothing watched*: `audit=False` and the "
+            "`audit=True` (the default) stores a node's `NodeCompleted` as its checkpoint "
+            "(no event row, migration 0012) and an execution's other events as one row each "
+            "(outbox entry and audit entry in one) in the write they describe, and marks "
+            "published events in batches (at most once per second or 200 events per process; "
+            "node events: one mark per execution). *Nothing watched*: `audit=False` and the "
             "controller on the bare unit of work with a bus nobody listens to (no Prometheus "
             "metrics: no checkpoint-write timer, no node histogram, no counters). "
             f"The {NODES}-node linear graph of the section "

@@ -20,7 +20,7 @@ from wtb_domain import sql_app
 from wtb_domain.adapters.sql.database import database_for
 from wtb_domain.adapters.sql.integrity import SqlIntegrityView
 from wtb_domain.adapters.sql.node_events import NODE_EVENT
-from wtb_domain.adapters.sql.tables import CHECKPOINTS, NODE_EVENT_MARKS
+from wtb_domain.adapters.sql.tables import CHECKPOINTS, EXECUTIONS, NODE_EVENT_MARKS
 from wtb_domain.batch.service import BatchService
 from wtb_domain.bootstrap import App
 from wtb_domain.errors import StoreError
@@ -201,6 +201,11 @@ def test_dead_runs_are_marked_interrupted_and_resume(wtb: App) -> None:
         e=expired,
     )
     sql(wtb, "UPDATE wtb_executions SET status = 'running' WHERE id = :e", e=unclaimed)
+    ahead = wtb.controller.get(unclaimed).updated_at + timedelta(hours=1)
+    with engine(wtb).begin() as conn:  # its runner's clock was an hour ahead of this host's
+        conn.execute(
+            update(EXECUTIONS).where(EXECUTIONS.c.id == unclaimed).values(updated_at=ahead)
+        )
     sql(
         wtb,
         "UPDATE wtb_executions SET status = 'running', claimed_by = 'host-b:2:alive', "
@@ -222,6 +227,7 @@ def test_dead_runs_are_marked_interrupted_and_resume(wtb: App) -> None:
         e = wtb.controller.get(execution_id)
         assert e.status is Status.FAILED and e.error_type == INTERRUPTED
         assert "wtb resume" in (e.error_message or "")
+    assert wtb.controller.get(unclaimed).updated_at == ahead  # never moved backwards
     assert wtb.controller.get(live).status is Status.RUNNING  # a live claim is left alone
     plain = next(i for i in (expired, unclaimed) if i not in _batch_executions(wtb))
     assert wtb.controller.resume(plain).status is Status.COMPLETED

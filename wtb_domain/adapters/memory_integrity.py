@@ -124,7 +124,7 @@ class MemoryIntegrityView:
                     status=Status.FAILED,
                     error_type=INTERRUPTED,
                     error_message=INTERRUPTED_MESSAGE,
-                    updated_at=utcnow(),
+                    updated_at=max(utcnow(), self.store.executions[i].updated_at),
                 )
                 self.store.claims.pop(i, None)
             return len(stuck)

@@ -12,7 +12,19 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, and_, inspect, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    case,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import text as sql_text
 
 from wtb_domain.adapters.sql import node_events, rollups
@@ -237,6 +249,7 @@ class SqlIntegrityView:
         if not execution_ids:
             return 0
         c = EXECUTIONS.c
+        now = bindparam("now", utcnow(), type_=c.updated_at.type)
         stmt = (
             update(EXECUTIONS)
             .where(c.id.in_(list(execution_ids)), _stuck(self.dialect))
@@ -246,7 +259,9 @@ class SqlIntegrityView:
                 error_message=INTERRUPTED_MESSAGE,
                 claimed_by=None,
                 claim_expires_at=None,
-                updated_at=utcnow(),
+                # Never backwards (this host's clock may be behind the dead runner's): the
+                # execution's write times order its node events (``node_events``).
+                updated_at=case((c.updated_at > now, c.updated_at), else_=now),
             )
         )
         with self.engine.begin() as conn:

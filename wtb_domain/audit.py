@@ -1,7 +1,9 @@
 """The audit trail: every domain event becomes one readable, redacted entry.
 
 On SQL the entry is the event's outbox row (one row per event, migration 0010): written with
-its severity, message and subject; its details come from the payload when read.
+its severity, message and subject; its details come from the payload when read. A node's
+``NodeCompleted`` has no row: its entry is read from the checkpoint it is stored as
+(migration 0012, :mod:`wtb_domain.adapters.sql.node_events`).
 
 Entries are not written by a bus subscriber: the unit of work writes them (with the outbox
 rows) in the same transaction as the change the event describes -- see

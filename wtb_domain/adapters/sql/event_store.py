@@ -1,7 +1,9 @@
 """The event rows (outbox and audit trail in one), processed-event ids, and how events are
 written.
 
-Since migration 0010 every event is one row of ``wtb_outbox``: the payload the relay
+Since migration 0010 every event is one row of ``wtb_outbox`` -- except, since 0012, a
+``NodeCompleted``, stored as its checkpoint (:mod:`~wtb_domain.adapters.sql.node_events`;
+the reads here merge those in) -- the payload the relay
 publishes and the audit entry's subject and severity (its message and details are derived
 from the payload when read: a write formats no text it may never show). :func:`event_rows`
 turns staged events into rows; they are written by :func:`insert_events` (one statement in

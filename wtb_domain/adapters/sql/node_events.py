@@ -165,17 +165,14 @@ def _mark(dialect: str) -> Insert:
     )
 
 
-_MARKS: dict[str, Insert] = {}
+_MARKS = {dialect: _mark(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 def mark_statement(dialect: str) -> Insert:
     """Move an execution's mark to ``top`` when every node event up to it is covered or
     among ``ids``; parameters ``execution_id``, ``top``, ``ids`` and ``source`` (the node
     checkpoints' source)."""
-    stmt = _MARKS.get(dialect)
-    if stmt is None:
-        stmt = _MARKS[dialect] = _mark(dialect)
-    return stmt
+    return _MARKS[dialect]
 
 
 def mark_params(dialect: str, events: Sequence[NodeCompleted]) -> list[dict[str, Any]]:
